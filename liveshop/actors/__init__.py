@@ -1,0 +1,1 @@
+"""Thin Ray actors around the domain objects. Ray options live in ``wiring`` only."""

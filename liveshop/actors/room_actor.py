@@ -1,0 +1,199 @@
+"""The room actor: owns one :class:`~liveshop.rooms.room.Room`.
+
+Load on start, apply batches of commands, then once per tick: commit the tick's events and
+state in one transaction (group commit), publish one message to Redis, answer the callers
+whose events were in it. A caller hears "ok" only after its event is in PostgreSQL, and a
+viewer sees an event only after it is in PostgreSQL, so a restart never takes back anything
+anyone saw: the epoch only changes if the database itself loses data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import asyncpg
+import msgpack
+from redis.exceptions import RedisError
+
+from liveshop import clock
+from liveshop.config import Settings
+from liveshop.errors import LiveshopError
+from liveshop.rooms.commands import Command, Reply
+from liveshop.rooms.event import Event
+from liveshop.rooms.room import Room
+from liveshop.storage.broker import RedisPublisher
+from liveshop.storage.pool import create_pool
+from liveshop.storage.rooms import RoomStore
+
+log = logging.getLogger(__name__)
+
+#: A state-only change (reaction totals, peak viewers) is persisted at most this often.
+STATE_SAVE_INTERVAL = 1.0
+TRANSIENT_DB_ERRORS = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
+
+def encode_room_message(room: Room, events: list[Event], state: dict[str, Any]) -> bytes:
+    """The one message per tick that gateways turn into a ``room`` push."""
+    message = {
+        "room": room.info.room_id,
+        "epoch": room.epoch,
+        "events": [e.to_wire() for e in events],
+        "state": state,
+    }
+    packed: bytes = msgpack.packb(message, use_bin_type=True)
+    return packed
+
+
+class RoomActor:
+    async def __init__(self, room_id: str, settings: Settings) -> None:
+        assert settings.database_url and settings.redis_url
+        self.room_id = room_id
+        self.settings = settings
+        self.publisher = RedisPublisher(settings.redis_url)
+        self.pool = await self._connect(settings.database_url)
+        self.store = RoomStore(self.pool)
+        stored = await self.store.load(room_id)
+        self.room = Room.restore(
+            stored.info,
+            epoch=stored.epoch,
+            offset=stored.offset,
+            state=stored.state,
+            history=stored.history,
+        )
+        self._wake = asyncio.Event()
+        self._waiters: list[asyncio.Future[None]] = []
+        self._unsaved: list[Event] = []
+        self._unsaved_state: dict[str, Any] = {}
+        self._state_saved_at = 0.0
+        self._state_dirty = False
+        self.batches = 0
+        self.commands = 0
+        self.flushes = 0
+        self._loop_task = asyncio.get_running_loop().create_task(self._tick_loop())
+        log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
+
+    @staticmethod
+    async def _connect(url: str) -> asyncpg.Pool:
+        """Keep trying: a restart during a database outage must wait, not die."""
+        delay = 0.1
+        while True:
+            try:
+                return await create_pool(url, min_size=1, max_size=2)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("room actor cannot reach PostgreSQL yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- calls from gateways and the API -----------------------------------------------------
+
+    async def handle(self, batch: list[Command]) -> list[Reply | LiveshopError]:
+        """Apply a batch; answer once its events are durable (and published)."""
+        results = self.room.apply_batch(batch, clock.now())
+        self.batches += 1
+        self.commands += len(batch)
+        self._state_dirty = True
+        if self.room.has_pending_events():
+            await self._next_flush()
+        else:
+            self._wake.set()
+        return results
+
+    async def snapshot(self) -> dict[str, Any]:
+        # Never show a subscriber an event that is not yet durable.
+        if self.room.has_pending_events() or self._unsaved:
+            await self._next_flush()
+        return self.room.snapshot(clock.now())
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "room": self.room_id,
+            "offset": self.room.offset,
+            "epoch": self.room.epoch,
+            "batches": self.batches,
+            "commands": self.commands,
+            "flushes": self.flushes,
+            "viewers": self.room.viewers(clock.now()),
+        }
+
+    def _next_flush(self) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        return fut
+
+    # -- the tick ----------------------------------------------------------------------------
+
+    async def _tick_loop(self) -> None:
+        tick = self.settings.tick_interval
+        last = 0.0
+        while True:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.settings.viewer_report_interval)
+            self._wake.clear()
+            delay = last + tick - time.monotonic()
+            if delay > 0:
+                await asyncio.sleep(delay)  # gather what else arrives within this tick
+            last = time.monotonic()
+            try:
+                await self._flush()
+            except Exception:
+                log.exception("room %s tick failed", self.room_id)
+                await asyncio.sleep(tick)
+                self._wake.set()
+
+    async def _flush(self) -> None:
+        now = clock.now()
+        tick = self.room.drain(now)
+        waiters, self._waiters = self._waiters, []
+        events = self._unsaved + tick.events
+        self._unsaved = []
+        state_due = self._state_dirty and (
+            time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
+        )
+        if events or state_due:
+            try:
+                await self.store.save_tick(
+                    self.room_id,
+                    epoch=self.room.epoch,
+                    offset=self.room.offset,  # evaluated before the await: matches `events`
+                    state=self.room.durable_state(),
+                    events=events,
+                )
+            except TRANSIENT_DB_ERRORS as exc:
+                # Keep everything and retry: nobody is answered or shown anything until it
+                # is durable. Callers see a timeout ("unavailable") if the outage lasts.
+                log.warning("room %s cannot persist its tick yet: %s", self.room_id, exc)
+                self._unsaved = events
+                self._unsaved_state.update(tick.state)
+                self._waiters = waiters + self._waiters
+                await asyncio.sleep(0.2)
+                self._wake.set()
+                return
+            self._state_saved_at = time.monotonic()
+            self._state_dirty = False
+        state = {**self._unsaved_state, **tick.state}
+        self._unsaved_state = {}
+        if events or state:
+            self.flushes += 1
+            try:
+                await self.publisher.publish(
+                    self.room_id, encode_room_message(self.room, events, state)
+                )
+            except (RedisError, OSError) as exc:
+                # At-most-once: the events are durable and carry offsets, so subscribers
+                # detect the gap and recover from the room.
+                log.warning("room %s could not publish: %s", self.room_id, exc)
+        for fut in waiters:
+            if not fut.done():
+                fut.set_result(None)

@@ -1,0 +1,248 @@
+"""`liveshop up | down | status | token`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+from liveshop import __version__, clock
+from liveshop.config import Settings, default_data_dir
+from liveshop.stack import Stack, read_run_file
+from liveshop.tokens import Role, issue_token
+
+DEMO_VIEWER = "viewer-1"
+
+
+def _progress(start: float) -> Any:
+    def say(message: str) -> None:
+        print(f"  [{time.monotonic() - start:5.1f}s] {message}", flush=True)
+
+    return say
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        http_port=args.http_port,
+        ws_port=args.ws_port,
+        dashboard_port=args.dashboard_port,
+        gateways=args.gateways,
+    ).with_keys()
+    existing = read_run_file(settings.data_dir)
+    if existing and _pid_alive(int(existing["pid"])):
+        print(f"liveshop is already running (pid {existing['pid']}); `liveshop down` stops it.")
+        return 1
+    start = time.monotonic()
+    say = _progress(start)
+    print(f"liveshop {__version__} starting (data in {settings.data_dir})", flush=True)
+    stack = Stack(settings)
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: Any) -> None:
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    try:
+        stack.start_storage(say)
+        stack.start_ray(args.address, say)
+        # Ray's core installs its own SIGTERM handler (log and die); ours must win so that
+        # `liveshop down` gets the same clean stop as Ctrl-C.
+        signal.signal(signal.SIGTERM, on_signal)
+        signal.signal(signal.SIGINT, on_signal)
+        stack.deploy(say)
+        if args.demo:
+            _seed_demo(stack.settings, say)
+        stack.write_run_file()
+        ready = time.monotonic() - start
+        _print_table(stack, ready)
+        if args.demo:
+            _print_demo(stack.settings)
+        if args.exit_when_ready:
+            return 0
+        while not stop.wait(1.0):
+            pass
+        print("\nliveshop stopping...", flush=True)
+        return 0
+    except KeyboardInterrupt:
+        print("\nliveshop stopping...", flush=True)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the clean-up even on a 2nd ^C
+        stack.stop(say)
+        stack.remove_run_file()
+        print("liveshop stopped.", flush=True)
+
+
+def _seed_demo(settings: Settings, say: Any) -> None:
+    from liveshop import demo
+
+    assert settings.database_url
+    asyncio.run(demo.seed(settings.database_url))
+    # Pin through the public API, the way a host's tool would.
+    token = issue_token(
+        settings.secret, user_id="demo-host", name="Demo host",
+        rooms={demo.ROOM_ID: [Role.HOST]}, now=clock.now(), ttl=300,
+    )  # fmt: skip
+    request = urllib.request.Request(
+        f"{settings.http_url}/rooms/{demo.ROOM_ID}/pin",
+        data=json.dumps({"product_id": demo.PRODUCTS[0].product_id}).encode(),
+        headers={"Authorization": f"Bearer {token}", "Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        response.read()
+    say(f"demo        channel '{demo.CHANNEL_ID}', room '{demo.ROOM_ID}', "
+        f"{len(demo.PRODUCTS)} products, one pinned")  # fmt: skip
+
+
+def _print_table(stack: Stack, ready: float) -> None:
+    info = stack.run_info()
+    rows = [
+        ("HTTP API", info["http"] + "  (docs: /docs)"),
+        ("WebSocket gateway", f"{info['ws']}  ({stack.settings.gateways} process(es))"),
+        ("Ray dashboard", info["dashboard"] or f"cluster at {info['ray']}"),
+        ("PostgreSQL", info["database"] + ("  (embedded)" if stack.postgres else "")),
+        ("Redis", info["redis"] + ("  (embedded)" if stack.redis else "")),
+        ("data", str(stack.settings.data_dir)),
+    ]
+    print(f"\nliveshop is ready in {ready:.1f}s\n")
+    width = max(len(name) for name, _ in rows)
+    for name, where in rows:
+        print(f"  {name:<{width}}  {where}")
+    print("\nCtrl-C or `liveshop down` stops everything.\n", flush=True)
+
+
+def _print_demo(settings: Settings) -> None:
+    from liveshop import demo
+
+    token = issue_token(
+        settings.secret, user_id=DEMO_VIEWER, name="Viewer One",
+        rooms={demo.ROOM_ID: [Role.VIEWER]}, now=clock.now(), ttl=settings.token_ttl,
+    )  # fmt: skip
+    print("Demo room:", demo.ROOM_ID)
+    print(f"  snapshot:  curl {settings.http_url}/rooms/{demo.ROOM_ID}")
+    print(f"  websocket: {settings.ws_url}")
+    print(f"  viewer token (24 h):\n    {token}\n")
+    print("  try it:  python -m liveshop.client --token <the token above> --room demo\n", flush=True)
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    info = read_run_file(data_dir)
+    if info is None or not _pid_alive(int(info["pid"])):
+        print("liveshop is not running.")
+        return 0
+    pid = int(info["pid"])
+    os.kill(pid, signal.SIGTERM)
+    print(f"stopping liveshop (pid {pid})...", flush=True)
+    deadline = time.monotonic() + args.timeout
+    while _pid_alive(pid) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    if _pid_alive(pid):
+        print(f"liveshop did not stop within {args.timeout:.0f}s; killing it.")
+        os.kill(pid, signal.SIGKILL)
+        for key in ("postgres", "redis"):
+            child = (info.get("embedded") or {}).get(key)
+            if child and _pid_alive(int(child)):
+                os.kill(int(child), signal.SIGTERM)
+        return 1
+    print("liveshop stopped.")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from liveshop.health import check_all
+
+    data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
+    info = read_run_file(data_dir)
+    if info is None:
+        print("liveshop is not running (no run file in %s)." % data_dir)
+        return 1
+    settings = Settings.from_env(data_dir=data_dir).with_keys()
+    results = check_all(info, settings)
+    width = max(len(name) for name, _, _ in results)
+    for name, ok, detail in results:
+        print(f"  {name:<{width}}  {'ok  ' if ok else 'FAIL'}  {detail}")
+    return 0 if all(ok for _, ok, _ in results) else 1
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    settings = Settings.from_env(
+        data_dir=Path(args.data_dir) if args.data_dir else None
+    ).with_keys()
+    rooms: dict[str, list[str]] = {}
+    for grant in args.grant:
+        room, _, role = grant.partition(":")
+        rooms.setdefault(room, []).append(role or "viewer")
+    print(issue_token(
+        settings.secret, user_id=args.user, name=args.name or args.user,
+        rooms=rooms, now=clock.now(), ttl=args.ttl,
+    ))  # fmt: skip
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="liveshop", description=__doc__)
+    parser.add_argument("--version", action="version", version=__version__)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="start liveshop (embedded PostgreSQL/Redis unless configured)")
+    up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
+    up.add_argument("--data-dir", help="run directory (default: the user data dir)")
+    up.add_argument("--demo", action="store_true", help="seed a demo channel, room and products")
+    up.add_argument("--http-port", type=int)
+    up.add_argument("--ws-port", type=int)
+    up.add_argument("--dashboard-port", type=int)
+    up.add_argument("--gateways", type=int, help="gateway processes sharing the WebSocket port")
+    up.add_argument("--exit-when-ready", action="store_true", help=argparse.SUPPRESS)
+    up.set_defaults(func=cmd_up)
+
+    down = sub.add_parser("down", help="stop a running `liveshop up`")
+    down.add_argument("--data-dir")
+    down.add_argument("--timeout", type=float, default=60.0)
+    down.set_defaults(func=cmd_down)
+
+    status = sub.add_parser("status", help="report each component's health")
+    status.add_argument("--data-dir")
+    status.set_defaults(func=cmd_status)
+
+    token = sub.add_parser("token", help="mint a signed token with this run's secret")
+    token.add_argument("--user", required=True)
+    token.add_argument("--name")
+    token.add_argument("--grant", action="append", default=[], metavar="ROOM:ROLE",
+                       help="e.g. demo:viewer, demo:host, '*:service' (repeatable)")
+    token.add_argument("--ttl", type=float, default=3600.0)
+    token.add_argument("--data-dir")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

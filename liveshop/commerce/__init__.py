@@ -1,0 +1,1 @@
+"""Commerce domain: products, inventory, deals, carts and orders. Plain Python, no I/O."""

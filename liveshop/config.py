@@ -1,0 +1,118 @@
+"""Settings for one liveshop run, from defaults, the environment and the command line.
+
+One frozen, picklable object: the CLI builds it and hands it to every actor and replica, so
+no process reads the environment behind the others' backs.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+
+ENV_DATABASE_URL = "LIVESHOP_DATABASE_URL"
+ENV_REDIS_URL = "LIVESHOP_REDIS_URL"
+ENV_SECRET = "LIVESHOP_SECRET"
+ENV_ADMIN_KEY = "LIVESHOP_ADMIN_KEY"
+ENV_DATA_DIR = "LIVESHOP_DATA_DIR"
+ENV_ORIGINS = "LIVESHOP_ALLOWED_ORIGINS"
+
+NAMESPACE = "liveshop"
+
+
+def default_data_dir() -> Path:
+    return Path(os.environ.get(ENV_DATA_DIR) or platformdirs.user_data_dir("liveshop"))
+
+
+@dataclass(frozen=True)
+class Settings:
+    data_dir: Path = field(default_factory=default_data_dir)
+    #: None means "start an embedded one"; filled in with the real URL once it runs.
+    database_url: str | None = None
+    redis_url: str | None = None
+    secret: str = ""
+    admin_key: str = ""
+    http_host: str = "127.0.0.1"
+    http_port: int = 8000
+    ws_host: str = "127.0.0.1"
+    ws_port: int = 8765
+    dashboard_port: int = 8265
+    gateways: int = 1
+    #: Browser origins allowed to open a WebSocket; clients that send no Origin (apps,
+    #: services) are always allowed. Empty tuple: loopback pages only.
+    allowed_origins: tuple[str, ...] = ()
+    #: How long a room gathers changes before it publishes one message (seconds).
+    tick_interval: float = 0.05
+    #: How long a gateway gathers commands for one room before one actor call (seconds).
+    batch_window: float = 0.002
+    max_batch: int = 512
+    connect_timeout: float = 5.0
+    actor_call_timeout: float = 10.0
+    #: Per-connection rate limit: sustained requests per second and burst.
+    rate_per_second: float = 20.0
+    rate_burst: int = 40
+    max_inflight: int = 32
+    viewer_report_interval: float = 1.0
+    token_ttl: float = 24 * 3600.0
+
+    @classmethod
+    def from_env(cls, **overrides: Any) -> Settings:
+        """Defaults, then the environment, then explicit overrides (from the CLI)."""
+        env: dict[str, Any] = {}
+        if os.environ.get(ENV_DATABASE_URL):
+            env["database_url"] = os.environ[ENV_DATABASE_URL]
+        if os.environ.get(ENV_REDIS_URL):
+            env["redis_url"] = os.environ[ENV_REDIS_URL]
+        if os.environ.get(ENV_SECRET):
+            env["secret"] = os.environ[ENV_SECRET]
+        if os.environ.get(ENV_ADMIN_KEY):
+            env["admin_key"] = os.environ[ENV_ADMIN_KEY]
+        if os.environ.get(ENV_ORIGINS):
+            env["allowed_origins"] = tuple(
+                o.strip() for o in os.environ[ENV_ORIGINS].split(",") if o.strip()
+            )
+        env.update({k: v for k, v in overrides.items() if v is not None})
+        return cls(**env)
+
+    def with_(self, **changes: Any) -> Settings:
+        return replace(self, **changes)
+
+    def with_keys(self) -> Settings:
+        """Fill in the signing secret and admin key from the data dir, creating them once.
+
+        They are kept in files readable only by the owner so that a restart keeps issued
+        tokens valid, and they are never printed.
+        """
+        secret = self.secret or _read_or_create(self.data_dir / "secret.key")
+        admin_key = self.admin_key or _read_or_create(self.data_dir / "admin.key")
+        return replace(self, secret=secret, admin_key=admin_key)
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://{self.ws_host}:{self.ws_port}"
+
+    @property
+    def http_url(self) -> str:
+        return f"http://{self.http_host}:{self.http_port}"
+
+    def origins(self) -> list[str | None]:
+        """The `Origin` values the gateway accepts (None: no Origin header)."""
+        if self.allowed_origins:
+            return [None, *self.allowed_origins]
+        local = [f"http://{h}:{self.http_port}" for h in ("127.0.0.1", "localhost")]
+        return [None, *local]
+
+
+def _read_or_create(path: Path) -> str:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists():
+        return path.read_text().strip()
+    value = secrets.token_urlsafe(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+    return value

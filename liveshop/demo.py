@@ -1,0 +1,39 @@
+"""Demo data for `liveshop up --demo`: a channel, a live room, a few products, a pin."""
+
+from __future__ import annotations
+
+from liveshop.commerce.product import Product
+from liveshop.errors import Conflict
+from liveshop.rooms.room import RoomInfo
+from liveshop.storage.pool import create_pool
+from liveshop.storage.products import ProductStore
+from liveshop.storage.rooms import RoomStore
+
+CHANNEL_ID = "deals"
+ROOM_ID = "demo"
+PRODUCTS = [
+    Product("sku-headphones", "Noise-cancelling headphones", 12999, "USD",
+            "https://images.example/headphones.jpg"),
+    Product("sku-lipstick", "Velvet matte lipstick", 1850, "USD",
+            "https://images.example/lipstick.jpg"),
+    Product("sku-kettle", "Gooseneck kettle", 5400, "USD", "https://images.example/kettle.jpg"),
+]  # fmt: skip
+
+
+async def seed(database_url: str) -> None:
+    """Idempotent: running it on an already seeded database changes nothing."""
+    pool = await create_pool(database_url, min_size=1, max_size=1)
+    try:
+        rooms = RoomStore(pool)
+        await rooms.create_channel(CHANNEL_ID, "Deals")
+        try:
+            await rooms.create_room(
+                RoomInfo(ROOM_ID, "Demo: Friday flash deals", CHANNEL_ID), epoch="demo-1"
+            )
+        except Conflict:
+            pass
+        products = ProductStore(pool)
+        for product in PRODUCTS:
+            await products.create(product, upsert=True)
+    finally:
+        await pool.close()

@@ -1,0 +1,137 @@
+"""The one exception root and the stable error codes clients see.
+
+Every error a client can observe is a :class:`LiveshopError` with a stable ``code``, a human
+message and whether retrying later may succeed (``temporary``). The gateway maps them to
+WebSocket error replies (and, for connection-level failures, close codes); the HTTP API maps
+them to JSON bodies with an HTTP status.
+"""
+
+from __future__ import annotations
+
+from enum import IntEnum
+from typing import Any
+
+
+class CloseCode(IntEnum):
+    """WebSocket close codes liveshop uses (RFC 6455 section 7.4.1)."""
+
+    NORMAL = 1000
+    GOING_AWAY = 1001
+    POLICY = 1008
+    TOO_BIG = 1009
+    INTERNAL = 1011
+    TRY_AGAIN_LATER = 1013
+
+
+class LiveshopError(Exception):
+    """Root of every error liveshop raises on purpose."""
+
+    code: str = "internal"
+    status: int = 500
+    temporary: bool = False
+
+    def __init__(self, message: str, *, details: Any = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+    def to_dict(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "code": self.code,
+            "message": self.message,
+            "temporary": self.temporary,
+        }
+        if self.details is not None:
+            body["details"] = self.details
+        return body
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Errors cross Ray process boundaries; keep keyword-only details when pickled.
+        return (_rebuild, (type(self), self.message, self.details))
+
+
+def _rebuild(cls: type[LiveshopError], message: str, details: Any) -> LiveshopError:
+    return cls(message, details=details)
+
+
+class ClientError(LiveshopError):
+    """The request was wrong; sending it again unchanged fails again."""
+
+    code = "bad_request"
+    status = 400
+
+
+class BadFrame(ClientError):
+    code = "bad_frame"
+
+
+class UnknownOp(ClientError):
+    code = "unknown_op"
+
+
+class InvalidRequest(ClientError):
+    code = "invalid_request"
+    status = 422
+
+
+class Unauthenticated(ClientError):
+    code = "unauthenticated"
+    status = 401
+
+
+class TokenInvalid(Unauthenticated):
+    code = "token_invalid"
+
+
+class TokenExpired(Unauthenticated):
+    code = "token_expired"
+
+
+class Forbidden(ClientError):
+    code = "forbidden"
+    status = 403
+
+
+class NotFound(ClientError):
+    code = "not_found"
+    status = 404
+
+
+class RoomNotFound(NotFound):
+    code = "room_not_found"
+
+
+class ProductNotFound(NotFound):
+    code = "product_not_found"
+
+
+class Conflict(ClientError):
+    code = "conflict"
+    status = 409
+
+
+class NotSubscribed(ClientError):
+    code = "not_subscribed"
+
+
+class AlreadyConnected(ClientError):
+    code = "already_connected"
+
+
+class RateLimited(ClientError):
+    code = "rate_limited"
+    status = 429
+    temporary = True
+
+
+class Unavailable(LiveshopError):
+    """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
+
+    code = "unavailable"
+    status = 503
+    temporary = True
+
+
+class InternalError(LiveshopError):
+    code = "internal"
+    status = 500

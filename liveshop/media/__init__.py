@@ -1,0 +1,1 @@
+"""Media: ingest, transcoding, HLS packaging (a later issue)."""

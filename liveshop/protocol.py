@@ -1,0 +1,163 @@
+"""The viewer wire protocol: frames, requests, replies and pushes (see docs/protocol.md).
+
+Pure functions over bytes and dicts; the gateway owns the sockets. JSON text frames by
+default; msgpack binary frames when the client negotiates ``liveshop.v1.msgpack``.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from enum import StrEnum
+from typing import Annotated, Any
+
+import msgpack
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from liveshop.errors import BadFrame, InvalidRequest, LiveshopError, UnknownOp
+
+SUBPROTOCOL_JSON = "liveshop.v1.json"
+SUBPROTOCOL_MSGPACK = "liveshop.v1.msgpack"
+MAX_FRAME_BYTES = 64 * 1024
+MAX_ID_CHARS = 64
+
+RoomId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
+RequestId = str | int
+
+
+class Codec(StrEnum):
+    JSON = "json"
+    MSGPACK = "msgpack"
+
+    @classmethod
+    def for_subprotocol(cls, subprotocol: str | None) -> Codec:
+        return cls.MSGPACK if subprotocol == SUBPROTOCOL_MSGPACK else cls.JSON
+
+
+class _Params(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ConnectParams(_Params):
+    token: str = Field(min_length=1, max_length=4096)
+
+
+class RoomParams(_Params):
+    room: RoomId
+
+
+class ChatParams(RoomParams):
+    # The room enforces the real limit after stripping; this only bounds the work.
+    text: str = Field(max_length=4000)
+
+
+class ReactParams(RoomParams):
+    kind: str = Field(min_length=1, max_length=32)
+    count: int = Field(default=1, ge=1, le=100)
+
+
+class PingParams(_Params):
+    pass
+
+
+OPS: dict[str, type[_Params]] = {
+    "connect": ConnectParams,
+    "subscribe": RoomParams,
+    "unsubscribe": RoomParams,
+    "chat": ChatParams,
+    "react": ReactParams,
+    "ping": PingParams,
+}
+
+
+@dataclass(frozen=True)
+class Request:
+    id: RequestId
+    op: str
+    params: Any
+
+
+def decode_frame(frame: str | bytes, codec: Codec) -> Any:
+    """Turn one WebSocket frame into a Python value, or raise :class:`BadFrame`."""
+    if codec is Codec.JSON:
+        if not isinstance(frame, str):
+            raise BadFrame("expected a JSON text frame")
+        try:
+            return json.loads(frame)
+        except ValueError:
+            raise BadFrame("frame is not valid JSON") from None
+    if not isinstance(frame, bytes):
+        raise BadFrame("expected a msgpack binary frame")
+    try:
+        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
+    except Exception:  # msgpack raises several unrelated types for corrupt input
+        raise BadFrame("frame is not valid msgpack") from None
+
+
+def encode_frame(message: dict[str, Any], codec: Codec) -> str | bytes:
+    if codec is Codec.JSON:
+        return json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+    packed: bytes = msgpack.packb(message, use_bin_type=True)
+    return packed
+
+
+def request_id_of(message: Any) -> RequestId | None:
+    """The request id to echo in an error reply, when the message has a usable one."""
+    if isinstance(message, dict):
+        rid = message.get("id")
+        if _valid_id(rid):
+            return rid  # type: ignore[no-any-return]
+    return None
+
+
+def _valid_id(rid: Any) -> bool:
+    if isinstance(rid, bool):
+        return False
+    if isinstance(rid, int):
+        return -(2**53) < rid < 2**53
+    return isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS
+
+
+def parse_request(message: Any) -> Request:
+    """Validate a decoded frame as a request; raise a typed client error if it is not one."""
+    if not isinstance(message, dict):
+        raise BadFrame("a request must be an object")
+    if "id" not in message:
+        raise InvalidRequest("every request needs an 'id'")
+    rid = message["id"]
+    if not _valid_id(rid):
+        raise InvalidRequest(f"'id' must be a string of 1-{MAX_ID_CHARS} chars or an integer")
+    op = message.get("op")
+    if not isinstance(op, str):
+        raise InvalidRequest("every request needs an 'op' string")
+    model = OPS.get(op)
+    if model is None:
+        raise UnknownOp(f"unknown op {op[:40]!r}")
+    fields = {k: v for k, v in message.items() if k not in ("id", "op")}
+    try:
+        params = model.model_validate(fields)
+    except ValidationError as exc:
+        details = [
+            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            for e in exc.errors(include_url=False, include_input=False)
+        ]
+        raise InvalidRequest(f"invalid '{op}' request", details=details) from None
+    return Request(id=rid, op=op, params=params)
+
+
+def result_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:
+    return {"id": rid, "result": result}
+
+
+def error_reply(rid: RequestId | None, error: LiveshopError) -> dict[str, Any]:
+    return {"id": rid, "error": error.to_dict()}
+
+
+def room_push(
+    room_id: str, epoch: str, events: list[dict[str, Any]], state: dict[str, Any]
+) -> dict[str, Any]:
+    """One push per room per tick: the new events (with offsets) and changed totals."""
+    push: dict[str, Any] = {"push": "room", "room": room_id, "epoch": epoch, "events": events}
+    if state:
+        push["state"] = state
+    return push

@@ -1,0 +1,1 @@
+"""Ray Serve applications: the HTTP API and the WebSocket gateway deployment."""

@@ -1,0 +1,238 @@
+"""The HTTP API for services (Ray Serve + FastAPI). OpenAPI docs at /docs.
+
+Services authenticate with ``Authorization: Bearer <token>`` (the same signed tokens
+viewers use, with host/moderator/service roles); the dev token endpoint takes the admin key
+in ``X-Admin-Key``. Errors are JSON: ``{"error": {"code", "message", "temporary"}}``.
+"""
+
+
+import hmac
+import secrets
+from typing import Annotated, Any
+
+from fastapi import FastAPI, Header, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from ray import serve
+
+from liveshop import __version__, clock
+from liveshop.commerce.product import Product
+from liveshop.config import Settings
+from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, Unauthenticated
+from liveshop.protocol import RoomId
+from liveshop.rooms.commands import Actor, Pin, SystemMessage, Unpin
+from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
+from liveshop.serve.room_client import RoomClient
+from liveshop.storage.broker import RedisPublisher
+from liveshop.storage.pool import create_pool
+from liveshop.storage.products import ProductStore
+from liveshop.storage.rooms import RoomStore
+from liveshop.tokens import ANY_ROOM, STAFF_ROLES, Identity, Role, issue_token, verify_token
+
+app = FastAPI(
+    title="liveshop",
+    version=__version__,
+    description="Service API of liveshop, the real-time engine for live commerce.",
+)
+
+
+@app.exception_handler(LiveshopError)
+async def _liveshop_error(_: Request, exc: LiveshopError) -> JSONResponse:
+    return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
+
+
+@app.exception_handler(RequestValidationError)
+async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+    details = [
+        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
+    ]
+    error = InvalidRequest("request failed validation", details=details)
+    return JSONResponse(status_code=422, content={"error": error.to_dict()})
+
+
+class RoomCreate(BaseModel):
+    id: RoomId | None = None
+    title: str = Field(min_length=1, max_length=200)
+    channel_id: RoomId | None = None
+    status: str = Field(default="live", pattern="^(scheduled|live|ended)$")
+
+
+class RoomOut(BaseModel):
+    id: str
+    title: str
+    channel_id: str | None
+    status: str
+
+
+class PinIn(BaseModel):
+    product_id: RoomId
+
+
+class MessageIn(BaseModel):
+    text: str = Field(min_length=1, max_length=MAX_CHAT_CHARS)
+
+
+class ProductIn(BaseModel):
+    id: RoomId
+    title: str = Field(min_length=1, max_length=200)
+    price_minor: int = Field(ge=0, le=10**12, strict=True)
+    currency: str = Field(pattern="^[A-Z]{3}$")
+    image_url: str | None = Field(default=None, max_length=2000)
+
+
+class TokenIn(BaseModel):
+    user_id: str = Field(min_length=1, max_length=64)
+    name: str = Field(default="", max_length=64)
+    rooms: dict[str, list[Role]] = Field(default_factory=dict)
+    ttl_seconds: int = Field(default=3600, ge=1, le=30 * 24 * 3600)
+
+
+def _room_out(info: RoomInfo) -> dict[str, Any]:
+    return info.to_wire()
+
+
+@serve.deployment(name="api", health_check_period_s=5)
+@serve.ingress(app)
+class Api:
+    async def __init__(self, settings: Settings) -> None:
+        assert settings.database_url and settings.redis_url
+        self.settings = settings
+        self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
+        self.room_store = RoomStore(self.pool)
+        self.products = ProductStore(self.pool)
+        self.rooms = RoomClient(settings, self.room_store)
+        self.redis = RedisPublisher(settings.redis_url)
+
+    def _identity(self, authorization: str | None) -> Identity:
+        if not authorization or not authorization.lower().startswith("bearer "):
+            raise Unauthenticated("send 'Authorization: Bearer <token>'")
+        return verify_token(self.settings.secret, authorization[7:].strip(), now=clock.now())
+
+    def _staff(self, authorization: str | None, room_id: str) -> Actor:
+        identity = self._identity(authorization)
+        roles = identity.roles_in(room_id)
+        if not roles & STAFF_ROLES:
+            raise Forbidden(f"needs host, co-host, moderator or service role in {room_id!r}")
+        return Actor(identity.user_id, identity.name, roles)
+
+    def _service(self, authorization: str | None) -> Identity:
+        identity = self._identity(authorization)
+        if Role.SERVICE not in identity.grants.get(ANY_ROOM, frozenset()):
+            raise Forbidden("needs the service role on all rooms ('*')")
+        return identity
+
+    # -- health ----------------------------------------------------------------------------
+
+    @app.get("/healthz")
+    async def healthz(self) -> JSONResponse:
+        checks: dict[str, bool] = {}
+        try:
+            checks["postgres"] = await self.pool.fetchval("SELECT 1") == 1
+        except Exception:
+            checks["postgres"] = False
+        try:
+            checks["redis"] = await self.redis.ping()
+        except Exception:
+            checks["redis"] = False
+        ok = all(checks.values())
+        body = {"status": "ok" if ok else "degraded", "version": __version__, **checks}
+        return JSONResponse(status_code=200 if ok else 503, content=body)
+
+    # -- rooms -----------------------------------------------------------------------------
+
+    @app.post("/rooms", status_code=201, response_model=RoomOut)
+    async def create_room(
+        self, body: RoomCreate, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        self._service(authorization)
+        room_id = body.id or f"room-{secrets.token_hex(6)}"
+        info = RoomInfo(room_id, body.title, body.channel_id, body.status)
+        created = await self.room_store.create_room(info, epoch=secrets.token_hex(4))
+        return _room_out(created)
+
+    @app.get("/rooms", response_model=list[RoomOut])
+    async def list_rooms(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        after: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> list[dict[str, Any]]:
+        return [_room_out(r) for r in await self.room_store.list_rooms(limit=limit, after=after)]
+
+    @app.get("/rooms/{room_id}")
+    async def get_room(self, room_id: RoomId) -> dict[str, Any]:
+        """The room and its live snapshot (pinned product, recent chat, viewers)."""
+        await self.room_store.get_room(room_id)
+        return await self.rooms.snapshot(room_id)
+
+    @app.post("/rooms/{room_id}/pin")
+    async def pin(
+        self, room_id: RoomId, body: PinIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        by = self._staff(authorization, room_id)
+        await self.room_store.get_room(room_id)
+        product = await self.products.get(body.product_id)
+        return await self.rooms.send(room_id, Pin(by, product))
+
+    @app.delete("/rooms/{room_id}/pin")
+    async def unpin(
+        self, room_id: RoomId, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        by = self._staff(authorization, room_id)
+        await self.room_store.get_room(room_id)
+        return await self.rooms.send(room_id, Unpin(by))
+
+    @app.post("/rooms/{room_id}/messages", status_code=201)
+    async def system_message(
+        self,
+        room_id: RoomId,
+        body: MessageIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        by = self._staff(authorization, room_id)
+        await self.room_store.get_room(room_id)
+        return await self.rooms.send(room_id, SystemMessage(by, body.text))
+
+    # -- products --------------------------------------------------------------------------
+
+    @app.post("/products", status_code=201)
+    async def create_product(
+        self, body: ProductIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        self._service(authorization)
+        product = Product(body.id, body.title, body.price_minor, body.currency, body.image_url)
+        return (await self.products.create(product)).card()
+
+    @app.get("/products")
+    async def list_products(
+        self,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        after: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> list[dict[str, Any]]:
+        return [p.card() for p in await self.products.list(limit=limit, after=after)]
+
+    @app.get("/products/{product_id}")
+    async def get_product(self, product_id: RoomId) -> dict[str, Any]:
+        return (await self.products.get(product_id)).card()
+
+    # -- development -----------------------------------------------------------------------
+
+    @app.post("/dev/tokens", status_code=201)
+    async def dev_token(
+        self, body: TokenIn, x_admin_key: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Mint a token. Development only: guarded by the admin key (X-Admin-Key)."""
+        if not x_admin_key or not hmac.compare_digest(x_admin_key, self.settings.admin_key):
+            raise Unauthenticated("a valid X-Admin-Key header is required")
+        now = clock.now()
+        token = issue_token(
+            self.settings.secret,
+            user_id=body.user_id,
+            name=body.name or body.user_id,
+            rooms=body.rooms,
+            now=now,
+            ttl=body.ttl_seconds,
+        )
+        return {"token": token, "expires_at": int(now + body.ttl_seconds)}
+
+

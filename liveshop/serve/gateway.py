@@ -1,0 +1,382 @@
+"""The WebSocket gateway: viewers' sockets in, batched room-actor calls out, room pushes back.
+
+One ``Gateway`` per process, serving its own ``websockets`` server (several processes share
+the port with SO_REUSEPORT). Frames never pass through Serve's HTTP proxy. The protocol is in
+docs/protocol.md; the rules of each operation live in the room, not here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+import asyncpg
+from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from liveshop import clock
+from liveshop.config import Settings
+from liveshop.errors import (
+    AlreadyConnected,
+    CloseCode,
+    Conflict,
+    Forbidden,
+    InternalError,
+    LiveshopError,
+    NotSubscribed,
+    RateLimited,
+    Unauthenticated,
+)
+from liveshop.protocol import (
+    MAX_FRAME_BYTES,
+    SUBPROTOCOL_JSON,
+    SUBPROTOCOL_MSGPACK,
+    ChatParams,
+    Codec,
+    ConnectParams,
+    ReactParams,
+    Request,
+    RequestId,
+    RoomParams,
+    decode_frame,
+    encode_frame,
+    error_reply,
+    parse_request,
+    request_id_of,
+    result_reply,
+    room_push,
+)
+from liveshop.ratelimit import TokenBucket
+from liveshop.rooms.commands import Actor, Chat, React, ReportViewers
+from liveshop.serve.hub import Hub
+from liveshop.serve.room_client import RoomClient
+from liveshop.storage.broker import RedisSubscriber
+from liveshop.storage.pool import create_pool
+from liveshop.storage.rooms import RoomStore
+from liveshop.tokens import Identity, verify_token
+
+log = logging.getLogger(__name__)
+
+MAX_ROOMS_PER_CONNECTION = 16
+#: A client that keeps sending after being told to slow down this many times is closed.
+MAX_RATE_STRIKES = 50
+
+
+@dataclass(eq=False)
+class Session:
+    ws: ServerConnection
+    codec: Codec
+    identity: Identity
+    bucket: TokenBucket
+    rooms: set[str] = field(default_factory=set)
+    inflight: int = 0
+    strikes: int = 0
+    tasks: set[asyncio.Task[None]] = field(default_factory=set)
+
+    def actor(self, room_id: str) -> Actor:
+        return Actor(self.identity.user_id, self.identity.name, self.identity.roles_in(room_id))
+
+
+class Gateway:
+    def __init__(self, settings: Settings, gateway_id: str | None = None) -> None:
+        assert settings.database_url and settings.redis_url
+        self.settings = settings
+        self.gateway_id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.hub = Hub()
+        self.connections = 0
+        self._pool: asyncpg.Pool | None = None
+        self.rooms: RoomClient | None = None
+        self.subscriber: RedisSubscriber | None = None
+        self.server: Server | None = None
+        self._reporter: asyncio.Task[None] | None = None
+        self._joins: dict[str, asyncio.Lock] = {}
+
+    # -- lifecycle ------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        assert self.settings.database_url and self.settings.redis_url
+        self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
+        self.rooms = RoomClient(self.settings, RoomStore(self._pool))
+        self.subscriber = RedisSubscriber(
+            self.settings.redis_url, self.hub.on_message, on_reconnect=self._on_reconnect
+        )
+        await self.subscriber.start()
+        self.server = await serve(
+            self._serve_connection,
+            self.settings.ws_host,
+            self.settings.ws_port,
+            reuse_port=True,
+            subprotocols=[Subprotocol(SUBPROTOCOL_JSON), Subprotocol(SUBPROTOCOL_MSGPACK)],
+            select_subprotocol=_select_subprotocol,
+            origins=self.settings.origins(),  # type: ignore[arg-type]
+            max_size=MAX_FRAME_BYTES,
+            # Per-connection compression would undo "encode once, broadcast to all".
+            compression=None,
+            ping_interval=20,
+            ping_timeout=20,
+        )
+        self._reporter = asyncio.get_running_loop().create_task(self._report_viewers())
+        log.info("gateway %s listening on %s", self.gateway_id, self.settings.ws_url)
+
+    async def stop(self) -> None:
+        if self._reporter is not None:
+            self._reporter.cancel()
+        if self.server is not None:
+            self.server.close(code=CloseCode.GOING_AWAY, reason="gateway stopping")
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 5)
+        if self.subscriber is not None:
+            await self.subscriber.close()
+        if self.rooms is not None:
+            await self.rooms.close()
+        if self._pool is not None:
+            await self._pool.close()
+
+    def health(self) -> dict[str, Any]:
+        serving = self.server is not None and self.server.is_serving()
+        redis_ok = self.subscriber is not None and self.subscriber.connected
+        return {
+            "gateway": self.gateway_id,
+            "serving": serving,
+            "redis": redis_ok,
+            "connections": self.connections,
+            "rooms": len(self.hub.feeds),
+            "messages_in": self.hub.messages_in,
+            "frames_out": self.hub.frames_out,
+        }
+
+    async def _on_reconnect(self) -> None:
+        # Messages published while Redis was away are gone from the broker (at-most-once).
+        # Clients see the offsets jump and resubscribe; issue 8's drills cover this path.
+        log.warning("gateway %s resubscribed to Redis; clients may see offset gaps", self.gateway_id)
+
+    async def _report_viewers(self) -> None:
+        """Exact viewer counts: every gateway tells each room how many sockets it serves."""
+        while True:
+            await asyncio.sleep(self.settings.viewer_report_interval)
+            assert self.rooms is not None
+            for room_id, feed in list(self.hub.feeds.items()):
+                count = len(feed)
+                task = asyncio.ensure_future(
+                    self.rooms.send(room_id, ReportViewers(self.gateway_id, count))
+                )
+                task.add_done_callback(_ignore_result)
+                if count == 0:
+                    await self._drop_feed(room_id)
+
+    # -- one connection -------------------------------------------------------------------
+
+    async def _serve_connection(self, ws: ServerConnection) -> None:
+        codec = Codec.for_subprotocol(ws.subprotocol)
+        session = await self._handshake(ws, codec)
+        if session is None:
+            return
+        self.connections += 1
+        expiry = asyncio.get_running_loop().call_later(
+            max(0.0, session.identity.expires_at - clock.now()),
+            lambda: asyncio.ensure_future(ws.close(CloseCode.POLICY, "token expired")),
+        )
+        try:
+            async for frame in ws:
+                self._on_frame(session, frame)
+        except ConnectionClosed:
+            pass
+        finally:
+            expiry.cancel()
+            self.connections -= 1
+            for task in list(session.tasks):
+                task.cancel()
+            for room_id in list(session.rooms):
+                self._leave(session, room_id)
+
+    async def _handshake(self, ws: ServerConnection, codec: Codec) -> Session | None:
+        """The first frame must be a valid ``connect`` within the connect timeout."""
+        try:
+            frame = await asyncio.wait_for(ws.recv(), self.settings.connect_timeout)
+        except TimeoutError:
+            await ws.close(CloseCode.POLICY, "no connect within timeout")
+            return None
+        except ConnectionClosed:
+            return None
+        rid: RequestId | None = None
+        try:
+            message = decode_frame(frame, codec)
+            rid = request_id_of(message)
+            request = parse_request(message)
+            if request.op != "connect":
+                raise Unauthenticated("the first request must be 'connect'")
+            params: ConnectParams = request.params
+            identity = verify_token(self.settings.secret, params.token, now=clock.now())
+        except LiveshopError as exc:
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(encode_frame(error_reply(rid, exc), codec))
+                await ws.close(CloseCode.POLICY, exc.code)
+            return None
+        session = Session(
+            ws=ws,
+            codec=codec,
+            identity=identity,
+            bucket=TokenBucket(
+                self.settings.rate_per_second, self.settings.rate_burst, clock.now()
+            ),
+        )
+        result = {
+            "user": {"id": identity.user_id, "name": identity.name},
+            "expires_at": int(identity.expires_at),
+            "gateway": self.gateway_id,
+        }
+        await ws.send(encode_frame(result_reply(request.id, result), codec))
+        return session
+
+    def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        rid: RequestId | None = None
+        try:
+            if not session.bucket.take(clock.now()):
+                session.strikes += 1
+                if session.strikes > MAX_RATE_STRIKES:
+                    asyncio.ensure_future(session.ws.close(CloseCode.POLICY, "rate limit"))
+                raise RateLimited("too many requests, slow down")
+            message = decode_frame(frame, session.codec)
+            rid = request_id_of(message)
+            request = parse_request(message)
+            if session.inflight >= self.settings.max_inflight:
+                raise RateLimited("too many requests in flight")
+        except LiveshopError as exc:
+            self._send(session, error_reply(rid, exc))
+            return
+        session.inflight += 1
+        task = asyncio.get_running_loop().create_task(self._run(session, request))
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
+
+    async def _run(self, session: Session, request: Request) -> None:
+        """Exactly one reply per request, whatever happens."""
+        reply: dict[str, Any] | None
+        try:
+            result = await self._dispatch(session, request)
+            reply = None if result is None else result_reply(request.id, result)
+        except LiveshopError as exc:
+            reply = error_reply(request.id, exc)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("op %s failed", request.op)
+            reply = error_reply(request.id, InternalError("internal error"))
+        finally:
+            session.inflight -= 1
+        if reply is not None:
+            self._send(session, reply)
+
+    def _send(self, session: Session, message: dict[str, Any]) -> None:
+        frame = encode_frame(message, session.codec)
+        task = asyncio.ensure_future(session.ws.send(frame))
+        task.add_done_callback(_ignore_result)
+
+    async def _dispatch(self, session: Session, request: Request) -> dict[str, Any] | None:
+        """The op's result, or None when the op has sent its reply itself."""
+        assert self.rooms is not None
+        match request.op:
+            case "ping":
+                return {"pong": clock.now_ms()}
+            case "connect":
+                raise AlreadyConnected("this connection is already authenticated")
+            case "subscribe":
+                await self._subscribe(session, request.id, request.params)
+                return None
+            case "unsubscribe":
+                params: RoomParams = request.params
+                if params.room not in session.rooms:
+                    raise NotSubscribed(f"not subscribed to {params.room!r}")
+                self._leave(session, params.room)
+                return {"room": params.room}
+            case "chat":
+                chat: ChatParams = request.params
+                self._require_role(session, chat.room)
+                return await self.rooms.send(chat.room, Chat(session.actor(chat.room), chat.text))
+            case "react":
+                react: ReactParams = request.params
+                self._require_role(session, react.room)
+                command = React(session.actor(react.room), react.kind, react.count)
+                return await self.rooms.send(react.room, command)
+        raise InternalError(f"op {request.op!r} has no handler")
+
+    @staticmethod
+    def _require_role(session: Session, room_id: str) -> None:
+        if not session.identity.roles_in(room_id):
+            raise Forbidden(f"your token grants no role in room {room_id!r}")
+
+    async def _subscribe(self, session: Session, rid: RequestId, params: RoomParams) -> None:
+        assert self.rooms is not None and self.subscriber is not None
+        room_id = params.room
+        self._require_role(session, room_id)
+        if room_id in session.rooms:
+            raise Conflict(f"already subscribed to {room_id!r}")
+        if len(session.rooms) >= MAX_ROOMS_PER_CONNECTION:
+            raise Forbidden(f"at most {MAX_ROOMS_PER_CONNECTION} rooms per connection")
+        await self.rooms.actor(room_id)  # RoomNotFound before we touch Redis
+        feed = self.hub.feed(room_id)
+        feed.begin_join(session.ws)
+        session.rooms.add(room_id)
+        try:
+            # Subscribe first, then read the snapshot: every event after the snapshot is
+            # then either in the buffer or in a later broadcast.
+            async with self._joins.setdefault(room_id, asyncio.Lock()):
+                await self.subscriber.subscribe(room_id)
+            snapshot = await self.rooms.snapshot(room_id)
+        except BaseException:
+            self._leave(session, room_id)
+            raise
+        # Reply with the snapshot, then send whatever arrived after it, then go live.
+        await session.ws.send(encode_frame(result_reply(rid, snapshot), session.codec))
+        if room_id not in session.rooms:  # unsubscribed while joining
+            return
+        offset = snapshot["offset"]
+        while True:
+            buffered = feed.joining.get(session.ws, [])
+            if not buffered:
+                feed.finish_join(session.ws, session.codec)
+                break
+            feed.joining[session.ws] = []
+            for message in buffered:
+                events = [e for e in message["events"] if e["offset"] > offset]
+                state = message.get("state") or {}
+                if events or state:
+                    push = room_push(room_id, message["epoch"], events, state)
+                    await session.ws.send(encode_frame(push, session.codec))
+
+    def _leave(self, session: Session, room_id: str) -> None:
+        session.rooms.discard(room_id)
+        feed = self.hub.feeds.get(room_id)
+        if feed is not None:
+            feed.remove(session.ws)
+
+    async def _drop_feed(self, room_id: str) -> None:
+        assert self.subscriber is not None
+        async with self._joins.setdefault(room_id, asyncio.Lock()):
+            feed = self.hub.feeds.get(room_id)
+            if feed is None or len(feed):
+                return
+            del self.hub.feeds[room_id]
+            with contextlib.suppress(Exception):
+                await self.subscriber.unsubscribe(room_id)
+
+
+def _select_subprotocol(
+    connection: ServerConnection, subprotocols: Any
+) -> Subprotocol | None:
+    for wanted in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
+        if wanted in subprotocols:
+            return Subprotocol(wanted)
+    return None  # no subprotocol: JSON
+
+
+def _ignore_result(task: asyncio.Future[Any]) -> None:
+    if not task.cancelled():
+        task.exception()

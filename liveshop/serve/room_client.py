@@ -1,0 +1,99 @@
+"""How gateways and the API reach room actors: find or create them, batch per room."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from ray.actor import ActorHandle
+from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
+
+from liveshop.actors import wiring
+from liveshop.config import Settings
+from liveshop.errors import LiveshopError, RoomNotFound, Unavailable
+from liveshop.rooms.commands import Command, Reply
+from liveshop.serve.batcher import Batcher
+from liveshop.storage.rooms import RoomStore
+
+log = logging.getLogger(__name__)
+
+
+class RoomClient:
+    def __init__(self, settings: Settings, store: RoomStore) -> None:
+        self.settings = settings
+        self.store = store
+        self._handles: dict[str, ActorHandle] = {}
+        self._batchers: dict[str, Batcher[Command]] = {}
+        self._lookups: dict[str, asyncio.Future[ActorHandle]] = {}
+
+    async def actor(self, room_id: str) -> ActorHandle:
+        handle = self._handles.get(room_id)
+        if handle is not None:
+            return handle
+        # Concurrent first uses of one room share one lookup.
+        pending = self._lookups.get(room_id)
+        if pending is None:
+            pending = asyncio.ensure_future(self._lookup(room_id))
+            self._lookups[room_id] = pending
+            pending.add_done_callback(lambda _: self._lookups.pop(room_id, None))
+        return await asyncio.shield(pending)
+
+    async def _lookup(self, room_id: str) -> ActorHandle:
+        handle = await asyncio.to_thread(wiring.get_room_actor, room_id)
+        if handle is None:
+            # Only rooms that exist get an actor: a client cannot create actors by guessing.
+            if not await self.store.room_exists(room_id):
+                raise RoomNotFound(f"no room {room_id!r}")
+            handle = await asyncio.to_thread(wiring.create_room_actor, room_id, self.settings)
+        self._handles[room_id] = handle
+        return handle
+
+    def forget(self, room_id: str) -> None:
+        self._handles.pop(room_id, None)
+
+    async def send(self, room_id: str, command: Command) -> Reply:
+        batcher = self._batchers.get(room_id)
+        if batcher is None:
+            batcher = Batcher(
+                lambda batch: self._call(room_id, "handle", batch),
+                window=self.settings.batch_window,
+                max_batch=self.settings.max_batch,
+            )
+            self._batchers[room_id] = batcher
+        result: Reply = await batcher.submit(command)
+        return result
+
+    async def snapshot(self, room_id: str) -> dict[str, Any]:
+        # Reads are safe to retry, e.g. while the actor restarts.
+        for attempt in range(3):
+            try:
+                result: dict[str, Any] = await self._call(room_id, "snapshot")
+                return result
+            except Unavailable:
+                if attempt == 2:
+                    raise
+                await asyncio.sleep(0.2 * (attempt + 1))
+        raise AssertionError("unreachable")
+
+    async def stats(self, room_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self._call(room_id, "stats")
+        return result
+
+    async def _call(self, room_id: str, method: str, *args: Any) -> Any:
+        handle = await self.actor(room_id)
+        try:
+            ref = getattr(handle, method).remote(*args)
+            return await asyncio.wait_for(ref, self.settings.actor_call_timeout)
+        except LiveshopError:
+            raise
+        except ActorDiedError as exc:
+            # Dead for good (e.g. its constructor failed): the next call makes a new one.
+            self.forget(room_id)
+            log.warning("room actor %s died: %s", room_id, exc)
+            raise Unavailable("room is restarting, try again") from None
+        except (RayActorError, GetTimeoutError, TimeoutError):
+            raise Unavailable("room did not answer in time, try again") from None
+
+    async def close(self) -> None:
+        await asyncio.gather(*(b.close() for b in self._batchers.values()))

@@ -1,0 +1,1 @@
+"""PostgreSQL (asyncpg) and Redis: pools, migrations, stores, the broker, embedded servers."""

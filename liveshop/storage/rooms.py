@@ -1,0 +1,118 @@
+"""Rooms, channels and the room event log in PostgreSQL."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import asyncpg
+
+from liveshop.errors import Conflict, RoomNotFound
+from liveshop.rooms.event import Event
+from liveshop.rooms.room import HISTORY_SIZE, RoomInfo
+
+
+@dataclass(frozen=True)
+class StoredRoom:
+    info: RoomInfo
+    epoch: str
+    offset: int
+    state: dict[str, Any]
+    history: list[Event]
+
+
+def _info(row: asyncpg.Record) -> RoomInfo:
+    return RoomInfo(
+        room_id=row["id"], title=row["title"], channel_id=row["channel_id"], status=row["status"]
+    )
+
+
+class RoomStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create_channel(self, channel_id: str, title: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO channels (id, title) VALUES ($1, $2) "
+            "ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title",
+            channel_id,
+            title,
+        )
+
+    async def create_room(self, info: RoomInfo, *, epoch: str) -> RoomInfo:
+        try:
+            row = await self.pool.fetchrow(
+                "INSERT INTO rooms (id, channel_id, title, status, epoch) "
+                "VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                info.room_id,
+                info.channel_id,
+                info.title,
+                info.status,
+                epoch,
+            )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"room {info.room_id!r} already exists") from None
+        except asyncpg.ForeignKeyViolationError:
+            raise Conflict(f"channel {info.channel_id!r} does not exist") from None
+        assert row is not None
+        return _info(row)
+
+    async def get_room(self, room_id: str) -> RoomInfo:
+        row = await self.pool.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)
+        if row is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return _info(row)
+
+    async def room_exists(self, room_id: str) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1 FROM rooms WHERE id = $1", room_id))
+
+    async def list_rooms(self, *, limit: int = 100, after: str | None = None) -> list[RoomInfo]:
+        rows = await self.pool.fetch(
+            "SELECT * FROM rooms WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            after,
+            limit,
+        )
+        return [_info(r) for r in rows]
+
+    async def load(self, room_id: str, *, history: int = HISTORY_SIZE) -> StoredRoom:
+        """Everything a room actor needs to come back: state, offset, epoch, recent events."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            row = await conn.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)
+            if row is None:
+                raise RoomNotFound(f"no room {room_id!r}")
+            events = await conn.fetch(
+                "SELECT event_offset, kind, data, ts_ms FROM room_events WHERE room_id = $1 "
+                "ORDER BY event_offset DESC LIMIT $2",
+                room_id,
+                history,
+            )
+        return StoredRoom(
+            info=_info(row),
+            epoch=row["epoch"],
+            offset=row["last_offset"],
+            state=row["state"],
+            history=[
+                Event(offset=e["event_offset"], kind=e["kind"], data=e["data"], ts_ms=e["ts_ms"])
+                for e in reversed(events)
+            ],
+        )
+
+    async def save_tick(
+        self, room_id: str, *, epoch: str, offset: int, state: dict[str, Any], events: list[Event]
+    ) -> None:
+        """Group commit: one tick's events and the room's state in one transaction."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            if events:
+                await conn.executemany(
+                    "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "
+                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    [(room_id, e.offset, epoch, e.kind, e.data, e.ts_ms) for e in events],
+                )
+            await conn.execute(
+                "UPDATE rooms SET last_offset = $2, state = $3, epoch = $4, updated_at = now() "
+                "WHERE id = $1",
+                room_id,
+                offset,
+                state,
+                epoch,
+            )
