@@ -1,0 +1,104 @@
+"""Products, the rate limiter, settings, error pickling and the batcher."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import pickle
+from pathlib import Path
+
+import pytest
+
+from liveshop.commerce.product import Product
+from liveshop.config import Settings
+from liveshop.errors import InvalidRequest, RoomNotFound, Unavailable
+from liveshop.ratelimit import TokenBucket
+from liveshop.serve.batcher import Batcher
+
+
+@pytest.mark.parametrize(
+    "price", [-1, 1.5, True, "100", 10**13], ids=["negative", "float", "bool", "str", "huge"]
+)
+def test_prices_are_integer_minor_units(price: object) -> None:
+    with pytest.raises(InvalidRequest):
+        Product("p", "Thing", price, "USD")  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("currency", ["usd", "US", "USDX", ""])
+def test_currency_is_iso_4217(currency: str) -> None:
+    with pytest.raises(InvalidRequest):
+        Product("p", "Thing", 100, currency)
+
+
+def test_product_card_round_trip() -> None:
+    product = Product("p", "Thing", 100, "EUR", "https://img/x.jpg")
+    assert Product.from_card(product.card()) == product
+
+
+def test_token_bucket_allows_bursts_then_the_sustained_rate() -> None:
+    bucket = TokenBucket(rate=2.0, burst=3, now=0.0)
+    assert [bucket.take(0.0) for _ in range(4)] == [True, True, True, False]
+    assert bucket.take(0.5)  # one token back after half a second at 2/s
+    assert not bucket.take(0.5)
+    assert bucket.take(100.0)
+    assert bucket.tokens <= 3
+
+
+def test_keys_are_created_once_and_private(tmp_path: Path) -> None:
+    first = Settings(data_dir=tmp_path).with_keys()
+    second = Settings(data_dir=tmp_path).with_keys()
+    assert first.secret and first.secret == second.secret
+    assert first.admin_key != first.secret
+    assert os.stat(tmp_path / "secret.key").st_mode & 0o077 == 0
+
+
+def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("LIVESHOP_DATABASE_URL", "postgresql://x/y")
+    monkeypatch.setenv("LIVESHOP_ALLOWED_ORIGINS", "https://shop.example, https://m.example")
+    settings = Settings.from_env(data_dir=tmp_path, http_port=9000, ws_port=None)
+    assert settings.database_url == "postgresql://x/y"
+    assert settings.http_port == 9000
+    assert settings.ws_port == 8765
+    assert settings.origins() == [None, "https://shop.example", "https://m.example"]
+    assert pickle.loads(pickle.dumps(settings)) == settings
+
+
+def test_errors_survive_pickling_with_their_code() -> None:
+    error = pickle.loads(pickle.dumps(InvalidRequest("bad", details=[{"field": "x"}])))
+    assert isinstance(error, InvalidRequest)
+    assert error.to_dict()["details"] == [{"field": "x"}]
+    assert Unavailable("x").temporary and not RoomNotFound("x").temporary
+    assert RoomNotFound("x").status == 404
+
+
+async def test_batcher_gathers_a_window_into_one_call() -> None:
+    calls: list[list[int]] = []
+
+    async def send(items: list[int]) -> list[object]:
+        calls.append(items)
+        return [InvalidRequest("odd") if i % 2 else i * 10 for i in items]
+
+    batcher: Batcher[int] = Batcher(send, window=0.01, max_batch=100)
+    futures = [batcher.submit(i) for i in range(4)]
+    results = await asyncio.gather(*futures, return_exceptions=True)
+    assert calls == [[0, 1, 2, 3]]
+    assert results[0] == 0 and results[2] == 20
+    assert isinstance(results[1], InvalidRequest)
+
+
+async def test_batcher_flushes_at_max_batch_and_fails_all_when_send_fails() -> None:
+    calls: list[list[int]] = []
+
+    async def send(items: list[int]) -> list[object]:
+        calls.append(items)
+        if len(calls) == 2:
+            raise Unavailable("actor gone")
+        return list(items)
+
+    batcher: Batcher[int] = Batcher(send, window=10.0, max_batch=2)
+    assert await asyncio.gather(batcher.submit(1), batcher.submit(2)) == [1, 2]
+    failing = [batcher.submit(3), batcher.submit(4)]
+    for fut in failing:
+        with pytest.raises(Unavailable):
+            await fut
+    await batcher.close()
