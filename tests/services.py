@@ -83,3 +83,14 @@ def redis(kind: str, tmp: Path) -> Iterator[str]:
         yield url
     finally:
         server.stop()
+
+
+@contextmanager
+def optional_database(tmp: Path) -> Iterator[str | None]:
+    """A fresh database on the configured server, or None: let the stack embed one."""
+    url = configured_database_url()
+    if url is None:
+        yield None
+        return
+    with fresh_database(url) as db:
+        yield db

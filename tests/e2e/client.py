@@ -1,0 +1,108 @@
+"""A test client that speaks the public protocol: request/reply by id, pushes queued."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+from collections.abc import Callable
+from typing import Any
+
+import msgpack
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
+
+from liveshop.protocol import SUBPROTOCOL_MSGPACK
+
+Push = dict[str, Any]
+
+
+class Client:
+    def __init__(self, ws: ClientConnection, binary: bool) -> None:
+        self.ws = ws
+        self.binary = binary
+        self.pushes: list[Push] = []
+        self.replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
+        self.orphans: list[dict[str, Any]] = []  # replies nobody waited for (e.g. id null)
+        self._ids = itertools.count(1)
+        self._changed = asyncio.Event()
+        self._reader = asyncio.ensure_future(self._read())
+
+    @classmethod
+    async def open(
+        cls, url: str, token: str | None = None, *, binary: bool = False, **kwargs: Any
+    ) -> Client:
+        protocols = [Subprotocol(SUBPROTOCOL_MSGPACK)] if binary else None
+        ws = await connect(url, subprotocols=protocols, compression=None, **kwargs)
+        client = cls(ws, binary)
+        if token is not None:
+            reply = await client.request("connect", token=token)
+            assert "result" in reply, reply
+        return client
+
+    async def _read(self) -> None:
+        try:
+            async for frame in self.ws:
+                message = msgpack.unpackb(frame) if self.binary else json.loads(frame)
+                if "push" in message:
+                    self.pushes.append(message)
+                elif message.get("id") in self.replies:
+                    self.replies.pop(message["id"]).set_result(message)
+                else:
+                    self.orphans.append(message)
+                self._changed.set()
+        except ConnectionClosed:
+            pass
+        self._changed.set()
+
+    def encode(self, message: dict[str, Any]) -> str | bytes:
+        return msgpack.packb(message) if self.binary else json.dumps(message)
+
+    async def send_raw(self, frame: str | bytes) -> None:
+        await self.ws.send(frame)
+
+    async def request(self, op: str, timeout: float = 15.0, **params: Any) -> dict[str, Any]:
+        rid = next(self._ids)
+        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self.replies[rid] = fut
+        await self.ws.send(self.encode({"id": rid, "op": op, **params}))
+        return await asyncio.wait_for(fut, timeout)
+
+    async def result(self, op: str, **params: Any) -> dict[str, Any]:
+        reply = await self.request(op, **params)
+        assert "result" in reply, reply
+        result: dict[str, Any] = reply["result"]
+        return result
+
+    async def wait_for(self, predicate: Callable[[], Any], timeout: float = 10.0) -> Any:
+        async def loop() -> Any:
+            while True:
+                value = predicate()
+                if value:
+                    return value
+                self._changed.clear()
+                await self._changed.wait()
+
+        return await asyncio.wait_for(loop(), timeout)
+
+    def events(self, room: str | None = None) -> list[dict[str, Any]]:
+        return [e for p in self.pushes if room in (None, p["room"]) for e in p["events"]]
+
+    async def wait_event(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
+        def find() -> dict[str, Any] | None:
+            for event in self.events():
+                if event["kind"] == kind and all(event.get(k) == v for k, v in match.items()):
+                    return event
+            return None
+
+        event: dict[str, Any] = await self.wait_for(find, timeout)
+        return event
+
+    async def wait_closed(self, timeout: float = 10.0) -> int | None:
+        await asyncio.wait_for(self.ws.wait_closed(), timeout)
+        return self.ws.close_code
+
+    async def close(self) -> None:
+        await self.ws.close()
+        self._reader.cancel()

@@ -1,0 +1,70 @@
+"""E2E tier: a local Ray cluster (started once per session), Serve, the gateway, real clients."""
+
+from __future__ import annotations
+
+import secrets
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+from liveshop.config import Settings
+from liveshop.stack import Stack
+from liveshop.storage.embedded import free_port
+from liveshop.tokens import ANY_ROOM, Role, issue_token
+from tests import services
+
+
+@dataclass
+class Running:
+    stack: Stack
+    settings: Settings
+
+    def token(self, user: str, rooms: dict[str, list[str]], ttl: float = 600) -> str:
+        return issue_token(
+            self.settings.secret, user_id=user, name=user.title(), rooms=rooms,
+            now=time.time(), ttl=ttl,
+        )  # fmt: skip
+
+    @property
+    def service_token(self) -> str:
+        return self.token("svc", {ANY_ROOM: [Role.SERVICE]})
+
+    def http(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(
+            base_url=self.settings.http_url,
+            headers={"Authorization": f"Bearer {self.service_token}"},
+            timeout=30,
+        )
+
+
+@pytest.fixture(scope="session")
+def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
+    data_dir: Path = tmp_path_factory.mktemp("liveshop")
+    with services.optional_database(data_dir) as database_url:
+        settings = Settings(
+            data_dir=data_dir,
+            database_url=database_url,
+            redis_url=services.configured_redis_url(),
+            http_port=free_port(),
+            ws_port=free_port(),
+            dashboard_port=free_port(),
+            connect_timeout=1.0,
+            gateways=1,
+        ).with_keys()
+        stack = Stack(settings)
+        try:
+            stack.start_storage(print)
+            stack.start_ray(None, print)
+            stack.deploy(print)
+            yield Running(stack, stack.settings)
+        finally:
+            stack.stop(print)
+
+
+@pytest.fixture
+def new_id() -> Callable[[str], str]:
+    return lambda prefix: f"{prefix}-{secrets.token_hex(4)}"
