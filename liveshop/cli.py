@@ -15,6 +15,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from liveshop import __version__, clock
 from liveshop.config import Settings, default_data_dir
 from liveshop.stack import Stack, read_run_file
@@ -31,13 +33,11 @@ def _progress(start: float) -> Any:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent to reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -144,7 +144,9 @@ def _print_demo(settings: Settings) -> None:
     print(f"  snapshot:  curl {settings.http_url}/rooms/{demo.ROOM_ID}")
     print(f"  websocket: {settings.ws_url}")
     print(f"  viewer token (24 h):\n    {token}\n")
-    print("  try it:  python -m liveshop.client --token <the token above> --room demo\n", flush=True)
+    print(
+        "  try it:  python -m liveshop.client --token <the token above> --room demo\n", flush=True
+    )
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -177,7 +179,7 @@ def cmd_status(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     info = read_run_file(data_dir)
     if info is None:
-        print("liveshop is not running (no run file in %s)." % data_dir)
+        print(f"liveshop is not running (no run file in {data_dir}).")
         return 1
     settings = Settings.from_env(data_dir=data_dir).with_keys()
     results = check_all(info, settings)
@@ -230,8 +232,13 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="mint a signed token with this run's secret")
     token.add_argument("--user", required=True)
     token.add_argument("--name")
-    token.add_argument("--grant", action="append", default=[], metavar="ROOM:ROLE",
-                       help="e.g. demo:viewer, demo:host, '*:service' (repeatable)")
+    token.add_argument(
+        "--grant",
+        action="append",
+        default=[],
+        metavar="ROOM:ROLE",
+        help="e.g. demo:viewer, demo:host, '*:service' (repeatable)",
+    )
     token.add_argument("--ttl", type=float, default=3600.0)
     token.add_argument("--data-dir")
     token.set_defaults(func=cmd_token)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict
 from liveshop.rooms.room import RoomInfo
@@ -26,12 +28,10 @@ async def seed(database_url: str) -> None:
     try:
         rooms = RoomStore(pool)
         await rooms.create_channel(CHANNEL_ID, "Deals")
-        try:
+        with contextlib.suppress(Conflict):
             await rooms.create_room(
                 RoomInfo(ROOM_ID, "Demo: Friday flash deals", CHANNEL_ID), epoch="demo-1"
             )
-        except Conflict:
-            pass
         products = ProductStore(pool)
         for product in PRODUCTS:
             await products.create(product, upsert=True)

@@ -86,6 +86,9 @@ class Stack:
             info = ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         else:
             info = ray.init(
+                # "local": start our own cluster even if RAY_ADDRESS or a `ray start` says
+                # otherwise; we stop what we start, so we must not adopt someone else's.
+                address="local",
                 namespace=NAMESPACE,
                 include_dashboard=True,
                 dashboard_host="127.0.0.1",
@@ -94,7 +97,7 @@ class Stack:
                 configure_logging=False,
             )
             self.ray_started_here = True
-        self.ray_address = info.address_info.get("gcs_address") or address
+        self.ray_address = info.address_info.get("gcs_address") or address  # type: ignore[attr-defined]
         self.timings["ray"] = time.monotonic() - t
         how = "started" if self.ray_started_here else "joined"
         progress(f"Ray         {self.ray_address} ({how})")
@@ -141,7 +144,7 @@ class Stack:
             if self.ray_started_here:
                 from ray import serve
 
-                serve.shutdown()  # the whole local cluster goes next, room actors with it
+                serve.shutdown()  # type: ignore[no-untyped-call]  # the whole local cluster goes next, room actors with it
             else:
                 wiring.undeploy()
                 wiring.kill_room_actors()

@@ -56,7 +56,7 @@ def encode_room_message(room: Room, events: list[Event], state: dict[str, Any]) 
 
 
 class RoomActor:
-    async def __init__(self, room_id: str, settings: Settings) -> None:
+    async def __init__(self, room_id: str, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url and settings.redis_url
         self.room_id = room_id
         self.settings = settings

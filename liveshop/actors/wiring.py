@@ -6,10 +6,10 @@ so all of them import and unit-test without Ray.
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 import ray
-from ray.actor import ActorHandle
 
 from liveshop.actors.room_actor import RoomActor
 from liveshop.config import NAMESPACE, Settings
@@ -32,14 +32,17 @@ ROOM_ACTOR_OPTIONS: dict[str, Any] = {
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 
-_RemoteRoomActor = ray.remote(RoomActor)
+_RemoteRoomActor: Any = ray.remote(RoomActor)
+
+#: Ray's handle types are not precise enough to type-check calls through; keep it honest.
+RoomHandle = Any
 
 
 def room_actor_name(room_id: str) -> str:
     return ROOM_ACTOR_PREFIX + room_id
 
 
-def get_room_actor(room_id: str) -> ActorHandle | None:
+def get_room_actor(room_id: str) -> RoomHandle | None:
     """The running actor of ``room_id``, if there is one (blocking GCS lookup)."""
     try:
         return ray.get_actor(room_actor_name(room_id), namespace=NAMESPACE)
@@ -47,9 +50,9 @@ def get_room_actor(room_id: str) -> ActorHandle | None:
         return None
 
 
-def create_room_actor(room_id: str, settings: Settings) -> ActorHandle:
+def create_room_actor(room_id: str, settings: Settings) -> RoomHandle:
     """Get or create the room's detached actor (blocking GCS call)."""
-    handle: ActorHandle = _RemoteRoomActor.options(
+    handle: RoomHandle = _RemoteRoomActor.options(
         name=room_actor_name(room_id), get_if_exists=True, **ROOM_ACTOR_OPTIONS
     ).remote(room_id, settings)
     return handle
@@ -80,14 +83,14 @@ def api_application(settings: Settings) -> Any:
     """The Serve application for the HTTP API."""
     from liveshop.serve.api import Api
 
-    return Api.options(ray_actor_options=API_ACTOR_OPTIONS).bind(settings)
+    return Api.options(ray_actor_options=API_ACTOR_OPTIONS).bind(settings)  # type: ignore[attr-defined]
 
 
 def gateway_application(settings: Settings) -> Any:
     """The Serve application whose replicas each run a WebSocket gateway (SO_REUSEPORT)."""
     from liveshop.serve.gateway_app import GatewayDeployment
 
-    return GatewayDeployment.options(
+    return GatewayDeployment.options(  # type: ignore[attr-defined]
         num_replicas=settings.gateways, ray_actor_options=GATEWAY_ACTOR_OPTIONS
     ).bind(settings)
 
@@ -112,7 +115,5 @@ def undeploy() -> None:
     from ray import serve
 
     for app in (API_APP, GATEWAY_APP):
-        try:
+        with contextlib.suppress(Exception):
             serve.delete(app)
-        except Exception:
-            pass

@@ -182,7 +182,9 @@ class Room:
             tick.state["reaction_burst"] = dict(self._pending_reactions)
             self._pending_reactions = Counter()
         self._viewer_reports = {
-            g: (c, at) for g, (c, at) in self._viewer_reports.items() if now - at <= VIEWER_REPORT_TTL
+            g: (c, at)
+            for g, (c, at) in self._viewer_reports.items()
+            if now - at <= VIEWER_REPORT_TTL
         }
         viewers = self.viewers(now)
         if viewers != self._published_viewers:

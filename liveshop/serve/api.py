@@ -5,7 +5,6 @@ viewers use, with host/moderator/service roles); the dev token endpoint takes th
 in ``X-Admin-Key``. Errors are JSON: ``{"error": {"code", "message", "temporary"}}``.
 """
 
-
 import hmac
 import secrets
 from typing import Annotated, Any
@@ -95,7 +94,7 @@ def _room_out(info: RoomInfo) -> dict[str, Any]:
 @serve.deployment(name="api", health_check_period_s=5)
 @serve.ingress(app)
 class Api:
-    async def __init__(self, settings: Settings) -> None:
+    async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url and settings.redis_url
         self.settings = settings
         self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
@@ -234,5 +233,3 @@ class Api:
             ttl=body.ttl_seconds,
         )
         return {"token": token, "expires_at": int(now + body.ttl_seconds)}
-
-

@@ -88,7 +88,9 @@ class Gateway:
     def __init__(self, settings: Settings, gateway_id: str | None = None) -> None:
         assert settings.database_url and settings.redis_url
         self.settings = settings
-        self.gateway_id = gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        self.gateway_id = (
+            gateway_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+        )
         self.hub = Hub()
         self.connections = 0
         self._pool: asyncpg.Pool | None = None
@@ -155,7 +157,9 @@ class Gateway:
     async def _on_reconnect(self) -> None:
         # Messages published while Redis was away are gone from the broker (at-most-once).
         # Clients see the offsets jump and resubscribe; issue 8's drills cover this path.
-        log.warning("gateway %s resubscribed to Redis; clients may see offset gaps", self.gateway_id)
+        log.warning(
+            "gateway %s resubscribed to Redis; clients may see offset gaps", self.gateway_id
+        )
 
     async def _report_viewers(self) -> None:
         """Exact viewer counts: every gateway tells each room how many sockets it serves."""
@@ -238,13 +242,13 @@ class Gateway:
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
         rid: RequestId | None = None
         try:
+            message = decode_frame(frame, session.codec)
+            rid = request_id_of(message)  # decoded first so a refusal names its request
             if not session.bucket.take(clock.now()):
                 session.strikes += 1
                 if session.strikes > MAX_RATE_STRIKES:
-                    asyncio.ensure_future(session.ws.close(CloseCode.POLICY, "rate limit"))
+                    self._close_later(session, CloseCode.POLICY, "rate limit")
                 raise RateLimited("too many requests, slow down")
-            message = decode_frame(frame, session.codec)
-            rid = request_id_of(message)
             request = parse_request(message)
             if session.inflight >= self.settings.max_inflight:
                 raise RateLimited("too many requests in flight")
@@ -273,6 +277,12 @@ class Gateway:
             session.inflight -= 1
         if reply is not None:
             self._send(session, reply)
+
+    @staticmethod
+    def _close_later(session: Session, code: int, reason: str) -> None:
+        task = asyncio.ensure_future(session.ws.close(code, reason))
+        session.tasks.add(task)
+        task.add_done_callback(session.tasks.discard)
 
     def _send(self, session: Session, message: dict[str, Any]) -> None:
         frame = encode_frame(message, session.codec)
@@ -368,9 +378,7 @@ class Gateway:
                 await self.subscriber.unsubscribe(room_id)
 
 
-def _select_subprotocol(
-    connection: ServerConnection, subprotocols: Any
-) -> Subprotocol | None:
+def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Subprotocol | None:
     for wanted in (SUBPROTOCOL_MSGPACK, SUBPROTOCOL_JSON):
         if wanted in subprotocols:
             return Subprotocol(wanted)

@@ -6,10 +6,10 @@ import asyncio
 import logging
 from typing import Any
 
-from ray.actor import ActorHandle
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 
 from liveshop.actors import wiring
+from liveshop.actors.wiring import RoomHandle
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, RoomNotFound, Unavailable
 from liveshop.rooms.commands import Command, Reply
@@ -23,11 +23,11 @@ class RoomClient:
     def __init__(self, settings: Settings, store: RoomStore) -> None:
         self.settings = settings
         self.store = store
-        self._handles: dict[str, ActorHandle] = {}
+        self._handles: dict[str, RoomHandle] = {}
         self._batchers: dict[str, Batcher[Command]] = {}
-        self._lookups: dict[str, asyncio.Future[ActorHandle]] = {}
+        self._lookups: dict[str, asyncio.Future[RoomHandle]] = {}
 
-    async def actor(self, room_id: str) -> ActorHandle:
+    async def actor(self, room_id: str) -> RoomHandle:
         handle = self._handles.get(room_id)
         if handle is not None:
             return handle
@@ -39,7 +39,7 @@ class RoomClient:
             pending.add_done_callback(lambda _: self._lookups.pop(room_id, None))
         return await asyncio.shield(pending)
 
-    async def _lookup(self, room_id: str) -> ActorHandle:
+    async def _lookup(self, room_id: str) -> RoomHandle:
         handle = await asyncio.to_thread(wiring.get_room_actor, room_id)
         if handle is None:
             # Only rooms that exist get an actor: a client cannot create actors by guessing.

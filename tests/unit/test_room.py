@@ -6,7 +6,16 @@ from hypothesis import strategies as st
 
 from liveshop.commerce.product import Product
 from liveshop.errors import Forbidden, InvalidRequest, LiveshopError
-from liveshop.rooms.commands import Actor, Chat, Command, Pin, React, ReportViewers, SystemMessage, Unpin
+from liveshop.rooms.commands import (
+    Actor,
+    Chat,
+    Command,
+    Pin,
+    React,
+    ReportViewers,
+    SystemMessage,
+    Unpin,
+)
 from liveshop.rooms.room import (
     MAX_CHAT_CHARS,
     MAX_REACTION_KINDS,

@@ -45,14 +45,19 @@ def test_expired_token_is_refused() -> None:
 
 def test_forged_signature_is_refused() -> None:
     forged = issue_token(
-        "another-secret-that-is-long-enough-for-hs256!", user_id="u1", name="x", rooms={"*": ["host"]}, now=NOW, ttl=60
+        "another-secret-that-is-long-enough-for-hs256!",
+        user_id="u1",
+        name="x",
+        rooms={"*": ["host"]},
+        now=NOW,
+        ttl=60,
     )
     with pytest.raises(TokenInvalid):
         verify_token(SECRET, forged, now=NOW)
 
 
 def test_tampered_payload_is_refused() -> None:
-    header, payload, signature = _token().split(".")
+    header, _payload, signature = _token().split(".")
     evil = jwt.encode({"sub": "admin", "exp": NOW + 99, "rooms": {"*": ["host"]}}, "x" * 32)
     with pytest.raises(TokenInvalid):
         verify_token(SECRET, f"{header}.{evil.split('.')[1]}.{signature}", now=NOW)
