@@ -7,6 +7,7 @@ newcomer runs it: embedded PostgreSQL and Redis, its own local Ray.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import re
 import subprocess
@@ -37,14 +38,18 @@ def _processes_using(data_dir: Path) -> list[psutil.Process]:
     return found
 
 
-def _raylets() -> set[int]:
-    return {p.pid for p in psutil.process_iter(["name"]) if p.info["name"] == "raylet"}
+def _ray_processes(gcs_address: str) -> list[psutil.Process]:
+    """Processes of the Ray cluster at ``gcs_address`` (other clusters may run meanwhile)."""
+    return [
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if f"--gcs-address={gcs_address}" in " ".join(p.info["cmdline"] or [])
+    ]
 
 
 def test_up_status_demo_viewer_down(tmp_path: Path) -> None:
     data_dir = tmp_path / "run"
     http_port, ws_port, dash_port = free_port(), free_port(), free_port()
-    raylets_before = _raylets()
     log = (tmp_path / "up.log").open("w+")
     up = subprocess.Popen(
         [*LIVESHOP, "up", "--demo", "--data-dir", str(data_dir), "--http-port", str(http_port),
@@ -81,6 +86,8 @@ def test_up_status_demo_viewer_down(tmp_path: Path) -> None:
             await viewer.close()
             return snapshot
 
+        run_info = json.loads((data_dir / "run.json").read_text())
+        assert _ray_processes(run_info["ray"]), "the run's Ray processes should be found"
         snapshot = asyncio.run(watch_demo())
         assert snapshot["pinned"]["product_id"] == "sku-headphones"  # type: ignore[index]
 
@@ -93,10 +100,10 @@ def test_up_status_demo_viewer_down(tmp_path: Path) -> None:
         assert up.returncode == 0
         log.seek(0)
         assert "liveshop stopped." in log.read()
-        # Nothing left behind: no embedded server, no extra raylet.
+        # Nothing left behind: no embedded server, nothing of its Ray cluster.
         time.sleep(1)
         assert _processes_using(data_dir) == []
-        assert _raylets() <= raylets_before
+        assert _ray_processes(run_info["ray"]) == []
         assert not (data_dir / "run.json").exists()
     finally:
         if up.poll() is None:
