@@ -78,8 +78,6 @@ def cmd_up(args: argparse.Namespace) -> int:
         _print_table(stack, ready)
         if args.demo:
             _print_demo(stack.settings)
-        if args.exit_when_ready:
-            return 0
         while not stop.wait(1.0):
             pass
         print("\nliveshop stopping...", flush=True)
@@ -217,7 +215,6 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ws-port", type=int)
     up.add_argument("--dashboard-port", type=int)
     up.add_argument("--gateways", type=int, help="gateway processes sharing the WebSocket port")
-    up.add_argument("--exit-when-ready", action="store_true", help=argparse.SUPPRESS)
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop a running `liveshop up`")

@@ -9,7 +9,7 @@ import os
 import socket
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -50,14 +50,12 @@ class Stack:
     redis: EmbeddedRedis | None = None
     ray_address: str | None = None
     ray_started_here: bool = False
-    timings: dict[str, float] = field(default_factory=dict)
 
     # -- start ----------------------------------------------------------------------------
 
     def start_storage(self, progress: Progress = print) -> None:
         s = self.settings
         s.data_dir.mkdir(parents=True, exist_ok=True)
-        t = time.monotonic()
         if s.database_url is None:
             self.postgres = EmbeddedPostgres(s.data_dir)
             url = self.postgres.start()
@@ -68,20 +66,16 @@ class Stack:
         assert s.database_url is not None
         applied = asyncio.run(migrate_url(s.database_url))
         progress(f"migrations  {', '.join(applied) if applied else 'up to date'}")
-        self.timings["postgres"] = time.monotonic() - t
-        t = time.monotonic()
         if s.redis_url is None:
             self.redis = EmbeddedRedis(s.data_dir)
             self.settings = s = s.with_(redis_url=self.redis.start())
             progress(f"Redis       embedded, {s.data_dir / 'redis'}")
         else:
             progress(f"Redis       {redact(s.redis_url)}")
-        self.timings["redis"] = time.monotonic() - t
 
     def start_ray(self, address: str | None, progress: Progress = print) -> None:
         import ray
 
-        t = time.monotonic()
         if address:
             info = ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         else:
@@ -98,17 +92,14 @@ class Stack:
             )
             self.ray_started_here = True
         self.ray_address = info.address_info.get("gcs_address") or address  # type: ignore[attr-defined]
-        self.timings["ray"] = time.monotonic() - t
         how = "started" if self.ray_started_here else "joined"
         progress(f"Ray         {self.ray_address} ({how})")
 
     def deploy(self, progress: Progress = print) -> None:
         from liveshop.actors import wiring
 
-        t = time.monotonic()
         wiring.deploy(self.settings)
         wait_for_port(self.settings.ws_host, self.settings.ws_port, 30)
-        self.timings["serve"] = time.monotonic() - t
         progress(f"Serve       API {self.settings.http_url}, gateway {self.settings.ws_url}")
 
     # -- stop -----------------------------------------------------------------------------
