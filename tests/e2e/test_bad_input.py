@@ -10,6 +10,8 @@ from collections.abc import AsyncIterator, Callable
 import httpx
 import jwt
 import pytest
+from websockets.exceptions import InvalidStatus
+from websockets.typing import Origin
 
 from liveshop.protocol import MAX_FRAME_BYTES
 from tests.e2e.client import Client
@@ -202,3 +204,20 @@ async def test_http_errors_are_json_with_codes(running: Running, room: str) -> N
         assert response.status_code == 201, response.text
         assert (await anon.get("/healthz")).json()["status"] == "ok"
         assert (await anon.get("/openapi.json")).json()["info"]["title"] == "liveshop"
+
+
+async def test_a_foreign_origin_is_refused_at_the_handshake(running: Running) -> None:
+    with pytest.raises(InvalidStatus) as info:
+        await Client.open(running.settings.ws_url, origin=Origin("https://evil.example"))
+    assert info.value.response.status_code == 403
+    own = Origin(f"http://127.0.0.1:{running.settings.http_port}")
+    client = await Client.open(running.settings.ws_url, running.token("o", {}), origin=own)
+    assert "pong" in await client.result("ping")
+    await client.close()
+
+
+async def test_the_connection_closes_when_its_token_expires(running: Running) -> None:
+    client = await Client.open(running.settings.ws_url, running.token("brief", {}, ttl=2))
+    assert "pong" in await client.result("ping")
+    assert await client.wait_closed(timeout=10) == 1008
+    assert client.ws.close_reason == "token expired"
