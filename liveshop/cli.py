@@ -43,7 +43,9 @@ def _pid_alive(pid: int) -> bool:
 def cmd_up(args: argparse.Namespace) -> int:
     settings = Settings.from_env(
         data_dir=Path(args.data_dir) if args.data_dir else None,
+        http_host=args.http_host,
         http_port=args.http_port,
+        ws_host=args.ws_host,
         ws_port=args.ws_port,
         dashboard_port=args.dashboard_port,
         gateways=args.gateways,
@@ -211,7 +213,9 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--address", help="join an existing Ray cluster instead of starting one")
     up.add_argument("--data-dir", help="run directory (default: the user data dir)")
     up.add_argument("--demo", action="store_true", help="seed a demo channel, room and products")
+    up.add_argument("--http-host", help="address the HTTP API binds (default 127.0.0.1)")
     up.add_argument("--http-port", type=int)
+    up.add_argument("--ws-host", help="address the gateways bind (default 127.0.0.1)")
     up.add_argument("--ws-port", type=int)
     up.add_argument("--dashboard-port", type=int)
     up.add_argument("--gateways", type=int, help="gateway processes sharing the WebSocket port")

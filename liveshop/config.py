@@ -20,6 +20,7 @@ ENV_SECRET = "LIVESHOP_SECRET"
 ENV_ADMIN_KEY = "LIVESHOP_ADMIN_KEY"
 ENV_DATA_DIR = "LIVESHOP_DATA_DIR"
 ENV_ORIGINS = "LIVESHOP_ALLOWED_ORIGINS"
+ENV_DEV_TOKENS = "LIVESHOP_DEV_TOKENS"
 
 NAMESPACE = "liveshop"
 
@@ -58,6 +59,9 @@ class Settings:
     max_inflight: int = 32
     viewer_report_interval: float = 1.0
     token_ttl: float = 24 * 3600.0
+    #: POST /dev/tokens (admin key required). Turn off where a real identity provider
+    #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
+    dev_tokens: bool = True
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -74,6 +78,13 @@ class Settings:
         if os.environ.get(ENV_ORIGINS):
             env["allowed_origins"] = tuple(
                 o.strip() for o in os.environ[ENV_ORIGINS].split(",") if o.strip()
+            )
+        if os.environ.get(ENV_DEV_TOKENS):
+            env["dev_tokens"] = os.environ[ENV_DEV_TOKENS].lower() not in (
+                "0",
+                "off",
+                "false",
+                "no",
             )
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)

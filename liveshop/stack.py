@@ -99,7 +99,10 @@ class Stack:
         from liveshop.actors import wiring
 
         wiring.deploy(self.settings)
-        wait_for_port(self.settings.ws_host, self.settings.ws_port, 30)
+        host = self.settings.ws_host
+        wait_for_port(
+            "127.0.0.1" if host in ("0.0.0.0", "::", "") else host, self.settings.ws_port, 30
+        )
         progress(f"Serve       API {self.settings.http_url}, gateway {self.settings.ws_url}")
 
     # -- stop -----------------------------------------------------------------------------

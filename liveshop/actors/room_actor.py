@@ -26,21 +26,13 @@ from liveshop.rooms.commands import Command, Reply
 from liveshop.rooms.event import Event
 from liveshop.rooms.room import Room
 from liveshop.storage.broker import RedisPublisher
-from liveshop.storage.pool import create_pool
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.rooms import RoomStore
 
 log = logging.getLogger(__name__)
 
 #: A state-only change (reaction totals, peak viewers) is persisted at most this often.
 STATE_SAVE_INTERVAL = 1.0
-TRANSIENT_DB_ERRORS = (
-    OSError,
-    TimeoutError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
-)
 
 
 def encode_room_message(room: Room, events: list[Event], state: dict[str, Any]) -> bytes:
@@ -76,7 +68,7 @@ class RoomActor:
         self._unsaved: list[Event] = []
         self._unsaved_state: dict[str, Any] = {}
         self._state_saved_at = 0.0
-        self._state_dirty = False
+        self._saved_state = self.room.durable_state()
         self.batches = 0
         self.commands = 0
         self.flushes = 0
@@ -102,7 +94,6 @@ class RoomActor:
         results = self.room.apply_batch(batch, clock.now())
         self.batches += 1
         self.commands += len(batch)
-        self._state_dirty = True
         if self.room.has_pending_events():
             await self._next_flush()
         else:
@@ -110,8 +101,9 @@ class RoomActor:
         return results
 
     async def snapshot(self) -> dict[str, Any]:
-        # Never show a subscriber an event that is not yet durable.
-        if self.room.has_pending_events() or self._unsaved:
+        # Never show a subscriber an event that is not yet durable; batches applied while we
+        # waited may have added more, so wait until none is pending.
+        while self.room.has_pending_events() or self._unsaved:
             await self._next_flush()
         return self.room.snapshot(clock.now())
 
@@ -158,7 +150,8 @@ class RoomActor:
         waiters, self._waiters = self._waiters, []
         events = self._unsaved + tick.events
         self._unsaved = []
-        state_due = self._state_dirty and (
+        durable = self.room.durable_state()  # taken with `events`, before any await
+        state_due = durable != self._saved_state and (
             time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
         )
         if events or state_due:
@@ -167,13 +160,17 @@ class RoomActor:
                     self.room_id,
                     epoch=self.room.epoch,
                     offset=self.room.offset,  # evaluated before the await: matches `events`
-                    state=self.room.durable_state(),
+                    state=durable,
                     events=events,
                 )
-            except TRANSIENT_DB_ERRORS as exc:
-                # Keep everything and retry: nobody is answered or shown anything until it
-                # is durable. Callers see a timeout ("unavailable") if the outage lasts.
-                log.warning("room %s cannot persist its tick yet: %s", self.room_id, exc)
+            except Exception as exc:
+                # Keep everything and retry, whatever the error: nobody is answered or shown
+                # anything until it is durable, and no offset is skipped. Callers see a
+                # timeout ("unavailable") if the outage lasts.
+                if isinstance(exc, TRANSIENT_DB_ERRORS):
+                    log.warning("room %s cannot persist its tick yet: %s", self.room_id, exc)
+                else:
+                    log.exception("room %s failed to persist its tick", self.room_id)
                 self._unsaved = events
                 self._unsaved_state.update(tick.state)
                 self._waiters = waiters + self._waiters
@@ -181,7 +178,7 @@ class RoomActor:
                 self._wake.set()
                 return
             self._state_saved_at = time.monotonic()
-            self._state_dirty = False
+            self._saved_state = durable
         state = {**self._unsaved_state, **tick.state}
         self._unsaved_state = {}
         if events or state:

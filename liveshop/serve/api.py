@@ -6,6 +6,7 @@ in ``X-Admin-Key``. Errors are JSON: ``{"error": {"code", "message", "temporary"
 """
 
 import hmac
+import logging
 import secrets
 from typing import Annotated, Any
 
@@ -14,20 +15,33 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
+from redis.exceptions import RedisError
 
 from liveshop import __version__, clock
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
-from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, Unauthenticated
+from liveshop.errors import (
+    Forbidden,
+    InternalError,
+    InvalidRequest,
+    LiveshopError,
+    NotFound,
+    Unauthenticated,
+    Unavailable,
+)
 from liveshop.protocol import RoomId
 from liveshop.rooms.commands import Actor, Pin, SystemMessage, Unpin
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher
-from liveshop.storage.pool import create_pool
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.tokens import ANY_ROOM, STAFF_ROLES, Identity, Role, issue_token, verify_token
+
+log = logging.getLogger(__name__)
+
+TRANSIENT_ERRORS = (*TRANSIENT_DB_ERRORS, RedisError)
 
 app = FastAPI(
     title="liveshop",
@@ -39,6 +53,18 @@ app = FastAPI(
 @app.exception_handler(LiveshopError)
 async def _liveshop_error(_: Request, exc: LiveshopError) -> JSONResponse:
     return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
+
+
+@app.exception_handler(Exception)
+async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
+    """A dependency that did not answer is temporary (503); anything else is a bug (500)."""
+    error: LiveshopError
+    if isinstance(exc, TRANSIENT_ERRORS):
+        error = Unavailable("a backing service did not answer, try again")
+    else:
+        log.error("unexpected error in the API", exc_info=exc)
+        error = InternalError("internal error")
+    return JSONResponse(status_code=error.status, content={"error": error.to_dict()})
 
 
 @app.exception_handler(RequestValidationError)
@@ -221,6 +247,8 @@ class Api:
         self, body: TokenIn, x_admin_key: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
         """Mint a token. Development only: guarded by the admin key (X-Admin-Key)."""
+        if not self.settings.dev_tokens:
+            raise NotFound("dev tokens are disabled (LIVESHOP_DEV_TOKENS=off)")
         if not x_admin_key or not hmac.compare_digest(x_admin_key, self.settings.admin_key):
             raise Unauthenticated("a valid X-Admin-Key header is required")
         now = clock.now()

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
+from redis.exceptions import RedisError
 from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
@@ -33,6 +34,7 @@ from liveshop.errors import (
     NotSubscribed,
     RateLimited,
     Unauthenticated,
+    Unavailable,
 )
 from liveshop.protocol import (
     MAX_FRAME_BYTES,
@@ -338,7 +340,10 @@ class Gateway:
             # Subscribe first, then read the snapshot: every event after the snapshot is
             # then either in the buffer or in a later broadcast.
             async with self._joins.setdefault(room_id, asyncio.Lock()):
-                await self.subscriber.subscribe(room_id)
+                try:
+                    await self.subscriber.subscribe(room_id)
+                except (RedisError, OSError, TimeoutError):
+                    raise Unavailable("cannot follow the room right now, try again") from None
             snapshot = await self.rooms.snapshot(room_id)
         except BaseException:
             self._leave(session, room_id)

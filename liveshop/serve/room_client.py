@@ -40,12 +40,18 @@ class RoomClient:
         return await asyncio.shield(pending)
 
     async def _lookup(self, room_id: str) -> RoomHandle:
-        handle = await asyncio.to_thread(wiring.get_room_actor, room_id)
-        if handle is None:
-            # Only rooms that exist get an actor: a client cannot create actors by guessing.
-            if not await self.store.room_exists(room_id):
-                raise RoomNotFound(f"no room {room_id!r}")
-            handle = await asyncio.to_thread(wiring.create_room_actor, room_id, self.settings)
+        try:
+            handle = await asyncio.to_thread(wiring.get_room_actor, room_id)
+            if handle is None:
+                # Only rooms that exist get an actor: a client cannot create actors by guessing.
+                if not await self.store.room_exists(room_id):
+                    raise RoomNotFound(f"no room {room_id!r}")
+                handle = await asyncio.to_thread(wiring.create_room_actor, room_id, self.settings)
+        except LiveshopError:
+            raise
+        except Exception as exc:  # PostgreSQL or the GCS did not answer
+            log.warning("cannot look up room %s: %s", room_id, exc)
+            raise Unavailable("room lookup failed, try again") from None
         self._handles[room_id] = handle
         return handle
 

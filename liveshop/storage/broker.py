@@ -27,6 +27,8 @@ from redis.exceptions import RedisError
 log = logging.getLogger(__name__)
 
 CHANNEL_PREFIX = "liveshop:room:"
+#: Outside the room prefix, so that no room id can collide with it.
+CONTROL_CHANNEL = "liveshop:gateways"
 
 MessageHandler = Callable[[str, bytes], None]
 ReconnectHandler = Callable[[], Awaitable[None]]
@@ -90,7 +92,7 @@ class RedisSubscriber:
     async def start(self) -> None:
         # A pub/sub connection needs one subscription before it can be read; this private
         # channel also lets us confirm the connection works before we report ready.
-        await self._pubsub.subscribe(CHANNEL_PREFIX + "_gateway")
+        await self._pubsub.subscribe(CONTROL_CHANNEL)
         self.connected = True
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
 
@@ -162,9 +164,7 @@ class RedisSubscriber:
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
         self._pubsub = self._redis.pubsub()
         try:
-            await self._pubsub.subscribe(
-                CHANNEL_PREFIX + "_gateway", *(channel_for(r) for r in self._rooms)
-            )
+            await self._pubsub.subscribe(CONTROL_CHANNEL, *(channel_for(r) for r in self._rooms))
         except (RedisError, OSError):
             return  # the read loop retries with backoff
         self.connected = True

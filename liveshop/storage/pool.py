@@ -6,6 +6,16 @@ import json
 
 import asyncpg
 
+#: Errors that mean "PostgreSQL did not answer": retry later, nothing was decided.
+TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.TooManyConnectionsError,
+)
+
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb columns arrive as dicts, not strings.

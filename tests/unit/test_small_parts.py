@@ -55,10 +55,12 @@ def test_keys_are_created_once_and_private(tmp_path: Path) -> None:
 def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("LIVESHOP_DATABASE_URL", "postgresql://x/y")
     monkeypatch.setenv("LIVESHOP_ALLOWED_ORIGINS", "https://shop.example, https://m.example")
+    monkeypatch.setenv("LIVESHOP_DEV_TOKENS", "off")
     settings = Settings.from_env(data_dir=tmp_path, http_port=9000, ws_port=None)
     assert settings.database_url == "postgresql://x/y"
     assert settings.http_port == 9000
     assert settings.ws_port == 8765
+    assert settings.dev_tokens is False
     assert settings.origins() == [None, "https://shop.example", "https://m.example"]
     assert pickle.loads(pickle.dumps(settings)) == settings
 
