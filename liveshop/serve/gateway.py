@@ -350,14 +350,14 @@ class Gateway:
             raise
         # Reply with the snapshot, then send whatever arrived after it, then go live.
         await session.ws.send(encode_frame(result_reply(rid, snapshot), session.codec))
-        if room_id not in session.rooms:  # unsubscribed while joining
-            return
         offset = snapshot["offset"]
-        while True:
-            buffered = feed.joining.get(session.ws, [])
+        while room_id in session.rooms:  # else: unsubscribed (or closed) while joining
+            buffered = feed.joining.get(session.ws)
+            if buffered is None:
+                return
             if not buffered:
                 feed.finish_join(session.ws, session.codec)
-                break
+                return
             feed.joining[session.ws] = []
             for message in buffered:
                 events = [e for e in message["events"] if e["offset"] > offset]
@@ -381,6 +381,8 @@ class Gateway:
             del self.hub.feeds[room_id]
             with contextlib.suppress(Exception):
                 await self.subscriber.unsubscribe(room_id)
+        # Forget the lock too, or a gateway would keep one per room it ever served.
+        self._joins.pop(room_id, None)
 
 
 def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Subprotocol | None:
