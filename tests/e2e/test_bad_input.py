@@ -145,10 +145,16 @@ async def test_flooding_is_rate_limited_with_one_reply_per_request(
     running: Running, room: str, bystander: Client
 ) -> None:
     client = await _viewer(running, room)
-    burst = running.settings.rate_burst + 20
+    settings = running.settings
+    burst = settings.rate_burst + 20
+    started = time.monotonic()
     replies = await asyncio.gather(*(client.request("ping") for _ in range(burst)))
+    elapsed = time.monotonic() - started
     codes = [r.get("error", {}).get("code") for r in replies]
-    assert codes.count(None) >= running.settings.rate_burst - 2
+    assert set(codes) <= {None, "rate_limited"}
+    # Refused by the token bucket or by the in-flight cap (both rate_limited); never more
+    # successes than the burst plus what the bucket refilled meanwhile.
+    assert 1 <= codes.count(None) <= settings.rate_burst + settings.rate_per_second * elapsed + 1
     assert "rate_limited" in codes
     limited = next(r for r in replies if "error" in r)
     assert limited["error"]["temporary"] is True
