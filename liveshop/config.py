@@ -59,6 +59,10 @@ class Settings:
     max_inflight: int = 32
     viewer_report_interval: float = 1.0
     token_ttl: float = 24 * 3600.0
+    #: History window: a reconnecting client recovers the events it missed if they are among
+    #: the room's last ``history_size`` events and younger than ``history_age`` seconds.
+    history_size: int = 1000
+    history_age: float = 600.0
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True

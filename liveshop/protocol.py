@@ -46,6 +46,17 @@ class RoomParams(_Params):
     room: RoomId
 
 
+class Position(_Params):
+    """Where a client stopped: the last offset it saw and that offset's epoch."""
+
+    offset: int = Field(ge=0, lt=2**53)
+    epoch: str = Field(min_length=1, max_length=64)
+
+
+class SubscribeParams(RoomParams):
+    since: Position | None = None
+
+
 class ChatParams(RoomParams):
     # The room enforces the real limit after stripping; this only bounds the work.
     text: str = Field(max_length=4000)
@@ -62,7 +73,7 @@ class PingParams(_Params):
 
 OPS: dict[str, type[_Params]] = {
     "connect": ConnectParams,
-    "subscribe": RoomParams,
+    "subscribe": SubscribeParams,
     "unsubscribe": RoomParams,
     "chat": ChatParams,
     "react": ReactParams,

@@ -55,13 +55,15 @@ class RoomActor:
         self.publisher = RedisPublisher(settings.redis_url)
         self.pool = await self._connect(settings.database_url)
         self.store = RoomStore(self.pool)
-        stored = await self.store.load(room_id)
+        stored = await self.store.load(room_id, history=settings.history_size)
         self.room = Room.restore(
             stored.info,
             epoch=stored.epoch,
             offset=stored.offset,
             state=stored.state,
             history=stored.history,
+            history_size=settings.history_size,
+            history_age=settings.history_age,
         )
         self._wake = asyncio.Event()
         self._waiters: list[asyncio.Future[None]] = []
@@ -100,12 +102,13 @@ class RoomActor:
             self._wake.set()
         return results
 
-    async def snapshot(self) -> dict[str, Any]:
+    async def join(self, since: tuple[int, str] | None = None) -> dict[str, Any]:
+        """A snapshot, or the events missed since ``(offset, epoch)`` (see Room.join)."""
         # Never show a subscriber an event that is not yet durable; batches applied while we
         # waited may have added more, so wait until none is pending.
         while self.room.has_pending_events() or self._unsaved:
             await self._next_flush()
-        return self.room.snapshot(clock.now())
+        return self.room.join(since, clock.now())
 
     async def stats(self) -> dict[str, Any]:
         return {

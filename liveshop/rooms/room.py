@@ -8,7 +8,7 @@ reactions and viewers, coalesced per tick). Offsets strictly increase within an 
 from __future__ import annotations
 
 import re
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -26,14 +26,16 @@ from liveshop.rooms.commands import (
     Unpin,
 )
 from liveshop.rooms.event import Event
+from liveshop.rooms.history import History
 from liveshop.tokens import STAFF_ROLES
 
 MAX_CHAT_CHARS = 500
 MAX_REACTION_BURST = 100
 MAX_REACTION_KINDS = 64
 REACTION_KIND = re.compile(r"^[a-z0-9_]{1,32}$")
-#: Events kept in memory for snapshots (and, later, recovery).
-HISTORY_SIZE = 200
+#: Default history window: how many events, and how old, a reconnecting client can recover.
+HISTORY_SIZE = 1000
+HISTORY_AGE = 600.0
 #: Chat messages included in a snapshot.
 SNAPSHOT_CHAT = 50
 #: A gateway that has not reported for this long no longer counts towards viewers.
@@ -78,6 +80,8 @@ class Room:
         reactions: dict[str, int] | None = None,
         peak_viewers: int = 0,
         history: list[Event] | None = None,
+        history_size: int = HISTORY_SIZE,
+        history_age: float = HISTORY_AGE,
     ) -> None:
         self.info = info
         self.epoch = epoch
@@ -85,7 +89,7 @@ class Room:
         self.pinned = pinned
         self.reactions: Counter[str] = Counter(reactions or {})
         self.peak_viewers = peak_viewers
-        self.history: deque[Event] = deque(history or (), maxlen=HISTORY_SIZE)
+        self.history = History(history_size, history_age, history or ())
         self._pending_events: list[Event] = []
         self._pending_reactions: Counter[str] = Counter()
         self._viewer_reports: dict[str, tuple[int, float]] = {}
@@ -197,11 +201,32 @@ class Room:
     def snapshot(self, now: float) -> dict[str, Any]:
         chat = [e.to_wire() for e in self.history if e.kind in ("chat", "system")]
         return {
+            **self._current(now),
+            "recovered": False,
+            "recent_chat": chat[-SNAPSHOT_CHAT:],
+        }
+
+    def join(self, since: tuple[int, str] | None, now: float) -> dict[str, Any]:
+        """What a subscriber gets: the events it missed since ``(offset, epoch)`` with
+        ``recovered: true``, or a fresh snapshot with ``recovered: false`` when the gap is
+        older than the history window, the epoch changed, or it asked for no recovery."""
+        if since is not None:
+            offset, epoch = since
+            missed = self.history.since(offset, self.offset, now) if epoch == self.epoch else None
+            if missed is not None:
+                return {
+                    **self._current(now),
+                    "recovered": True,
+                    "events": [e.to_wire() for e in missed],
+                }
+        return self.snapshot(now)
+
+    def _current(self, now: float) -> dict[str, Any]:
+        return {
             "room": self.info.to_wire(),
             "epoch": self.epoch,
             "offset": self.offset,
             "pinned": self.pinned.card() if self.pinned else None,
-            "recent_chat": chat[-SNAPSHOT_CHAT:],
             "viewers": self.viewers(now),
             "peak_viewers": self.peak_viewers,
             "reactions": dict(self.reactions),
@@ -224,6 +249,8 @@ class Room:
         offset: int,
         state: dict[str, Any],
         history: list[Event],
+        history_size: int = HISTORY_SIZE,
+        history_age: float = HISTORY_AGE,
     ) -> Room:
         pinned = state.get("pinned")
         return cls(
@@ -234,6 +261,8 @@ class Room:
             reactions=state.get("reactions") or {},
             peak_viewers=int(state.get("peak_viewers") or 0),
             history=history,
+            history_size=history_size,
+            history_age=history_age,
         )
 
 

@@ -188,7 +188,7 @@ class Api:
     async def get_room(self, room_id: RoomId) -> dict[str, Any]:
         """The room and its live snapshot (pinned product, recent chat, viewers)."""
         await self.room_store.get_room(room_id)
-        return await self.rooms.snapshot(room_id)
+        return await self.rooms.join(room_id)
 
     @app.post("/rooms/{room_id}/pin")
     async def pin(

@@ -47,6 +47,7 @@ from liveshop.protocol import (
     Request,
     RequestId,
     RoomParams,
+    SubscribeParams,
     decode_frame,
     encode_frame,
     error_reply,
@@ -324,7 +325,7 @@ class Gateway:
         if not session.identity.roles_in(room_id):
             raise Forbidden(f"your token grants no role in room {room_id!r}")
 
-    async def _subscribe(self, session: Session, rid: RequestId, params: RoomParams) -> None:
+    async def _subscribe(self, session: Session, rid: RequestId, params: SubscribeParams) -> None:
         assert self.rooms is not None and self.subscriber is not None
         room_id = params.room
         self._require_role(session, room_id)
@@ -344,7 +345,8 @@ class Gateway:
                     await self.subscriber.subscribe(room_id)
                 except (RedisError, OSError, TimeoutError):
                     raise Unavailable("cannot follow the room right now, try again") from None
-            snapshot = await self.rooms.snapshot(room_id)
+            since = (params.since.offset, params.since.epoch) if params.since else None
+            snapshot = await self.rooms.join(room_id, since)
         except BaseException:
             self._leave(session, room_id)
             raise

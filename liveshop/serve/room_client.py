@@ -70,11 +70,12 @@ class RoomClient:
         result: Reply = await batcher.submit(command)
         return result
 
-    async def snapshot(self, room_id: str) -> dict[str, Any]:
+    async def join(self, room_id: str, since: tuple[int, str] | None = None) -> dict[str, Any]:
+        """The room's snapshot, or what was missed since ``since`` (see Room.join)."""
         # Reads are safe to retry, e.g. while the actor restarts.
         for attempt in range(3):
             try:
-                result: dict[str, Any] = await self._call(room_id, "snapshot")
+                result: dict[str, Any] = await self._call(room_id, "join", since)
                 return result
             except Unavailable:
                 if attempt == 2:
