@@ -63,6 +63,10 @@ class Settings:
     #: the room's last ``history_size`` events and younger than ``history_age`` seconds.
     history_size: int = 1000
     history_age: float = 600.0
+    #: Automatic chat moderation: a check from liveshop.rooms.automod.CHECKS ("" = off), and
+    #: how long a room waits for it before its fallback decides.
+    automod: str = "basic"
+    automod_timeout: float = 0.2
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True

@@ -124,6 +124,44 @@ class RateLimited(ClientError):
     temporary = True
 
 
+class Muted(Forbidden):
+    code = "muted"
+
+
+class Banned(Forbidden):
+    code = "banned"
+
+
+class AudienceRestricted(Forbidden):
+    """Followers-only or subscribers-only chat, or a giveaway the user is not eligible for."""
+
+    code = "not_eligible"
+
+
+class MessageBlocked(Forbidden):
+    """A blocked word or the automatic moderation check refused the message."""
+
+    code = "message_blocked"
+
+
+class SlowMode(ClientError):
+    code = "slow_mode"
+    status = 429
+    temporary = True
+
+
+class Closed(Conflict):
+    """The poll or giveaway is closed."""
+
+    code = "closed"
+
+
+class AlreadyDone(Conflict):
+    """A vote, upvote or giveaway entry that may happen once per user."""
+
+    code = "already_done"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -57,9 +57,20 @@ class SubscribeParams(RoomParams):
     since: Position | None = None
 
 
+UserId = Annotated[str, Field(min_length=1, max_length=64)]
+EventId = Annotated[int, Field(ge=1, lt=2**53)]
+# The room enforces the real limits after stripping; these only bound the work.
+Text = Annotated[str, Field(max_length=4000)]
+ShortText = Annotated[str, Field(max_length=200)]
+
+
 class ChatParams(RoomParams):
-    # The room enforces the real limit after stripping; this only bounds the work.
-    text: str = Field(max_length=4000)
+    text: Text
+    reply_to: EventId | None = None
+
+
+class TextParams(RoomParams):
+    text: Text
 
 
 class ReactParams(RoomParams):
@@ -67,17 +78,118 @@ class ReactParams(RoomParams):
     count: int = Field(default=1, ge=1, le=100)
 
 
+class MessageParams(RoomParams):
+    message_id: EventId
+
+
+class UserParams(RoomParams):
+    user_id: UserId
+
+
+class MuteParams(UserParams):
+    seconds: int = Field(ge=1, le=7 * 24 * 3600)
+
+
+class BanParams(UserParams):
+    reason: ShortText = ""
+
+
+class ChatSettingsParams(RoomParams):
+    slow_mode: int | None = Field(default=None, ge=0, le=3600)
+    audience: Literal["everyone", "followers", "subscribers"] | None = None
+    rate_limit: int | None = Field(default=None, ge=1, le=1000)
+    rate_window: int | None = Field(default=None, ge=1, le=3600)
+    blocked_words: list[Annotated[str, Field(max_length=64)]] | None = Field(
+        default=None, max_length=500
+    )
+    automod_fallback: Literal["allow", "block"] | None = None
+
+
+class RoleParams(UserParams):
+    role: Literal["cohost", "guest", "moderator"]
+
+
+class ProductParams(RoomParams):
+    product_id: RoomId
+
+
+class PollParams(RoomParams):
+    question: ShortText
+    options: list[Annotated[str, Field(max_length=80)]] = Field(min_length=2, max_length=6)
+    duration: float = Field(ge=5, le=24 * 3600)
+    allow_change: bool = False
+
+
+class VoteParams(RoomParams):
+    poll_id: EventId
+    option: int = Field(ge=0, le=5)
+
+
+class PollIdParams(RoomParams):
+    poll_id: EventId
+
+
+class QuestionParams(RoomParams):
+    question_id: EventId
+
+
+class GiveawayParams(RoomParams):
+    prize: ShortText
+    eligibility: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+        default_factory=list, max_length=5
+    )
+
+
+class GiveawayIdParams(RoomParams):
+    giveaway_id: EventId
+
+
+class DrawParams(GiveawayIdParams):
+    winners: int = Field(default=1, ge=1, le=100)
+    #: Optional: a seed announced in advance makes the draw checkable by anyone.
+    seed: str | None = Field(default=None, min_length=1, max_length=64)
+
+
 class PingParams(_Params):
     pass
 
+
+#: Operations on a room, after `connect`: each becomes one room command (liveshop/serve/ops.py).
+ROOM_OPS: dict[str, type[RoomParams]] = {
+    "chat": ChatParams,
+    "react": ReactParams,
+    "delete_message": MessageParams,
+    "pin_message": MessageParams,
+    "unpin_message": RoomParams,
+    "mute": MuteParams,
+    "unmute": UserParams,
+    "ban": BanParams,
+    "unban": UserParams,
+    "chat_settings": ChatSettingsParams,
+    "grant_role": RoleParams,
+    "revoke_role": RoleParams,
+    "system_message": TextParams,
+    "pin_product": ProductParams,
+    "unpin_product": RoomParams,
+    "queue_product": ProductParams,
+    "unqueue_product": ProductParams,
+    "create_poll": PollParams,
+    "vote": VoteParams,
+    "close_poll": PollIdParams,
+    "ask": TextParams,
+    "upvote": QuestionParams,
+    "answer": QuestionParams,
+    "open_giveaway": GiveawayParams,
+    "enter_giveaway": GiveawayIdParams,
+    "draw_giveaway": DrawParams,
+}
 
 OPS: dict[str, type[_Params]] = {
     "connect": ConnectParams,
     "subscribe": SubscribeParams,
     "unsubscribe": RoomParams,
-    "chat": ChatParams,
-    "react": ReactParams,
     "ping": PingParams,
+    **ROOM_OPS,
 }
 
 
@@ -145,15 +257,19 @@ def parse_request(message: Any) -> Request:
     if model is None:
         raise UnknownOp(f"unknown op {op[:40]!r}")
     fields = {k: v for k, v in message.items() if k not in ("id", "op")}
+    return Request(id=rid, op=op, params=validate_params(model, fields, op))
+
+
+def validate_params(model: type[_Params], fields: dict[str, Any], op: str) -> Any:
+    """The op's params, or :class:`InvalidRequest` listing each field that failed."""
     try:
-        params = model.model_validate(fields)
+        return model.model_validate(fields)
     except ValidationError as exc:
         details = [
             {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise InvalidRequest(f"invalid '{op}' request", details=details) from None
-    return Request(id=rid, op=op, params=params)
 
 
 def result_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:

@@ -1,8 +1,9 @@
 """Signed access tokens (HMAC JWT, HS256) and the identity they carry.
 
 Claims: ``sub`` (user id), ``name`` (display name), ``rooms`` (room id, or ``"*"`` for every
-room, to a list of roles) and ``exp``. Verification takes ``now`` so that it never reads a
-clock itself.
+room, to a list of roles), optional ``badges`` (room id or ``"*"`` to facts about the
+user that rooms use for eligibility, such as ``follower`` or ``subscriber``) and ``exp``.
+Verification takes ``now`` so that it never reads a clock itself.
 """
 
 from __future__ import annotations
@@ -27,11 +28,16 @@ class Role(StrEnum):
     MODERATOR = "moderator"
     GUEST = "guest"
     VIEWER = "viewer"
+    #: Watch and react only.
+    ANONYMOUS = "anonymous"
     SERVICE = "service"
 
 
 #: Roles allowed to change what a room shows (pins, system messages).
 STAFF_ROLES = frozenset({Role.HOST, Role.COHOST, Role.MODERATOR, Role.SERVICE})
+#: Roles that may speak (chat, ask, vote, enter giveaways); anonymous viewers only watch and react.
+SPEAKING_ROLES = frozenset(Role) - {Role.ANONYMOUS}
+MAX_BADGE_CHARS = 32
 
 
 @dataclass(frozen=True)
@@ -40,10 +46,14 @@ class Identity:
     name: str
     grants: Mapping[str, frozenset[Role]] = field(default_factory=dict)
     expires_at: float = 0.0
+    badges: Mapping[str, frozenset[str]] = field(default_factory=dict)
 
     def roles_in(self, room_id: str) -> frozenset[Role]:
         """Roles this identity holds in ``room_id``: the room's own grants plus the wildcard's."""
         return self.grants.get(room_id, frozenset()) | self.grants.get(ANY_ROOM, frozenset())
+
+    def badges_in(self, room_id: str) -> frozenset[str]:
+        return self.badges.get(room_id, frozenset()) | self.badges.get(ANY_ROOM, frozenset())
 
 
 def _parse_roles(raw: Any) -> dict[str, frozenset[Role]]:
@@ -60,6 +70,17 @@ def _parse_roles(raw: Any) -> dict[str, frozenset[Role]]:
     return grants
 
 
+def _parse_badges(raw: Any) -> dict[str, frozenset[str]]:
+    if not isinstance(raw, dict) or not all(
+        isinstance(k, str)
+        and isinstance(v, list)
+        and all(isinstance(b, str) and 0 < len(b) <= MAX_BADGE_CHARS for b in v)
+        for k, v in raw.items()
+    ):
+        raise TokenInvalid("token claim 'badges' must map room ids to lists of short strings")
+    return {room: frozenset(badges) for room, badges in raw.items()}
+
+
 def issue_token(
     secret: str,
     *,
@@ -68,17 +89,20 @@ def issue_token(
     rooms: Mapping[str, Iterable[Role | str]],
     now: float,
     ttl: float,
+    badges: Mapping[str, Iterable[str]] | None = None,
 ) -> str:
     """Mint a token valid from ``now`` for ``ttl`` seconds."""
     if ttl <= 0:
         raise InvalidRequest("token ttl must be positive")
-    claims = {
+    claims: dict[str, Any] = {
         "sub": user_id,
         "name": name,
         "rooms": {room: sorted(Role(r).value for r in roles) for room, roles in rooms.items()},
         "iat": int(now),
         "exp": int(now + ttl),
     }
+    if badges:
+        claims["badges"] = {room: sorted(set(b)) for room, b in badges.items()}
     return jwt.encode(claims, secret, algorithm=ALGORITHM)
 
 
@@ -111,4 +135,5 @@ def verify_token(secret: str, token: str, *, now: float) -> Identity:
         name=name[:64],
         grants=_parse_roles(claims.get("rooms", {})),
         expires_at=float(exp),
+        badges=_parse_badges(claims.get("badges", {})),
     )

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import time
 from typing import Any
@@ -22,12 +23,14 @@ from redis.exceptions import RedisError
 from liveshop import clock
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError
-from liveshop.rooms.commands import Command, Reply
+from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
+from liveshop.rooms.commands import Chat, Command, Reply
 from liveshop.rooms.event import Event
 from liveshop.rooms.room import Room
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.rooms import RoomStore
+from liveshop.tokens import STAFF_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +69,8 @@ class RoomActor:
             history_age=settings.history_age,
         )
         self._wake = asyncio.Event()
+        self._apply_lock = asyncio.Lock()
+        self.checker: ChatCheck | None = CHECKS[settings.automod]() if settings.automod else None
         self._waiters: list[asyncio.Future[None]] = []
         self._unsaved: list[Event] = []
         self._unsaved_state: dict[str, Any] = {}
@@ -93,7 +98,11 @@ class RoomActor:
 
     async def handle(self, batch: list[Command]) -> list[Reply | LiveshopError]:
         """Apply a batch; answer once its events are durable (and published)."""
-        results = self.room.apply_batch(batch, clock.now())
+        # Batches are applied one at a time, in arrival order, even though checking chat
+        # (which may wait on a model) happens before applying.
+        async with self._apply_lock:
+            batch = await self._moderate(batch)
+            results = self.room.apply_batch(batch, clock.now())
         self.batches += 1
         self.commands += len(batch)
         if self.room.has_pending_events():
@@ -102,13 +111,50 @@ class RoomActor:
             self._wake.set()
         return results
 
-    async def join(self, since: tuple[int, str] | None = None) -> dict[str, Any]:
+    async def join(
+        self, since: tuple[int, str] | None = None, user_id: str | None = None
+    ) -> dict[str, Any] | LiveshopError:
         """A snapshot, or the events missed since ``(offset, epoch)`` (see Room.join)."""
+        if user_id is not None:
+            try:
+                self.room.check_join(user_id)
+            except LiveshopError as exc:
+                return exc  # returned, not raised: it crosses Ray intact
         # Never show a subscriber an event that is not yet durable; batches applied while we
         # waited may have added more, so wait until none is pending.
         while self.room.has_pending_events() or self._unsaved:
             await self._next_flush()
         return self.room.join(since, clock.now())
+
+    async def _moderate(self, batch: list[Command]) -> list[Command]:
+        """Ask the automatic moderation check about viewers' chat, within its timeout."""
+        checker = self.checker
+        if checker is None:
+            return batch
+        todo = [
+            i
+            for i, cmd in enumerate(batch)
+            if isinstance(cmd, Chat) and cmd.verdict is None and not cmd.by.roles & STAFF_ROLES
+        ]
+        if not todo:
+            return batch
+
+        async def verdict(cmd: Chat) -> Verdict:
+            try:
+                return await asyncio.wait_for(
+                    checker.check(self.room_id, cmd.by.user_id, cmd.text),
+                    self.settings.automod_timeout,
+                )
+            except Exception as exc:  # timeout or a broken check: the room's fallback decides
+                log.warning("automod check failed for room %s: %r", self.room_id, exc)
+                return Verdict("allow", "automatic moderation did not answer", fallback=True)
+
+        chats = [cmd for cmd in (batch[i] for i in todo) if isinstance(cmd, Chat)]
+        verdicts = await asyncio.gather(*(verdict(cmd) for cmd in chats))
+        checked = list(batch)
+        for i, cmd, result in zip(todo, chats, verdicts, strict=True):
+            checked[i] = dataclasses.replace(cmd, verdict=result)
+        return checked
 
     async def stats(self) -> dict[str, Any]:
         return {

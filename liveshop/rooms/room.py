@@ -1,35 +1,73 @@
-"""A live room: the rules for chat, reactions, pins and presence.
+"""A live room: the rules for chat and moderation, reactions, products, polls, Q&A, giveaways,
+roles and presence.
 
 No I/O and no clock reads: the actor hands in commands and ``now`` and takes out replies,
 events (durable, each with the next offset) and state changes (ephemeral totals such as
-reactions and viewers, coalesced per tick). Offsets strictly increase within an epoch.
+reactions, poll tallies and viewers, coalesced per tick). Offsets strictly increase within an
+epoch.
 """
 
 from __future__ import annotations
 
 import re
-from collections import Counter
+from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.commerce.product import Product
-from liveshop.errors import ClientError, Forbidden, InvalidRequest, LiveshopError
+from liveshop.errors import (
+    AlreadyDone,
+    Banned,
+    ClientError,
+    Closed,
+    Forbidden,
+    InvalidRequest,
+    LiveshopError,
+    NotFound,
+)
+from liveshop.rooms.chat import MAX_MUTE_SECONDS, ChatRules
 from liveshop.rooms.commands import (
     Actor,
+    Ask,
+    Ban,
     Chat,
+    ChatSettings,
+    ClosePoll,
     Command,
+    CreatePoll,
+    DeleteMessage,
+    DrawGiveaway,
+    EnterGiveaway,
+    GrantRole,
+    Joined,
+    MarkAnswered,
+    Mute,
+    OpenGiveaway,
     Pin,
+    PinMessage,
+    QueueProduct,
     React,
     Reply,
     ReportViewers,
+    RevokeRole,
     SystemMessage,
+    Unban,
+    Unmute,
     Unpin,
+    UnpinMessage,
+    UnqueueProduct,
+    Upvote,
+    Vote,
 )
 from liveshop.rooms.event import Event
+from liveshop.rooms.giveaway import Giveaway
 from liveshop.rooms.history import History
-from liveshop.tokens import STAFF_ROLES
+from liveshop.rooms.poll import Poll
+from liveshop.rooms.qa import Question, ranked
+from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES, Role
 
 MAX_CHAT_CHARS = 500
+MAX_QUESTION_CHARS = 300
 MAX_REACTION_BURST = 100
 MAX_REACTION_KINDS = 64
 REACTION_KIND = re.compile(r"^[a-z0-9_]{1,32}$")
@@ -38,8 +76,20 @@ HISTORY_SIZE = 1000
 HISTORY_AGE = 600.0
 #: Chat messages included in a snapshot.
 SNAPSHOT_CHAT = 50
+SNAPSHOT_QUESTIONS = 50
 #: A gateway that has not reported for this long no longer counts towards viewers.
 VIEWER_REPORT_TTL = 5.0
+MAX_QUEUE = 20
+MAX_OPEN_POLLS = 5
+MAX_QUESTIONS = 1000
+MAX_OPEN_GIVEAWAYS = 5
+RECENT_JOINERS = 20
+#: Unique viewers are counted exactly up to this many, then the count stops growing.
+MAX_UNIQUE_VIEWERS = 200_000
+#: Roles the room itself can grant live (hosts come from tokens only).
+GRANTABLE = frozenset({Role.COHOST, Role.GUEST, Role.MODERATOR})
+#: Who may grant or revoke them.
+HOSTS = frozenset({Role.HOST, Role.COHOST, Role.SERVICE})
 
 
 @dataclass
@@ -76,9 +126,6 @@ class Room:
         *,
         epoch: str,
         offset: int = 0,
-        pinned: Product | None = None,
-        reactions: dict[str, int] | None = None,
-        peak_viewers: int = 0,
         history: list[Event] | None = None,
         history_size: int = HISTORY_SIZE,
         history_age: float = HISTORY_AGE,
@@ -86,12 +133,27 @@ class Room:
         self.info = info
         self.epoch = epoch
         self.offset = offset
-        self.pinned = pinned
-        self.reactions: Counter[str] = Counter(reactions or {})
-        self.peak_viewers = peak_viewers
         self.history = History(history_size, history_age, history or ())
+        self.pinned: Product | None = None
+        self.queue: list[Product] = []
+        self.pinned_message: dict[str, Any] | None = None
+        self.deleted: set[int] = set()
+        self.reactions: Counter[str] = Counter()
+        self.peak_viewers = 0
+        self.rules = ChatRules()
+        self.grants: dict[str, set[Role]] = {}
+        self.polls: dict[int, Poll] = {}
+        self.questions: dict[int, Question] = {}
+        self.giveaways: dict[int, Giveaway] = {}
+        self.chatters: set[str] = set()
+        self.uniques: set[str] = set()
+        self.recent_joiners: deque[dict[str, str]] = deque(maxlen=RECENT_JOINERS)
         self._pending_events: list[Event] = []
         self._pending_reactions: Counter[str] = Counter()
+        self._changed_polls: set[int] = set()
+        self._changed_questions: set[int] = set()
+        self._changed_giveaways: set[int] = set()
+        self._joiners_changed = False
         self._viewer_reports: dict[str, tuple[int, float]] = {}
         self._published_viewers = -1
 
@@ -109,42 +171,226 @@ class Room:
 
     def apply(self, command: Command, now: float) -> Reply:
         match command:
-            case Chat(by=by, text=text):
-                return self._chat(by, text, now)
+            case Chat():
+                return self._chat(command, now)
             case React(by=by, kind=kind, count=count):
+                self._require(by, "react")
                 return self._react(kind, count)
-            case Pin(by=by, product=product):
-                self._require_staff(by)
-                self.pinned = product
-                event = self._emit("pin", {"product": product.card(), "by": by.user_id}, now)
-                return {"offset": event.offset}
-            case Unpin(by=by):
-                self._require_staff(by)
-                if self.pinned is None:
-                    return {"offset": None}
-                self.pinned = None
-                event = self._emit("unpin", {"by": by.user_id}, now)
-                return {"offset": event.offset}
-            case SystemMessage(by=by, text=text):
-                self._require_staff(by)
-                event = self._emit("system", {"text": _clean_text(text)}, now)
-                return {"offset": event.offset}
             case ReportViewers(gateway_id=gateway_id, count=count):
                 if count < 0:
                     raise InvalidRequest("viewer count must not be negative")
                 self._viewer_reports[gateway_id] = (count, now)
                 return {}
+            case Joined(by=by):
+                self._joined(by)
+                return {}
+            case SystemMessage(by=by, text=text):
+                self._require_staff(by)
+                return self._offset(self._emit("system", {"text": _clean(text)}, now))
+            case DeleteMessage():
+                return self._delete(command, now)
+            case PinMessage(by=by, message_id=message_id):
+                self._require_staff(by)
+                message = self._message(message_id)
+                self.pinned_message = message
+                return self._offset(
+                    self._emit("message_pinned", {"message": message, "by": by.user_id}, now)
+                )
+            case UnpinMessage(by=by):
+                self._require_staff(by)
+                if self.pinned_message is None:
+                    return {"offset": None}
+                self.pinned_message = None
+                return self._offset(self._emit("message_unpinned", {"by": by.user_id}, now))
+            case Mute(by=by, user_id=user_id, seconds=seconds):
+                self._require_staff(by)
+                self._not_staff_target(user_id)
+                if not 1 <= seconds <= MAX_MUTE_SECONDS:
+                    raise InvalidRequest(f"mute for 1-{MAX_MUTE_SECONDS} seconds")
+                until = now + seconds
+                self.rules.mutes[user_id] = until
+                data = {"user_id": user_id, "until": until, "by": by.user_id}
+                return self._offset(self._emit("user_muted", data, now))
+            case Unmute(by=by, user_id=user_id):
+                self._require_staff(by)
+                if self.rules.mutes.pop(user_id, None) is None:
+                    raise NotFound(f"{user_id!r} is not muted")
+                data = {"user_id": user_id, "by": by.user_id}
+                return self._offset(self._emit("user_unmuted", data, now))
+            case Ban(by=by, user_id=user_id, reason=reason):
+                self._require_staff(by)
+                self._not_staff_target(user_id)
+                self.rules.bans[user_id] = reason[:200]
+                data = {"user_id": user_id, "by": by.user_id, "reason": reason[:200]}
+                return self._offset(self._emit("user_banned", data, now))
+            case Unban(by=by, user_id=user_id):
+                self._require_staff(by)
+                if self.rules.bans.pop(user_id, None) is None:
+                    raise NotFound(f"{user_id!r} is not banned")
+                data = {"user_id": user_id, "by": by.user_id}
+                return self._offset(self._emit("user_unbanned", data, now))
+            case ChatSettings(by=by):
+                self._require_staff(by)
+                self.rules.update(
+                    slow_mode=command.slow_mode,
+                    audience=command.audience,
+                    rate_limit=command.rate_limit,
+                    rate_window=command.rate_window,
+                    blocked_words=command.blocked_words,
+                    automod_fallback=command.automod_fallback,
+                )
+                data = {"settings": self.rules.settings(), "by": by.user_id}
+                return self._offset(self._emit("chat_settings", data, now))
+            case GrantRole(by=by, user_id=user_id, role=role):
+                self._require_host(by, role)
+                held = self.grants.setdefault(user_id, set())
+                if role in held:
+                    raise AlreadyDone(f"{user_id!r} already is {role.value} here")
+                held.add(role)
+                data = {"user_id": user_id, "role": role.value, "by": by.user_id}
+                return self._offset(self._emit("role_granted", data, now))
+            case RevokeRole(by=by, user_id=user_id, role=role):
+                self._require_host(by, role)
+                if role not in self.grants.get(user_id, set()):
+                    raise NotFound(f"{user_id!r} was not granted {role.value} here")
+                self.grants[user_id].discard(role)
+                if not self.grants[user_id]:
+                    del self.grants[user_id]
+                data = {"user_id": user_id, "role": role.value, "by": by.user_id}
+                return self._offset(self._emit("role_revoked", data, now))
+            case Pin(by=by, product=product):
+                self._require_staff(by)
+                self.pinned = product
+                self.queue = [p for p in self.queue if p.product_id != product.product_id]
+                data = {"product": product.card(), "by": by.user_id}
+                return self._offset(self._emit("pin", data, now))
+            case Unpin(by=by):
+                self._require_staff(by)
+                if self.pinned is None:
+                    return {"offset": None}
+                self.pinned = None
+                return self._offset(self._emit("unpin", {"by": by.user_id}, now))
+            case QueueProduct(by=by, product=product):
+                self._require_staff(by)
+                if any(p.product_id == product.product_id for p in self.queue):
+                    raise AlreadyDone(f"{product.product_id!r} is already queued")
+                if len(self.queue) >= MAX_QUEUE:
+                    raise InvalidRequest(f"the product queue holds at most {MAX_QUEUE}")
+                self.queue.append(product)
+                data = {"product": product.card(), "by": by.user_id}
+                return self._offset(self._emit("product_queued", data, now))
+            case UnqueueProduct(by=by, product_id=product_id):
+                self._require_staff(by)
+                if not any(p.product_id == product_id for p in self.queue):
+                    raise NotFound(f"{product_id!r} is not queued")
+                self.queue = [p for p in self.queue if p.product_id != product_id]
+                data = {"product_id": product_id, "by": by.user_id}
+                return self._offset(self._emit("product_unqueued", data, now))
+            case CreatePoll(by=by):
+                self._require_staff(by)
+                if sum(p.is_open(now) for p in self.polls.values()) >= MAX_OPEN_POLLS:
+                    raise InvalidRequest(f"at most {MAX_OPEN_POLLS} open polls")
+                poll = Poll.create(
+                    self.offset + 1, command.question, command.options, command.duration,
+                    command.allow_change, now,
+                )  # fmt: skip
+                self.polls[poll.poll_id] = poll
+                event = self._emit("poll_created", {"poll": poll.public()}, now)
+                return {"offset": event.offset, "poll_id": poll.poll_id}
+            case Vote(by=by, poll_id=poll_id, option=option):
+                self._require_member(by)
+                poll = self._poll(poll_id)
+                if poll.vote(by.user_id, option, now):
+                    self._changed_polls.add(poll_id)
+                return {"poll_id": poll_id, "option": option}
+            case ClosePoll(by=by, poll_id=poll_id):
+                self._require_staff(by)
+                poll = self._poll(poll_id)
+                if poll.closed:
+                    raise Closed("this poll is already closed")
+                return self._offset(self._close_poll(poll, now))
+            case Ask(by=by, text=text):
+                self._require_member(by)
+                self.rules.check_speaker(by.user_id, self._roles(by), by.badges, now)
+                cleaned = _clean(text, MAX_QUESTION_CHARS)
+                self.rules.check_text(cleaned, self._roles(by), None)
+                if len(self.questions) >= MAX_QUESTIONS:
+                    raise InvalidRequest(f"this room holds at most {MAX_QUESTIONS} questions")
+                question = Question(self.offset + 1, by.user_id, by.name, cleaned)
+                self.questions[question.question_id] = question
+                event = self._emit("question", {"question": question.public()}, now)
+                return {"offset": event.offset, "question_id": question.question_id}
+            case Upvote(by=by, question_id=question_id):
+                self._require_member(by)
+                self._question(question_id).upvote(by.user_id)
+                self._changed_questions.add(question_id)
+                return {"question_id": question_id}
+            case MarkAnswered(by=by, question_id=question_id):
+                self._require_staff(by)
+                question = self._question(question_id)
+                if question.answered:
+                    raise AlreadyDone("this question is already answered")
+                question.answered = True
+                data = {"question_id": question_id, "by": by.user_id}
+                return self._offset(self._emit("question_answered", data, now))
+            case OpenGiveaway(by=by, prize=prize, eligibility=eligibility):
+                self._require_staff(by)
+                open_now = sum(g.drawn is None for g in self.giveaways.values())
+                if open_now >= MAX_OPEN_GIVEAWAYS:
+                    raise InvalidRequest(f"at most {MAX_OPEN_GIVEAWAYS} open giveaways")
+                cleaned_prize = _clean(prize, 200)
+                giveaway = Giveaway(self.offset + 1, cleaned_prize, tuple(eligibility))
+                self.giveaways[giveaway.giveaway_id] = giveaway
+                event = self._emit("giveaway_opened", {"giveaway": giveaway.public()}, now)
+                return {"offset": event.offset, "giveaway_id": giveaway.giveaway_id}
+            case EnterGiveaway(by=by, giveaway_id=giveaway_id):
+                self._require_member(by)
+                giveaway = self._giveaway(giveaway_id)
+                giveaway.enter(by.user_id, by.badges, by.user_id in self.chatters)
+                self._changed_giveaways.add(giveaway_id)
+                return {"giveaway_id": giveaway_id}
+            case DrawGiveaway(by=by, giveaway_id=giveaway_id, winners=winners, seed=seed):
+                self._require_staff(by)
+                result = self._giveaway(giveaway_id).draw(winners, seed)
+                data = {"giveaway_id": giveaway_id, **result, "by": by.user_id}
+                event = self._emit("giveaway_drawn", data, now)
+                return {"offset": event.offset, **result}
         raise InvalidRequest(f"unknown command {type(command).__name__}")
 
-    def _chat(self, by: Actor, text: str, now: float) -> Reply:
-        if not by.roles:
-            raise Forbidden("your token grants no role in this room")
-        event = self._emit(
-            "chat",
-            {"user": {"id": by.user_id, "name": by.name}, "text": _clean_text(text)},
-            now,
-        )
+    # -- chat -------------------------------------------------------------------------------
+
+    def _chat(self, command: Chat, now: float) -> Reply:
+        by = command.by
+        roles = self._roles(by)
+        self.rules.check_speaker(by.user_id, roles, by.badges, now)
+        text = _clean(command.text)
+        self.rules.check_text(text, roles, command.verdict)
+        data: dict[str, Any] = {"user": {"id": by.user_id, "name": by.name}, "text": text}
+        if command.reply_to is not None:
+            if not 0 < command.reply_to <= self.offset:
+                raise InvalidRequest("reply_to must be the id of an earlier message")
+            data["reply_to"] = command.reply_to
+        self.rules.check_pace(by.user_id, roles, now)  # last: only messages that pass count
+        self.chatters.add(by.user_id)
+        event = self._emit("chat", data, now)
         return {"offset": event.offset, "message_id": event.offset}
+
+    def _delete(self, command: DeleteMessage, now: float) -> Reply:
+        self._require_staff(command.by)
+        self._message(command.message_id)
+        self.deleted.add(command.message_id)
+        if self.pinned_message and self.pinned_message["offset"] == command.message_id:
+            self.pinned_message = None
+        data = {"message_id": command.message_id, "by": command.by.user_id}
+        return self._offset(self._emit("message_deleted", data, now))
+
+    def _message(self, message_id: int) -> dict[str, Any]:
+        """A chat message still in the history window and not deleted."""
+        if message_id not in self.deleted:
+            for event in self.history:
+                if event.offset == message_id and event.kind == "chat":
+                    return event.to_wire()
+        raise NotFound(f"no message {message_id} in this room's recent history")
 
     def _react(self, kind: str, count: int) -> Reply:
         if not REACTION_KIND.match(kind):
@@ -157,10 +403,74 @@ class Room:
         self._pending_reactions[kind] += count
         return {}
 
-    @staticmethod
-    def _require_staff(by: Actor) -> None:
-        if not by.roles & STAFF_ROLES:
+    def _joined(self, by: Actor) -> None:
+        if len(self.uniques) < MAX_UNIQUE_VIEWERS:
+            self.uniques.add(by.user_id)
+        self.recent_joiners.append({"id": by.user_id, "name": by.name})
+        self._joiners_changed = True
+
+    # -- roles ------------------------------------------------------------------------------
+
+    def _roles(self, by: Actor) -> frozenset[Role]:
+        granted = self.grants.get(by.user_id)
+        return by.roles | granted if granted else by.roles
+
+    def _require(self, by: Actor, what: str) -> None:
+        if not self._roles(by):
+            raise Forbidden(f"your token grants no role in this room ({what})")
+        if by.user_id in self.rules.bans and not self._roles(by) & STAFF_ROLES:
+            raise Banned("you are banned from this room")
+
+    def _require_member(self, by: Actor) -> None:
+        """Speaking members: any role but anonymous, and not banned."""
+        self._require(by, "members only")
+        if not self._roles(by) & SPEAKING_ROLES:
+            raise Forbidden("anonymous viewers can watch and react only")
+
+    def _require_staff(self, by: Actor) -> None:
+        if not self._roles(by) & STAFF_ROLES:
             raise Forbidden("only the host, co-hosts, moderators or services may do this")
+
+    def _require_host(self, by: Actor, role: Role) -> None:
+        if role not in GRANTABLE:
+            raise InvalidRequest(f"a room can grant {', '.join(sorted(GRANTABLE))} only")
+        if not self._roles(by) & HOSTS:
+            raise Forbidden("only the host, co-hosts or services may invite or remove")
+
+    def _not_staff_target(self, user_id: str) -> None:
+        if self.grants.get(user_id, set()) & STAFF_ROLES:
+            raise Forbidden("remove their staff role first")
+
+    def check_join(self, user_id: str) -> None:
+        if user_id in self.rules.bans:
+            raise Banned("you are banned from this room")
+
+    # -- lookups ----------------------------------------------------------------------------
+
+    def _poll(self, poll_id: int) -> Poll:
+        poll = self.polls.get(poll_id)
+        if poll is None:
+            raise NotFound(f"no poll {poll_id}")
+        return poll
+
+    def _question(self, question_id: int) -> Question:
+        question = self.questions.get(question_id)
+        if question is None:
+            raise NotFound(f"no question {question_id}")
+        return question
+
+    def _giveaway(self, giveaway_id: int) -> Giveaway:
+        giveaway = self.giveaways.get(giveaway_id)
+        if giveaway is None:
+            raise NotFound(f"no giveaway {giveaway_id}")
+        return giveaway
+
+    def _close_poll(self, poll: Poll, now: float) -> Event:
+        poll.closed = True
+        self._changed_polls.discard(poll.poll_id)
+        return self._emit("poll_closed", {"poll": poll.public()}, now)
+
+    # -- events -----------------------------------------------------------------------------
 
     def _emit(self, kind: str, data: dict[str, Any], now: float) -> Event:
         self.offset += 1
@@ -169,7 +479,11 @@ class Room:
         self._pending_events.append(event)
         return event
 
-    # -- ticks and views ------------------------------------------------------------------
+    @staticmethod
+    def _offset(event: Event) -> Reply:
+        return {"offset": event.offset}
+
+    # -- ticks and views --------------------------------------------------------------------
 
     def has_pending_events(self) -> bool:
         return bool(self._pending_events)
@@ -179,12 +493,34 @@ class Room:
 
     def drain(self, now: float) -> Tick:
         """Everything to publish since the last drain: one message per room per tick."""
+        for poll in self.polls.values():
+            if not poll.closed and now >= poll.closes_at:
+                self._close_poll(poll, now)
         tick = Tick(events=self._pending_events)
         self._pending_events = []
         if self._pending_reactions:
             tick.state["reactions"] = dict(self.reactions)
             tick.state["reaction_burst"] = dict(self._pending_reactions)
             self._pending_reactions = Counter()
+        if self._changed_polls:
+            tick.state["polls"] = {
+                str(i): self.polls[i].tallies() for i in sorted(self._changed_polls)
+            }
+            self._changed_polls = set()
+        if self._changed_questions:
+            tick.state["questions"] = {
+                str(i): len(self.questions[i].voters) for i in sorted(self._changed_questions)
+            }
+            self._changed_questions = set()
+        if self._changed_giveaways:
+            tick.state["giveaways"] = {
+                str(i): len(self.giveaways[i].entrants) for i in sorted(self._changed_giveaways)
+            }
+            self._changed_giveaways = set()
+        if self._joiners_changed:
+            tick.state["unique_viewers"] = len(self.uniques)
+            tick.state["recent_joiners"] = list(self.recent_joiners)
+            self._joiners_changed = False
         self._viewer_reports = {
             g: (c, at)
             for g, (c, at) in self._viewer_reports.items()
@@ -199,7 +535,11 @@ class Room:
         return tick
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        chat = [e.to_wire() for e in self.history if e.kind in ("chat", "system")]
+        chat = [
+            e.to_wire()
+            for e in self.history
+            if e.kind in ("chat", "system") and e.offset not in self.deleted
+        ]
         return {
             **self._current(now),
             "recovered": False,
@@ -227,17 +567,37 @@ class Room:
             "epoch": self.epoch,
             "offset": self.offset,
             "pinned": self.pinned.card() if self.pinned else None,
+            "queue": [p.card() for p in self.queue],
+            "pinned_message": self.pinned_message,
+            "chat_settings": self.rules.settings(),
+            "polls": [p.public() for p in self.polls.values() if p.is_open(now) or p.closed][-10:],
+            "questions": ranked(list(self.questions.values()))[:SNAPSHOT_QUESTIONS],
+            "giveaways": [g.public() for g in self.giveaways.values()][-10:],
             "viewers": self.viewers(now),
             "peak_viewers": self.peak_viewers,
+            "unique_viewers": len(self.uniques),
+            "recent_joiners": list(self.recent_joiners),
             "reactions": dict(self.reactions),
         }
+
+    # -- persistence ------------------------------------------------------------------------
 
     def durable_state(self) -> dict[str, Any]:
         """The part of the room persisted beside its events."""
         return {
             "pinned": self.pinned.card() if self.pinned else None,
+            "queue": [p.card() for p in self.queue],
+            "pinned_message": self.pinned_message,
+            "deleted": sorted(d for d in self.deleted if d > self.offset - 10 * HISTORY_SIZE),
             "reactions": dict(self.reactions),
             "peak_viewers": self.peak_viewers,
+            "chat": self.rules.to_state(),
+            "grants": {u: sorted(r.value for r in roles) for u, roles in self.grants.items()},
+            "polls": [p.to_state() for p in self.polls.values()],
+            "questions": [q.to_state() for q in self.questions.values()],
+            "giveaways": [g.to_state() for g in self.giveaways.values()],
+            "chatters": sorted(self.chatters),
+            "uniques": sorted(self.uniques),
         }
 
     @classmethod
@@ -252,24 +612,39 @@ class Room:
         history_size: int = HISTORY_SIZE,
         history_age: float = HISTORY_AGE,
     ) -> Room:
-        pinned = state.get("pinned")
-        return cls(
+        room = cls(
             info,
             epoch=epoch,
             offset=offset,
-            pinned=Product.from_card(pinned) if pinned else None,
-            reactions=state.get("reactions") or {},
-            peak_viewers=int(state.get("peak_viewers") or 0),
             history=history,
             history_size=history_size,
             history_age=history_age,
         )
+        pinned = state.get("pinned")
+        room.pinned = Product.from_card(pinned) if pinned else None
+        room.queue = [Product.from_card(c) for c in state.get("queue") or ()]
+        room.pinned_message = state.get("pinned_message")
+        room.deleted = set(state.get("deleted") or ())
+        room.reactions = Counter(state.get("reactions") or {})
+        room.peak_viewers = int(state.get("peak_viewers") or 0)
+        room.rules = ChatRules.from_state(state.get("chat") or {})
+        room.grants = {u: {Role(r) for r in rs} for u, rs in (state.get("grants") or {}).items()}
+        room.polls = {p.poll_id: p for p in map(Poll.from_state, state.get("polls") or ())}
+        room.questions = {
+            q.question_id: q for q in map(Question.from_state, state.get("questions") or ())
+        }
+        room.giveaways = {
+            g.giveaway_id: g for g in map(Giveaway.from_state, state.get("giveaways") or ())
+        }
+        room.chatters = set(state.get("chatters") or ())
+        room.uniques = set(state.get("uniques") or ())
+        return room
 
 
-def _clean_text(text: str) -> str:
+def _clean(text: str, limit: int = MAX_CHAT_CHARS) -> str:
     cleaned = text.strip()
     if not cleaned:
         raise InvalidRequest("message must not be empty")
-    if len(cleaned) > MAX_CHAT_CHARS:
-        raise InvalidRequest(f"message longer than {MAX_CHAT_CHARS} characters")
+    if len(cleaned) > limit:
+        raise InvalidRequest(f"message longer than {limit} characters")
     return cleaned

@@ -10,7 +10,7 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Query, Request
+from fastapi import Body, FastAPI, Header, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -28,10 +28,12 @@ from liveshop.errors import (
     NotFound,
     Unauthenticated,
     Unavailable,
+    UnknownOp,
 )
-from liveshop.protocol import RoomId
+from liveshop.protocol import ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor, Pin, SystemMessage, Unpin
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
+from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
@@ -189,6 +191,29 @@ class Api:
         """The room and its live snapshot (pinned product, recent chat, viewers)."""
         await self.room_store.get_room(room_id)
         return await self.rooms.join(room_id)
+
+    @app.post("/rooms/{room_id}/actions/{op}")
+    async def action(
+        self,
+        room_id: RoomId,
+        op: str,
+        body: Annotated[dict[str, Any], Body()],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Any room operation of the WebSocket protocol (docs/protocol.md), with the same
+        body minus ``id``, ``op`` and ``room``, the same rules and the same result."""
+        model = ROOM_OPS.get(op)
+        if model is None:
+            raise UnknownOp(f"unknown room op {op!r}; see docs/protocol.md")
+        params = validate_params(model, {**body, "room": room_id}, op)
+        identity = self._identity(authorization)
+        by = Actor(
+            identity.user_id, identity.name, identity.roles_in(room_id), identity.badges_in(room_id)
+        )
+        if not by.roles:
+            raise Forbidden(f"your token grants no role in room {room_id!r}")
+        await self.room_store.get_room(room_id)
+        return await self.rooms.send(room_id, await command_for(op, by, params, self.products))
 
     @app.post("/rooms/{room_id}/pin")
     async def pin(

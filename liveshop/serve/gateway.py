@@ -38,12 +38,11 @@ from liveshop.errors import (
 )
 from liveshop.protocol import (
     MAX_FRAME_BYTES,
+    ROOM_OPS,
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
-    ChatParams,
     Codec,
     ConnectParams,
-    ReactParams,
     Request,
     RequestId,
     RoomParams,
@@ -57,11 +56,13 @@ from liveshop.protocol import (
     room_push,
 )
 from liveshop.ratelimit import TokenBucket
-from liveshop.rooms.commands import Actor, Chat, React, ReportViewers
+from liveshop.rooms.commands import Actor, Joined, ReportViewers
 from liveshop.serve.hub import Hub
+from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisSubscriber
 from liveshop.storage.pool import create_pool
+from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.tokens import Identity, verify_token
 
@@ -84,7 +85,10 @@ class Session:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def actor(self, room_id: str) -> Actor:
-        return Actor(self.identity.user_id, self.identity.name, self.identity.roles_in(room_id))
+        identity = self.identity
+        return Actor(
+            identity.user_id, identity.name, identity.roles_in(room_id), identity.badges_in(room_id)
+        )
 
 
 class Gateway:
@@ -98,6 +102,9 @@ class Gateway:
         self.connections = 0
         self._pool: asyncpg.Pool | None = None
         self.rooms: RoomClient | None = None
+        self.products: ProductStore | None = None
+        #: Live sessions by socket, to act on room events about a user (a ban).
+        self._sessions: dict[ServerConnection, Session] = {}
         self.subscriber: RedisSubscriber | None = None
         self.server: Server | None = None
         self._reporter: asyncio.Task[None] | None = None
@@ -109,6 +116,8 @@ class Gateway:
         assert self.settings.database_url and self.settings.redis_url
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self.rooms = RoomClient(self.settings, RoomStore(self._pool))
+        self.products = ProductStore(self._pool)
+        self.hub.on_ban = self._kick
         self.subscriber = RedisSubscriber(
             self.settings.redis_url, self.hub.on_message, on_reconnect=self._on_reconnect
         )
@@ -186,6 +195,7 @@ class Gateway:
         if session is None:
             return
         self.connections += 1
+        self._sessions[ws] = session
         expiry = asyncio.get_running_loop().call_later(
             max(0.0, session.identity.expires_at - clock.now()),
             lambda: asyncio.ensure_future(ws.close(CloseCode.POLICY, "token expired")),
@@ -198,6 +208,7 @@ class Gateway:
         finally:
             expiry.cancel()
             self.connections -= 1
+            self._sessions.pop(ws, None)
             for task in list(session.tasks):
                 task.cancel()
             for room_id in list(session.rooms):
@@ -309,15 +320,13 @@ class Gateway:
                     raise NotSubscribed(f"not subscribed to {params.room!r}")
                 self._leave(session, params.room)
                 return {"room": params.room}
-            case "chat":
-                chat: ChatParams = request.params
-                self._require_role(session, chat.room)
-                return await self.rooms.send(chat.room, Chat(session.actor(chat.room), chat.text))
-            case "react":
-                react: ReactParams = request.params
-                self._require_role(session, react.room)
-                command = React(session.actor(react.room), react.kind, react.count)
-                return await self.rooms.send(react.room, command)
+        if request.op in ROOM_OPS:
+            room_id = request.params.room
+            self._require_role(session, room_id)
+            assert self.products is not None
+            by = session.actor(room_id)
+            command = await command_for(request.op, by, request.params, self.products)
+            return await self.rooms.send(room_id, command)
         raise InternalError(f"op {request.op!r} has no handler")
 
     @staticmethod
@@ -346,12 +355,14 @@ class Gateway:
                 except (RedisError, OSError, TimeoutError):
                     raise Unavailable("cannot follow the room right now, try again") from None
             since = (params.since.offset, params.since.epoch) if params.since else None
-            snapshot = await self.rooms.join(room_id, since)
+            snapshot = await self.rooms.join(room_id, since, session.identity.user_id)
         except BaseException:
             self._leave(session, room_id)
             raise
         # Reply with the snapshot, then send whatever arrived after it, then go live.
         await session.ws.send(encode_frame(result_reply(rid, snapshot), session.codec))
+        joined = asyncio.ensure_future(self.rooms.send(room_id, Joined(session.actor(room_id))))
+        joined.add_done_callback(_ignore_result)  # presence is best effort
         offset = snapshot["offset"]
         while room_id in session.rooms:  # else: unsubscribed (or closed) while joining
             buffered = feed.joining.get(session.ws)
@@ -367,6 +378,18 @@ class Gateway:
                 if events or state:
                     push = room_push(room_id, message["epoch"], events, state)
                     await session.ws.send(encode_frame(push, session.codec))
+
+    def _kick(self, room_id: str, user_id: str) -> None:
+        """A user was banned: their sockets leave the room at once (their tokens still work
+        elsewhere)."""
+        feed = self.hub.feeds.get(room_id)
+        if feed is None:
+            return
+        for ws in feed.members():
+            session = self._sessions.get(ws)
+            if session is not None and session.identity.user_id == user_id:
+                self._leave(session, room_id)
+                self._send(session, {"push": "kicked", "room": room_id, "reason": "banned"})
 
     def _leave(self, session: Session, room_id: str) -> None:
         session.rooms.discard(room_id)

@@ -9,6 +9,7 @@ nothing between the snapshot and the live stream is lost or shown twice.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import msgpack
@@ -41,6 +42,9 @@ class RoomFeed:
         self.live[codec].add(ws)
         return buffered
 
+    def members(self) -> list[ServerConnection]:
+        return [ws for conns in self.live.values() for ws in conns] + list(self.joining)
+
     def remove(self, ws: ServerConnection) -> None:
         self.joining.pop(ws, None)
         for conns in self.live.values():
@@ -63,6 +67,8 @@ class RoomFeed:
 class Hub:
     def __init__(self) -> None:
         self.feeds: dict[str, RoomFeed] = {}
+        #: Called with (room, user) for every ban event delivered, after the broadcast.
+        self.on_ban: Callable[[str, str], None] | None = None
         self.messages_in = 0
         self.frames_out = 0
 
@@ -84,3 +90,7 @@ class Hub:
             log.error("undecodable message on room %s dropped", room_id)
             return
         self.frames_out += feed.deliver(message)
+        if self.on_ban is not None:
+            for event in message["events"]:
+                if event["kind"] == "user_banned":
+                    self.on_ban(room_id, event["user_id"])

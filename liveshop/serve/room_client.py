@@ -70,13 +70,18 @@ class RoomClient:
         result: Reply = await batcher.submit(command)
         return result
 
-    async def join(self, room_id: str, since: tuple[int, str] | None = None) -> dict[str, Any]:
+    async def join(
+        self, room_id: str, since: tuple[int, str] | None = None, user_id: str | None = None
+    ) -> dict[str, Any]:
         """The room's snapshot, or what was missed since ``since`` (see Room.join)."""
         # Reads are safe to retry, e.g. while the actor restarts.
         for attempt in range(3):
             try:
-                result: dict[str, Any] = await self._call(room_id, "join", since)
-                return result
+                result = await self._call(room_id, "join", since, user_id)
+                if isinstance(result, LiveshopError):
+                    raise result
+                snapshot: dict[str, Any] = result
+                return snapshot
             except Unavailable:
                 if attempt == 2:
                     raise

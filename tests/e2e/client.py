@@ -87,7 +87,12 @@ class Client:
         return await asyncio.wait_for(loop(), timeout)
 
     def events(self, room: str | None = None) -> list[dict[str, Any]]:
-        return [e for p in self.pushes if room in (None, p["room"]) for e in p["events"]]
+        return [
+            e
+            for p in self.pushes
+            if p["push"] == "room" and room in (None, p["room"])
+            for e in p["events"]
+        ]
 
     async def wait_event(self, kind: str, timeout: float = 10.0, **match: Any) -> dict[str, Any]:
         def find() -> dict[str, Any] | None:

@@ -23,10 +23,16 @@ class Running:
     stack: Stack
     settings: Settings
 
-    def token(self, user: str, rooms: dict[str, list[str]], ttl: float = 600) -> str:
+    def token(
+        self,
+        user: str,
+        rooms: dict[str, list[str]],
+        ttl: float = 600,
+        badges: dict[str, list[str]] | None = None,
+    ) -> str:
         return issue_token(
             self.settings.secret, user_id=user, name=user.title(), rooms=rooms,
-            now=time.time(), ttl=ttl,
+            now=time.time(), ttl=ttl, badges=badges,
         )  # fmt: skip
 
     @property

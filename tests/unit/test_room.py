@@ -137,7 +137,7 @@ def test_snapshot_holds_recent_chat_pin_and_counts() -> None:
     room = new_room()
     room.apply(Pin(HOST, KETTLE), T0)
     for i in range(SNAPSHOT_CHAT + 10):
-        room.apply(Chat(VIEWER, f"m{i}"), T0)
+        room.apply(Chat(VIEWER, f"m{i}"), T0 + 2 * i)  # within the per-user rate limit
     snap = room.snapshot(T0)
     assert snap["offset"] == SNAPSHOT_CHAT + 11
     assert snap["epoch"] == "e1"

@@ -1,0 +1,74 @@
+"""Room operations as commands: the one mapping the gateway and the HTTP API share, so that
+every operation behaves the same over WebSocket and HTTP."""
+
+from __future__ import annotations
+
+import secrets
+from typing import Any
+
+from liveshop.errors import UnknownOp
+from liveshop.rooms import commands as c
+from liveshop.storage.products import ProductStore
+from liveshop.tokens import Role
+
+
+async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c.Command:
+    """Build the room command for a validated request (``p`` is its params model)."""
+    match op:
+        case "chat":
+            return c.Chat(by, p.text, p.reply_to)
+        case "react":
+            return c.React(by, p.kind, p.count)
+        case "delete_message":
+            return c.DeleteMessage(by, p.message_id)
+        case "pin_message":
+            return c.PinMessage(by, p.message_id)
+        case "unpin_message":
+            return c.UnpinMessage(by)
+        case "mute":
+            return c.Mute(by, p.user_id, p.seconds)
+        case "unmute":
+            return c.Unmute(by, p.user_id)
+        case "ban":
+            return c.Ban(by, p.user_id, p.reason)
+        case "unban":
+            return c.Unban(by, p.user_id)
+        case "chat_settings":
+            words = tuple(p.blocked_words) if p.blocked_words is not None else None
+            return c.ChatSettings(
+                by, p.slow_mode, p.audience, p.rate_limit, p.rate_window, words,
+                p.automod_fallback,
+            )  # fmt: skip
+        case "grant_role":
+            return c.GrantRole(by, p.user_id, Role(p.role))
+        case "revoke_role":
+            return c.RevokeRole(by, p.user_id, Role(p.role))
+        case "system_message":
+            return c.SystemMessage(by, p.text)
+        case "pin_product":
+            return c.Pin(by, await products.get(p.product_id))
+        case "unpin_product":
+            return c.Unpin(by)
+        case "queue_product":
+            return c.QueueProduct(by, await products.get(p.product_id))
+        case "unqueue_product":
+            return c.UnqueueProduct(by, p.product_id)
+        case "create_poll":
+            return c.CreatePoll(by, p.question, tuple(p.options), p.duration, p.allow_change)
+        case "vote":
+            return c.Vote(by, p.poll_id, p.option)
+        case "close_poll":
+            return c.ClosePoll(by, p.poll_id)
+        case "ask":
+            return c.Ask(by, p.text)
+        case "upvote":
+            return c.Upvote(by, p.question_id)
+        case "answer":
+            return c.MarkAnswered(by, p.question_id)
+        case "open_giveaway":
+            return c.OpenGiveaway(by, p.prize, tuple(p.eligibility))
+        case "enter_giveaway":
+            return c.EnterGiveaway(by, p.giveaway_id)
+        case "draw_giveaway":
+            return c.DrawGiveaway(by, p.giveaway_id, p.winners, p.seed or secrets.token_hex(16))
+    raise UnknownOp(f"unknown room op {op!r}")
