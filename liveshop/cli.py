@@ -101,7 +101,7 @@ def _seed_demo(settings: Settings, say: Any) -> None:
     asyncio.run(demo.seed(settings.database_url))
     # Pin through the public API, the way a host's tool would.
     token = issue_token(
-        settings.secret, user_id="demo-host", name="Demo host",
+        settings.secret, user_id=demo.HOST_ID, name="Demo host",
         rooms={demo.ROOM_ID: [Role.HOST]}, now=clock.now(), ttl=300,
     )  # fmt: skip
     request = urllib.request.Request(

@@ -6,13 +6,17 @@ import contextlib
 
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict
+from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import RoomInfo
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
+from liveshop.storage.wallets import WalletStore
 
 CHANNEL_ID = "deals"
 ROOM_ID = "demo"
+HOST_ID = "demo-host"
+GIFTS = [Gift("rose", "Rose", 1), Gift("heart", "Heart", 10), Gift("rocket", "Rocket", 500)]
 PRODUCTS = [
     Product("sku-headphones", "Noise-cancelling headphones", 12999, "USD",
             "https://images.example/headphones.jpg"),
@@ -30,10 +34,17 @@ async def seed(database_url: str) -> None:
         await rooms.create_channel(CHANNEL_ID, "Deals")
         with contextlib.suppress(Conflict):
             await rooms.create_room(
-                RoomInfo(ROOM_ID, "Demo: Friday flash deals", CHANNEL_ID), epoch="demo-1"
+                RoomInfo(ROOM_ID, "Demo: Friday flash deals", CHANNEL_ID, host_id=HOST_ID),
+                epoch="demo-1",
             )
         products = ProductStore(pool)
         for product in PRODUCTS:
             await products.create(product, upsert=True)
+        wallets = WalletStore(pool)
+        for gift in GIFTS:
+            await wallets.create_gift(gift)
+        # Every demo viewer starts with some coins (once: the credit is idempotent).
+        for viewer in ("viewer-1", "viewer-2", "viewer-3"):
+            await wallets.credit(viewer, 1000, ref="demo-welcome")
     finally:
         await pool.close()

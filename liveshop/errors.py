@@ -162,6 +162,21 @@ class AlreadyDone(Conflict):
     code = "already_done"
 
 
+class GiftNotFound(NotFound):
+    code = "gift_not_found"
+
+
+class InsufficientCoins(ClientError):
+    code = "insufficient_coins"
+    status = 402
+
+
+class IdempotencyMismatch(Conflict):
+    """The idempotency key was used before with a different request."""
+
+    code = "idempotency_mismatch"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 

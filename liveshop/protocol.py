@@ -150,6 +150,13 @@ class DrawParams(GiveawayIdParams):
     seed: str | None = Field(default=None, min_length=1, max_length=64)
 
 
+class GiftParams(RoomParams):
+    gift_id: RoomId
+    quantity: int = Field(default=1, ge=1, le=99)
+    #: Idempotency key chosen by the client: resending the same request never pays twice.
+    key: str = Field(min_length=1, max_length=64)
+
+
 class PingParams(_Params):
     pass
 
@@ -182,6 +189,7 @@ ROOM_OPS: dict[str, type[RoomParams]] = {
     "open_giveaway": GiveawayParams,
     "enter_giveaway": GiveawayIdParams,
     "draw_giveaway": DrawParams,
+    "send_gift": GiftParams,
 }
 
 OPS: dict[str, type[_Params]] = {

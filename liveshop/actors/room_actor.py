@@ -22,15 +22,17 @@ from redis.exceptions import RedisError
 
 from liveshop import clock
 from liveshop.config import Settings
-from liveshop.errors import LiveshopError
+from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
-from liveshop.rooms.commands import Chat, Command, Reply
+from liveshop.rooms.commands import Chat, Command, GiftSent, Reply, SendGift
 from liveshop.rooms.event import Event
+from liveshop.rooms.gift import GiftReceipt
 from liveshop.rooms.room import Room
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.rooms import RoomStore
-from liveshop.tokens import STAFF_ROLES
+from liveshop.storage.wallets import WalletStore
+from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +60,7 @@ class RoomActor:
         self.publisher = RedisPublisher(settings.redis_url)
         self.pool = await self._connect(settings.database_url)
         self.store = RoomStore(self.pool)
+        self.wallets = WalletStore(self.pool)
         stored = await self.store.load(room_id, history=settings.history_size)
         self.room = Room.restore(
             stored.info,
@@ -73,12 +76,16 @@ class RoomActor:
         self.checker: ChatCheck | None = CHECKS[settings.automod]() if settings.automod else None
         self._waiters: list[asyncio.Future[None]] = []
         self._unsaved: list[Event] = []
+        self._unsaved_gifts: list[tuple[int, int]] = []
         self._unsaved_state: dict[str, Any] = {}
         self._state_saved_at = 0.0
         self._saved_state = self.room.durable_state()
         self.batches = 0
         self.commands = 0
         self.flushes = 0
+        # Gifts paid for while a previous incarnation died before publishing them.
+        for receipt in await self.wallets.unpublished(room_id):
+            self.room.apply(GiftSent(receipt), clock.now())
         self._loop_task = asyncio.get_running_loop().create_task(self._tick_loop())
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
 
@@ -101,8 +108,8 @@ class RoomActor:
         # Batches are applied one at a time, in arrival order, even though checking chat
         # (which may wait on a model) happens before applying.
         async with self._apply_lock:
-            batch = await self._moderate(batch)
-            results = self.room.apply_batch(batch, clock.now())
+            settled = await self._settle_gifts(await self._moderate(batch))
+            results = self.room.apply_batch(settled, clock.now())
         self.batches += 1
         self.commands += len(batch)
         if self.room.has_pending_events():
@@ -156,6 +163,42 @@ class RoomActor:
             checked[i] = dataclasses.replace(cmd, verdict=result)
         return checked
 
+    async def _settle_gifts(self, batch: list[Command]) -> list[Command | LiveshopError]:
+        """Move the coins of each gift in PostgreSQL (idempotently) before the room hears of
+        it: the room publishes only paid gifts."""
+        if not any(isinstance(cmd, SendGift) for cmd in batch):
+            return list(batch)
+        settled: list[Command | LiveshopError] = []
+        for cmd in batch:
+            if not isinstance(cmd, SendGift):
+                settled.append(cmd)
+                continue
+            try:
+                settled.append(GiftSent(await self._pay(cmd)))
+            except LiveshopError as exc:
+                settled.append(exc)
+            except TRANSIENT_DB_ERRORS:
+                settled.append(Unavailable("payments are unavailable, try again"))
+        return settled
+
+    async def _pay(self, cmd: SendGift) -> GiftReceipt:
+        host = self.room.info.host_id
+        if host is None:
+            raise Forbidden("this room takes no gifts (it has no host)")
+        if not cmd.by.roles & SPEAKING_ROLES or cmd.by.user_id in self.room.rules.bans:
+            raise Forbidden("you cannot send gifts in this room")
+        if cmd.by.user_id == host:
+            raise InvalidRequest("hosts cannot send gifts to themselves")
+        return await self.wallets.send_gift(
+            key=cmd.key,
+            room_id=self.room_id,
+            sender_id=cmd.by.user_id,
+            sender_name=cmd.by.name,
+            recipient_id=host,
+            gift_id=cmd.gift_id,
+            quantity=cmd.quantity,
+        )
+
     async def stats(self) -> dict[str, Any]:
         return {
             "room": self.room_id,
@@ -199,6 +242,8 @@ class RoomActor:
         waiters, self._waiters = self._waiters, []
         events = self._unsaved + tick.events
         self._unsaved = []
+        gift_offsets = self._unsaved_gifts + tick.gift_offsets
+        self._unsaved_gifts = []
         durable = self.room.durable_state()  # taken with `events`, before any await
         state_due = durable != self._saved_state and (
             time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
@@ -211,6 +256,7 @@ class RoomActor:
                     offset=self.room.offset,  # evaluated before the await: matches `events`
                     state=durable,
                     events=events,
+                    gift_offsets=gift_offsets,
                 )
             except Exception as exc:
                 # Keep everything and retry, whatever the error: nobody is answered or shown
@@ -221,6 +267,7 @@ class RoomActor:
                 else:
                     log.exception("room %s failed to persist its tick", self.room_id)
                 self._unsaved = events
+                self._unsaved_gifts = gift_offsets
                 self._unsaved_state.update(tick.state)
                 self._waiters = waiters + self._waiters
                 await asyncio.sleep(0.2)

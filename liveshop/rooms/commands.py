@@ -7,6 +7,7 @@ from typing import Any
 
 from liveshop.commerce.product import Product
 from liveshop.rooms.automod import Verdict
+from liveshop.rooms.gift import GiftReceipt
 from liveshop.tokens import Role
 
 
@@ -226,11 +227,26 @@ class DrawGiveaway:
     seed: str
 
 
+@dataclass(frozen=True)
+class SendGift:
+    """A viewer's request; the actor turns it into a paid :class:`GiftSent` or an error."""
+
+    by: Actor
+    gift_id: str
+    quantity: int
+    key: str
+
+
+@dataclass(frozen=True)
+class GiftSent:
+    receipt: GiftReceipt
+
+
 Command = (
     Chat | DeleteMessage | PinMessage | UnpinMessage | Mute | Unmute | Ban | Unban
     | ChatSettings | GrantRole | RevokeRole | SystemMessage | React | ReportViewers | Joined
     | Pin | Unpin | QueueProduct | UnqueueProduct | CreatePoll | Vote | ClosePoll | Ask
-    | Upvote | MarkAnswered | OpenGiveaway | EnterGiveaway | DrawGiveaway
+    | Upvote | MarkAnswered | OpenGiveaway | EnterGiveaway | DrawGiveaway | SendGift | GiftSent
 )  # fmt: skip
 
 Reply = dict[str, Any]

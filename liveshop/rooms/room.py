@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import re
 from collections import Counter, deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,6 +39,7 @@ from liveshop.rooms.commands import (
     DeleteMessage,
     DrawGiveaway,
     EnterGiveaway,
+    GiftSent,
     GrantRole,
     Joined,
     MarkAnswered,
@@ -50,6 +52,7 @@ from liveshop.rooms.commands import (
     Reply,
     ReportViewers,
     RevokeRole,
+    SendGift,
     SystemMessage,
     Unban,
     Unmute,
@@ -60,6 +63,7 @@ from liveshop.rooms.commands import (
     Vote,
 )
 from liveshop.rooms.event import Event
+from liveshop.rooms.gift import GiftBoard, GiftReceipt
 from liveshop.rooms.giveaway import Giveaway
 from liveshop.rooms.history import History
 from liveshop.rooms.poll import Poll
@@ -98,6 +102,8 @@ class RoomInfo:
     title: str
     channel_id: str | None = None
     status: str = "live"
+    #: Who receives the room's gifts; a room without a host takes no gifts.
+    host_id: str | None = None
 
     def to_wire(self) -> dict[str, Any]:
         return {
@@ -105,6 +111,7 @@ class RoomInfo:
             "title": self.title,
             "channel_id": self.channel_id,
             "status": self.status,
+            "host_id": self.host_id,
         }
 
 
@@ -114,6 +121,8 @@ class Tick:
 
     events: list[Event] = field(default_factory=list)
     state: dict[str, Any] = field(default_factory=dict)
+    #: (gift send id, event offset) to record with the events, in the same transaction.
+    gift_offsets: list[tuple[int, int]] = field(default_factory=list)
 
     def __bool__(self) -> bool:
         return bool(self.events or self.state)
@@ -148,6 +157,9 @@ class Room:
         self.chatters: set[str] = set()
         self.uniques: set[str] = set()
         self.recent_joiners: deque[dict[str, str]] = deque(maxlen=RECENT_JOINERS)
+        self.gifts = GiftBoard()
+        self._gift_offsets: list[tuple[int, int]] = []
+        self._board_changed = False
         self._pending_events: list[Event] = []
         self._pending_reactions: Counter[str] = Counter()
         self._changed_polls: set[int] = set()
@@ -159,10 +171,16 @@ class Room:
 
     # -- commands -------------------------------------------------------------------------
 
-    def apply_batch(self, commands: list[Command], now: float) -> list[Reply | LiveshopError]:
-        """Apply each command in order; a client error fails that command only."""
+    def apply_batch(
+        self, commands: Sequence[Command | LiveshopError], now: float
+    ) -> list[Reply | LiveshopError]:
+        """Apply each command in order; a client error fails that command only. An error in
+        place of a command (refused before the room, e.g. an unpaid gift) passes through."""
         results: list[Reply | LiveshopError] = []
         for command in commands:
+            if isinstance(command, LiveshopError):
+                results.append(command)
+                continue
             try:
                 results.append(self.apply(command, now))
             except ClientError as exc:
@@ -349,6 +367,10 @@ class Room:
                 giveaway.enter(by.user_id, by.badges, by.user_id in self.chatters)
                 self._changed_giveaways.add(giveaway_id)
                 return {"giveaway_id": giveaway_id}
+            case GiftSent(receipt=receipt):
+                return self._gift(receipt, now)
+            case SendGift():
+                raise InvalidRequest("gifts are paid by the room actor before the room sees them")
             case DrawGiveaway(by=by, giveaway_id=giveaway_id, winners=winners, seed=seed):
                 self._require_staff(by)
                 result = self._giveaway(giveaway_id).draw(winners, seed)
@@ -374,6 +396,30 @@ class Room:
         self.chatters.add(by.user_id)
         event = self._emit("chat", data, now)
         return {"offset": event.offset, "message_id": event.offset}
+
+    def _gift(self, receipt: GiftReceipt, now: float) -> Reply:
+        """Publish a paid gift once; a replay answers with the first event's offset."""
+        offset = self.gifts.published.get(receipt.send_id, receipt.event_offset)
+        if offset is None:
+            data = {
+                "send_id": receipt.send_id,
+                "user": {"id": receipt.sender_id, "name": receipt.sender_name},
+                "recipient_id": receipt.recipient_id,
+                "gift": {"id": receipt.gift_id, "name": receipt.gift_name},
+                "quantity": receipt.quantity,
+                "coins": receipt.coins,
+            }
+            offset = self._emit("gift", data, now).offset
+            self.gifts.record(receipt, offset)
+            self._gift_offsets.append((receipt.send_id, offset))
+            self._board_changed = True
+        return {
+            "offset": offset,
+            "send_id": receipt.send_id,
+            "coins": receipt.coins,
+            "balance": receipt.balance,
+            "replayed": receipt.replayed,
+        }
 
     def _delete(self, command: DeleteMessage, now: float) -> Reply:
         self._require_staff(command.by)
@@ -496,8 +542,12 @@ class Room:
         for poll in self.polls.values():
             if not poll.closed and now >= poll.closes_at:
                 self._close_poll(poll, now)
-        tick = Tick(events=self._pending_events)
+        tick = Tick(events=self._pending_events, gift_offsets=self._gift_offsets)
         self._pending_events = []
+        self._gift_offsets = []
+        if self._board_changed:
+            tick.state["gift_leaderboard"] = self.gifts.top()
+            self._board_changed = False
         if self._pending_reactions:
             tick.state["reactions"] = dict(self.reactions)
             tick.state["reaction_burst"] = dict(self._pending_reactions)
@@ -578,6 +628,7 @@ class Room:
             "unique_viewers": len(self.uniques),
             "recent_joiners": list(self.recent_joiners),
             "reactions": dict(self.reactions),
+            "gift_leaderboard": self.gifts.top(),
         }
 
     # -- persistence ------------------------------------------------------------------------
@@ -598,6 +649,7 @@ class Room:
             "giveaways": [g.to_state() for g in self.giveaways.values()],
             "chatters": sorted(self.chatters),
             "uniques": sorted(self.uniques),
+            "gifts": self.gifts.to_state(),
         }
 
     @classmethod
@@ -638,6 +690,7 @@ class Room:
         }
         room.chatters = set(state.get("chatters") or ())
         room.uniques = set(state.get("uniques") or ())
+        room.gifts = GiftBoard.from_state(state.get("gifts") or {})
         return room
 
 

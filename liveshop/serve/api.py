@@ -10,7 +10,7 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Query, Request
+from fastapi import Body, FastAPI, Header, Path, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
@@ -32,6 +32,7 @@ from liveshop.errors import (
 )
 from liveshop.protocol import ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor, Pin, SystemMessage, Unpin
+from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
 from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
@@ -39,6 +40,7 @@ from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
+from liveshop.storage.wallets import WalletStore
 from liveshop.tokens import ANY_ROOM, STAFF_ROLES, Identity, Role, issue_token, verify_token
 
 log = logging.getLogger(__name__)
@@ -83,6 +85,7 @@ class RoomCreate(BaseModel):
     title: str = Field(min_length=1, max_length=200)
     channel_id: RoomId | None = None
     status: str = Field(default="live", pattern="^(scheduled|live|ended)$")
+    host_id: str | None = Field(default=None, min_length=1, max_length=64)
 
 
 class RoomOut(BaseModel):
@@ -90,6 +93,20 @@ class RoomOut(BaseModel):
     title: str
     channel_id: str | None
     status: str
+    host_id: str | None
+
+
+class GiftIn(BaseModel):
+    id: RoomId
+    name: str = Field(min_length=1, max_length=80)
+    price_coins: int = Field(ge=1, le=10**9, strict=True)
+    image_url: str | None = Field(default=None, max_length=2000)
+
+
+class CreditIn(BaseModel):
+    coins: int = Field(ge=1, le=10**9, strict=True)
+    #: Idempotency: a credit with the same ref is applied once.
+    ref: str = Field(min_length=1, max_length=64)
 
 
 class PinIn(BaseModel):
@@ -128,6 +145,7 @@ class Api:
         self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
         self.room_store = RoomStore(self.pool)
         self.products = ProductStore(self.pool)
+        self.wallets = WalletStore(self.pool)
         self.rooms = RoomClient(settings, self.room_store)
         self.redis = RedisPublisher(settings.redis_url)
 
@@ -174,7 +192,7 @@ class Api:
     ) -> dict[str, Any]:
         self._service(authorization)
         room_id = body.id or f"room-{secrets.token_hex(6)}"
-        info = RoomInfo(room_id, body.title, body.channel_id, body.status)
+        info = RoomInfo(room_id, body.title, body.channel_id, body.status, body.host_id)
         created = await self.room_store.create_room(info, epoch=secrets.token_hex(4))
         return _room_out(created)
 
@@ -264,6 +282,46 @@ class Api:
     @app.get("/products/{product_id}")
     async def get_product(self, product_id: RoomId) -> dict[str, Any]:
         return (await self.products.get(product_id)).card()
+
+    # -- gifts and coins --------------------------------------------------------------------
+
+    @app.post("/gifts", status_code=201)
+    async def create_gift(
+        self, body: GiftIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Add or change a gift of the catalog (service role)."""
+        self._service(authorization)
+        gift = Gift(body.id, body.name, body.price_coins, body.image_url)
+        return (await self.wallets.create_gift(gift)).card()
+
+    @app.get("/gifts")
+    async def list_gifts(self) -> list[dict[str, Any]]:
+        return [g.card() for g in await self.wallets.gifts()]
+
+    @app.post("/wallets/{user_id}/credit")
+    async def credit(
+        self,
+        user_id: Annotated[str, Path(min_length=1, max_length=64)],
+        body: CreditIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Add coins (a purchase of coins, a promotion); idempotent per ``ref``."""
+        self._service(authorization)
+        balance = await self.wallets.credit(user_id, body.coins, ref=body.ref)
+        return {"user_id": user_id, "coins": balance}
+
+    @app.get("/wallets/{user_id}")
+    async def wallet(
+        self,
+        user_id: Annotated[str, Path(min_length=1, max_length=64)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """A balance: for the user themself or a service."""
+        identity = self._identity(authorization)
+        is_service = Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
+        if identity.user_id != user_id and not is_service:
+            raise Forbidden("you can only see your own wallet")
+        return {"user_id": user_id, "coins": await self.wallets.balance(user_id)}
 
     # -- development -----------------------------------------------------------------------
 

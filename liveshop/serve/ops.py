@@ -71,4 +71,6 @@ async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c
             return c.EnterGiveaway(by, p.giveaway_id)
         case "draw_giveaway":
             return c.DrawGiveaway(by, p.giveaway_id, p.winners, p.seed or secrets.token_hex(16))
+        case "send_gift":
+            return c.SendGift(by, p.gift_id, p.quantity, p.key)
     raise UnknownOp(f"unknown room op {op!r}")

@@ -23,7 +23,11 @@ class StoredRoom:
 
 def _info(row: asyncpg.Record) -> RoomInfo:
     return RoomInfo(
-        room_id=row["id"], title=row["title"], channel_id=row["channel_id"], status=row["status"]
+        room_id=row["id"],
+        title=row["title"],
+        channel_id=row["channel_id"],
+        status=row["status"],
+        host_id=row["host_id"],
     )
 
 
@@ -42,13 +46,14 @@ class RoomStore:
     async def create_room(self, info: RoomInfo, *, epoch: str) -> RoomInfo:
         try:
             row = await self.pool.fetchrow(
-                "INSERT INTO rooms (id, channel_id, title, status, epoch) "
-                "VALUES ($1, $2, $3, $4, $5) RETURNING *",
+                "INSERT INTO rooms (id, channel_id, title, status, epoch, host_id) "
+                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
                 info.room_id,
                 info.channel_id,
                 info.title,
                 info.status,
                 epoch,
+                info.host_id,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"room {info.room_id!r} already exists") from None
@@ -98,10 +103,23 @@ class RoomStore:
         )
 
     async def save_tick(
-        self, room_id: str, *, epoch: str, offset: int, state: dict[str, Any], events: list[Event]
+        self,
+        room_id: str,
+        *,
+        epoch: str,
+        offset: int,
+        state: dict[str, Any],
+        events: list[Event],
+        gift_offsets: list[tuple[int, int]] | None = None,
     ) -> None:
-        """Group commit: one tick's events and the room's state in one transaction."""
+        """Group commit: one tick's events, the room's state and the offsets of the gift events
+        among them (so a paid gift is published exactly once) in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if gift_offsets:
+                await conn.executemany(
+                    "UPDATE gift_sends SET event_offset = $2 WHERE id = $1",
+                    gift_offsets,
+                )
             if events:
                 await conn.executemany(
                     "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "

@@ -150,3 +150,58 @@ async def test_polls_questions_giveaways_roles_and_recovery_after_a_kill(
         await host.close()
         for v in viewers:
             await v.close()
+
+
+async def test_gifts_debit_once_credit_the_host_and_rank_senders(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room = new_id("gift")
+    async with running.http() as http:
+        body = {"id": room, "title": "Gifts", "host_id": f"{room}-host"}
+        assert (await http.post("/rooms", json=body)).status_code == 201
+        gift = {"id": f"{room}-rose", "name": "Rose", "price_coins": 10}
+        assert (await http.post("/gifts", json=gift)).status_code == 201
+        credited = await http.post("/wallets/gw1/credit", json={"coins": 35, "ref": room})
+        assert credited.json() == {"user_id": "gw1", "coins": 35}
+        again = await http.post("/wallets/gw1/credit", json={"coins": 35, "ref": room})
+        assert again.json()["coins"] == 35  # the same ref credits once
+    url = running.settings.ws_url
+    fan = await Client.open(url, running.token("gw1", {room: ["viewer"]}))
+    other = await Client.open(url, running.token("gw2", {room: ["viewer"]}))
+    try:
+        await fan.result("subscribe", room=room)
+        await other.result("subscribe", room=room)
+        sent = await fan.result(
+            "send_gift", room=room, gift_id=f"{room}-rose", quantity=2, key="k1"
+        )
+        assert (sent["coins"], sent["balance"], sent["replayed"]) == (20, 15, False)
+        event = await other.wait_event("gift", send_id=sent["send_id"])
+        assert event["coins"] == 20 and event["recipient_id"] == f"{room}-host"
+        await other.wait_for(
+            lambda: any(
+                p.get("state", {}).get("gift_leaderboard", [{}])[0].get("coins") == 20
+                for p in other.pushes
+            )
+        )
+        # A resend with the same key (a retry after a lost reply) pays nothing more.
+        replay = await fan.result(
+            "send_gift", room=room, gift_id=f"{room}-rose", quantity=2, key="k1"
+        )
+        assert replay["replayed"] is True and replay["offset"] == sent["offset"]
+        assert replay["balance"] == 15
+        mismatch = await fan.request(
+            "send_gift", room=room, gift_id=f"{room}-rose", quantity=1, key="k1"
+        )
+        assert mismatch["error"]["code"] == "idempotency_mismatch"
+        broke = await fan.request(
+            "send_gift", room=room, gift_id=f"{room}-rose", quantity=2, key="k2"
+        )
+        assert broke["error"]["code"] == "insufficient_coins"
+        assert broke["error"]["details"] == {"needed": 20, "balance": 15}
+        async with running.http() as http:
+            assert (await http.get(f"/wallets/{room}-host")).json()["coins"] == 20
+            assert (await http.get("/wallets/gw1")).json()["coins"] == 15
+        assert len([e for e in other.events(room) if e["kind"] == "gift"]) == 1
+    finally:
+        await fan.close()
+        await other.close()

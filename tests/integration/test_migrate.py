@@ -7,11 +7,14 @@ import asyncpg
 from liveshop.storage.migrate import migrate, migration_files
 
 
+async def _reset(conn: asyncpg.Connection) -> None:
+    await conn.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+
+
 async def test_migrations_apply_in_order_and_rerunning_is_a_no_op(postgres_url: str) -> None:
     conn = await asyncpg.connect(postgres_url)
     try:
-        await conn.execute("DROP TABLE IF EXISTS room_events, rooms, channels, products, "
-                           "schema_migrations CASCADE")  # fmt: skip
+        await _reset(conn)
         versions = [v for v, _ in migration_files()]
         assert versions == sorted(versions)
         assert await migrate(conn) == versions
@@ -29,8 +32,7 @@ async def test_migrations_apply_in_order_and_rerunning_is_a_no_op(postgres_url: 
 
 async def test_concurrent_migrators_apply_each_migration_once(postgres_url: str) -> None:
     setup = await asyncpg.connect(postgres_url)
-    await setup.execute("DROP TABLE IF EXISTS room_events, rooms, channels, products, "
-                        "schema_migrations CASCADE")  # fmt: skip
+    await _reset(setup)
     await setup.close()
     conns = [await asyncpg.connect(postgres_url) for _ in range(3)]
     try:

@@ -18,15 +18,18 @@ from liveshop.rooms.commands import (
     CreatePoll,
     DrawGiveaway,
     EnterGiveaway,
+    GiftSent,
     Joined,
     MarkAnswered,
     OpenGiveaway,
     Pin,
     QueueProduct,
+    SendGift,
     UnqueueProduct,
     Upvote,
     Vote,
 )
+from liveshop.rooms.gift import GiftReceipt
 from liveshop.rooms.giveaway import draw_winners, entrants_digest
 from liveshop.rooms.room import MAX_QUEUE, Room, RoomInfo
 from liveshop.tokens import Role
@@ -202,3 +205,29 @@ def test_everything_survives_a_restore() -> None:
         again.apply(Vote(viewer(1), poll_id, 0), T0)
     with pytest.raises(AlreadyDone):
         again.apply(EnterGiveaway(viewer(4), gid), T0)
+
+
+def _receipt(send_id: int, sender: str, coins: int, **kw: object) -> GiftReceipt:
+    return GiftReceipt(send_id, sender, sender.title(), "host", "rose", "Rose", 1, coins, 0, **kw)  # type: ignore[arg-type]
+
+
+def test_a_paid_gift_is_published_once_and_ranks_the_sender() -> None:
+    r = room()
+    first = r.apply(GiftSent(_receipt(1, "ann", 10)), T0)
+    replay = r.apply(GiftSent(_receipt(1, "ann", 10, replayed=True)), T0)
+    assert replay["offset"] == first["offset"] and replay["replayed"] is True
+    r.apply(GiftSent(_receipt(2, "bob", 500)), T0)
+    r.apply(GiftSent(_receipt(3, "ann", 10)), T0)
+    tick = r.drain(T0)
+    assert [e.kind for e in tick.events] == ["gift", "gift", "gift"]
+    assert tick.gift_offsets == [(1, 1), (2, 2), (3, 3)]
+    assert tick.state["gift_leaderboard"] == [
+        {"user": {"id": "bob", "name": "Bob"}, "coins": 500},
+        {"user": {"id": "ann", "name": "Ann"}, "coins": 20},
+    ]
+    # A receipt already published by an earlier incarnation is answered, not republished.
+    again = Room.restore(r.info, epoch="e", offset=r.offset, state=r.durable_state(), history=[])
+    old = again.apply(GiftSent(_receipt(2, "bob", 500, replayed=True, event_offset=2)), T0)
+    assert old["offset"] == 2 and not again.drain(T0).events
+    with pytest.raises(InvalidRequest):
+        r.apply(SendGift(viewer(1), "rose", 1, "k"), T0)
