@@ -67,6 +67,10 @@ class Settings:
     #: how long a room waits for it before its fallback decides.
     automod: str = "basic"
     automod_timeout: float = 0.2
+    #: A connection whose unsent data exceeds this is closed with 1013 (it stopped reading);
+    #: the kernel's send buffer per connection is capped at ``socket_send_buffer``.
+    slow_consumer_bytes: int = 256 * 1024
+    socket_send_buffer: int = 64 * 1024
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True

@@ -108,6 +108,8 @@ class Gateway:
         self.subscriber: RedisSubscriber | None = None
         self.server: Server | None = None
         self._reporter: asyncio.Task[None] | None = None
+        self._sweeper: asyncio.Task[None] | None = None
+        self.slow_closed = 0
         self._joins: dict[str, asyncio.Lock] = {}
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -136,12 +138,15 @@ class Gateway:
             ping_interval=20,
             ping_timeout=20,
         )
-        self._reporter = asyncio.get_running_loop().create_task(self._report_viewers())
+        loop = asyncio.get_running_loop()
+        self._reporter = loop.create_task(self._report_viewers())
+        self._sweeper = loop.create_task(self._sweep_slow_consumers())
         log.info("gateway %s listening on %s", self.gateway_id, self.settings.ws_url)
 
     async def stop(self) -> None:
-        if self._reporter is not None:
-            self._reporter.cancel()
+        for task in (self._reporter, self._sweeper):
+            if task is not None:
+                task.cancel()
         if self.server is not None:
             self.server.close(code=CloseCode.GOING_AWAY, reason="gateway stopping")
             with contextlib.suppress(Exception):
@@ -161,6 +166,7 @@ class Gateway:
             "serving": serving,
             "redis": redis_ok,
             "connections": self.connections,
+            "slow_closed": self.slow_closed,
             "rooms": len(self.hub.feeds),
             "messages_in": self.hub.messages_in,
             "frames_out": self.hub.frames_out,
@@ -172,6 +178,29 @@ class Gateway:
         log.warning(
             "gateway %s resubscribed to Redis; clients may see offset gaps", self.gateway_id
         )
+
+    async def _sweep_slow_consumers(self) -> None:
+        """Close connections that stopped reading before they grow the gateway's memory.
+
+        Broadcasts do not wait for slow sockets (that would stall everyone), so unsent frames
+        pile up in the socket's buffer; past ``slow_consumer_bytes`` the connection leaves its
+        rooms at once and is closed with 1013 (try again later: it can reconnect and recover).
+        """
+        limit = self.settings.slow_consumer_bytes
+        while True:
+            await asyncio.sleep(0.25)
+            for ws, session in list(self._sessions.items()):
+                transport = ws.transport
+                if transport is None or transport.get_write_buffer_size() <= limit:
+                    continue
+                self.slow_closed += 1
+                for room_id in list(session.rooms):
+                    self._leave(session, room_id)
+                self._sessions.pop(ws, None)
+                log.warning("closing slow consumer %s", session.identity.user_id)
+                self._close_later(session, CloseCode.TRY_AGAIN_LATER, "too slow")
+                # The close frame waits behind the backlog; do not let it wait for long.
+                asyncio.get_running_loop().call_later(2.0, transport.abort)
 
     async def _report_viewers(self) -> None:
         """Exact viewer counts: every gateway tells each room how many sockets it serves."""
@@ -191,6 +220,14 @@ class Gateway:
 
     async def _serve_connection(self, ws: ServerConnection) -> None:
         codec = Codec.for_subprotocol(ws.subprotocol)
+        sock = ws.transport.get_extra_info("socket") if ws.transport else None
+        if sock is not None:
+            # A bounded kernel buffer per connection: memory stays predictable at 10,000
+            # viewers and a stalled reader shows up in our own buffer, where we can see it.
+            with contextlib.suppress(OSError):
+                sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_SNDBUF, self.settings.socket_send_buffer
+                )
         session = await self._handshake(ws, codec)
         if session is None:
             return

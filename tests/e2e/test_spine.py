@@ -122,16 +122,17 @@ async def test_a_late_subscriber_gets_recent_chat_then_live_events_without_gaps(
         await host.result("subscribe", room=room)
 
         async def talk() -> None:
-            for i in range(40):
+            # 30 stays within the per-connection burst (40) whatever the timing.
+            for i in range(30):
                 await host.result("chat", room=room, text=f"m{i}")
 
         talking = asyncio.ensure_future(talk())
         await asyncio.sleep(0.2)
         snap = await late.result("subscribe", room=room)
         await talking
-        await late.wait_event("chat", text="m39")
+        await late.wait_event("chat", text="m29")
         seen = [m["offset"] for m in snap["recent_chat"]] + [e["offset"] for e in late.events(room)]
-        assert seen == list(range(1, 41))  # exactly once each, in order
+        assert seen == list(range(1, 31))  # exactly once each, in order
     finally:
         await host.close()
         await late.close()
