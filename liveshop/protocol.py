@@ -157,6 +157,11 @@ class GiftParams(RoomParams):
     key: str = Field(min_length=1, max_length=64)
 
 
+class TipParams(RoomParams):
+    coins: int = Field(ge=1, le=1_000_000)
+    key: str = Field(min_length=1, max_length=64)
+
+
 class PingParams(_Params):
     pass
 
@@ -190,6 +195,7 @@ ROOM_OPS: dict[str, type[RoomParams]] = {
     "enter_giveaway": GiveawayIdParams,
     "draw_giveaway": DrawParams,
     "send_gift": GiftParams,
+    "tip": TipParams,
 }
 
 OPS: dict[str, type[_Params]] = {

@@ -13,6 +13,8 @@ from typing import Any
 from liveshop.errors import InvalidRequest
 
 LEADERBOARD_SIZE = 10
+#: The built-in catalog item a tip is made of (migration 0003): one coin each.
+TIP_GIFT = "tip"
 #: Send ids remembered with their event offsets, to answer replays without a second event.
 REMEMBERED_SENDS = 10_000
 

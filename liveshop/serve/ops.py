@@ -8,6 +8,7 @@ from typing import Any
 
 from liveshop.errors import UnknownOp
 from liveshop.rooms import commands as c
+from liveshop.rooms.gift import TIP_GIFT
 from liveshop.storage.products import ProductStore
 from liveshop.tokens import Role
 
@@ -73,4 +74,6 @@ async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c
             return c.DrawGiveaway(by, p.giveaway_id, p.winners, p.seed or secrets.token_hex(16))
         case "send_gift":
             return c.SendGift(by, p.gift_id, p.quantity, p.key)
+        case "tip":
+            return c.SendGift(by, TIP_GIFT, p.coins, p.key)
     raise UnknownOp(f"unknown room op {op!r}")

@@ -205,3 +205,21 @@ async def test_gifts_debit_once_credit_the_host_and_rank_senders(
     finally:
         await fan.close()
         await other.close()
+
+
+async def test_tips_are_gifts_of_one_coin(running: Running, new_id: Callable[[str], str]) -> None:
+    room = new_id("tip")
+    async with running.http() as http:
+        body = {"id": room, "title": "Tips", "host_id": f"{room}-host"}
+        assert (await http.post("/rooms", json=body)).status_code == 201
+        await http.post(f"/wallets/{room}-fan/credit", json={"coins": 500, "ref": "r"})
+    fan = await Client.open(
+        running.settings.ws_url, running.token(f"{room}-fan", {room: ["viewer"]})
+    )
+    try:
+        tipped = await fan.result("tip", room=room, coins=250, key="t1")
+        assert (tipped["coins"], tipped["balance"]) == (250, 250)
+        async with running.http() as http:
+            assert (await http.get(f"/wallets/{room}-host")).json()["coins"] == 250
+    finally:
+        await fan.close()
