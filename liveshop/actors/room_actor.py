@@ -79,7 +79,7 @@ class RoomActor:
         self._unsaved_gifts: list[tuple[int, int]] = []
         self._unsaved_state: dict[str, Any] = {}
         self._state_saved_at = 0.0
-        self._saved_state = self.room.durable_state()
+        self._saved_version = self.room.version
         self.batches = 0
         self.commands = 0
         self.flushes = 0
@@ -244,11 +244,12 @@ class RoomActor:
         self._unsaved = []
         gift_offsets = self._unsaved_gifts + tick.gift_offsets
         self._unsaved_gifts = []
-        durable = self.room.durable_state()  # taken with `events`, before any await
-        state_due = durable != self._saved_state and (
+        version = self.room.version  # taken with `events`, before any await
+        state_due = version != self._saved_version and (
             time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
         )
         if events or state_due:
+            durable = self.room.durable_state()
             try:
                 await self.store.save_tick(
                     self.room_id,
@@ -274,7 +275,7 @@ class RoomActor:
                 self._wake.set()
                 return
             self._state_saved_at = time.monotonic()
-            self._saved_state = durable
+            self._saved_version = version
         state = {**self._unsaved_state, **tick.state}
         self._unsaved_state = {}
         if events or state:

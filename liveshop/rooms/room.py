@@ -168,6 +168,9 @@ class Room:
         self._joiners_changed = False
         self._viewer_reports: dict[str, tuple[int, float]] = {}
         self._published_viewers = -1
+        #: Bumped by every change to durable state, so the actor knows when to save it
+        #: without comparing whole documents.
+        self.version = 0
 
     # -- commands -------------------------------------------------------------------------
 
@@ -185,6 +188,9 @@ class Room:
                 results.append(self.apply(command, now))
             except ClientError as exc:
                 results.append(exc)
+            else:
+                if not isinstance(command, ReportViewers):
+                    self.version += 1
         return results
 
     def apply(self, command: Command, now: float) -> Reply:
@@ -542,6 +548,7 @@ class Room:
         for poll in self.polls.values():
             if not poll.closed and now >= poll.closes_at:
                 self._close_poll(poll, now)
+                self.version += 1
         tick = Tick(events=self._pending_events, gift_offsets=self._gift_offsets)
         self._pending_events = []
         self._gift_offsets = []
@@ -579,7 +586,9 @@ class Room:
         viewers = self.viewers(now)
         if viewers != self._published_viewers:
             self._published_viewers = viewers
-            self.peak_viewers = max(self.peak_viewers, viewers)
+            if viewers > self.peak_viewers:
+                self.peak_viewers = viewers
+                self.version += 1
             tick.state["viewers"] = viewers
             tick.state["peak_viewers"] = self.peak_viewers
         return tick

@@ -24,6 +24,7 @@ from liveshop.rooms.commands import (
     OpenGiveaway,
     Pin,
     QueueProduct,
+    ReportViewers,
     SendGift,
     UnqueueProduct,
     Upvote,
@@ -231,3 +232,15 @@ def test_a_paid_gift_is_published_once_and_ranks_the_sender() -> None:
     assert old["offset"] == 2 and not again.drain(T0).events
     with pytest.raises(InvalidRequest):
         r.apply(SendGift(viewer(1), "rose", 1, "k"), T0)
+
+
+def test_the_state_version_moves_with_durable_changes_only() -> None:
+    r = room()
+    poll_id = r.apply_batch([CreatePoll(HOST, "Q?", ("a", "b"), 60)], T0)[0]["poll_id"]  # type: ignore[index]
+    v = r.version
+    r.apply_batch([ReportViewers("g1", 5)], T0)
+    assert r.version == v  # a viewer report is not durable state
+    r.apply_batch([Vote(viewer(1), poll_id, 0), Vote(viewer(1), poll_id, 1)], T0)
+    assert r.version == v + 1  # the refused second vote changed nothing
+    r.drain(T0)  # peak viewers rose to 5
+    assert r.version == v + 2
