@@ -88,6 +88,8 @@ MAX_OPEN_POLLS = 5
 MAX_QUESTIONS = 1000
 MAX_OPEN_GIVEAWAYS = 5
 RECENT_JOINERS = 20
+#: Unique viewers and recent joiners are published at most this often (seconds).
+PRESENCE_INTERVAL = 1.0
 #: Unique viewers are counted exactly up to this many, then the count stops growing.
 MAX_UNIQUE_VIEWERS = 200_000
 #: Roles the room itself can grant live (hosts come from tokens only).
@@ -166,6 +168,7 @@ class Room:
         self._changed_questions: set[int] = set()
         self._changed_giveaways: set[int] = set()
         self._joiners_changed = False
+        self._presence_at = float("-inf")
         self._viewer_reports: dict[str, tuple[int, float]] = {}
         self._published_viewers = -1
         #: Bumped by every change to durable state, so the actor knows when to save it
@@ -574,10 +577,13 @@ class Room:
                 str(i): len(self.giveaways[i].entrants) for i in sorted(self._changed_giveaways)
             }
             self._changed_giveaways = set()
-        if self._joiners_changed:
+        if self._joiners_changed and now - self._presence_at >= PRESENCE_INTERVAL:
+            # At most once a second: a wave of 10,000 joins must not cost a push per tick
+            # to every viewer.
             tick.state["unique_viewers"] = len(self.uniques)
             tick.state["recent_joiners"] = list(self.recent_joiners)
             self._joiners_changed = False
+            self._presence_at = now
         self._viewer_reports = {
             g: (c, at)
             for g, (c, at) in self._viewer_reports.items()

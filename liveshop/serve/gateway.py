@@ -406,7 +406,7 @@ class Gateway:
             if buffered is None:
                 return
             if not buffered:
-                feed.finish_join(session.ws, session.codec)
+                feed.finish_join(session.ws, session.codec, offset)
                 return
             feed.joining[session.ws] = []
             for message in buffered:
@@ -415,6 +415,8 @@ class Gateway:
                 if events or state:
                     push = room_push(room_id, message["epoch"], events, state)
                     await session.ws.send(encode_frame(push, session.codec))
+                if events:
+                    offset = events[-1]["offset"]
 
     def _kick(self, room_id: str, user_id: str) -> None:
         """A user was banned: their sockets leave the room at once (their tokens still work

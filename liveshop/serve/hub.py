@@ -25,28 +25,34 @@ class RoomFeed:
         self.room_id = room_id
         self.live: dict[Codec, set[ServerConnection]] = {codec: set() for codec in Codec}
         self.joining: dict[ServerConnection, list[dict[str, Any]]] = {}
+        #: Sockets past their join whose snapshot may be ahead of the broker: the message that
+        #: carried the snapshot's last events can still be on its way through Redis (the reply
+        #: came over Ray). They skip events at or below their offset until one newer arrives.
+        self.catching_up: dict[ServerConnection, tuple[Codec, int]] = {}
 
     def __len__(self) -> int:
-        return sum(len(c) for c in self.live.values()) + len(self.joining)
+        live = sum(len(c) for c in self.live.values())
+        return live + len(self.joining) + len(self.catching_up)
 
     def begin_join(self, ws: ServerConnection) -> None:
         self.joining[ws] = []
 
-    def finish_join(self, ws: ServerConnection, codec: Codec) -> list[dict[str, Any]]:
-        """Move a joining socket to the live set; return what it buffered meanwhile.
+    def finish_join(self, ws: ServerConnection, codec: Codec, offset: int) -> None:
+        """The socket has everything up to ``offset``: from now on it receives later events.
 
-        No await happens between taking the buffer and going live, so no message falls in
-        between: later messages reach the socket through the broadcast.
+        The caller drained the socket's buffer with no await before this, so no message
+        falls in between.
         """
-        buffered = self.joining.pop(ws, [])
-        self.live[codec].add(ws)
-        return buffered
+        self.joining.pop(ws, None)
+        self.catching_up[ws] = (codec, offset)
 
     def members(self) -> list[ServerConnection]:
-        return [ws for conns in self.live.values() for ws in conns] + list(self.joining)
+        live = [ws for conns in self.live.values() for ws in conns]
+        return live + list(self.joining) + list(self.catching_up)
 
     def remove(self, ws: ServerConnection) -> None:
         self.joining.pop(ws, None)
+        self.catching_up.pop(ws, None)
         for conns in self.live.values():
             conns.discard(ws)
 
@@ -55,12 +61,42 @@ class RoomFeed:
             self.room_id, message["epoch"], message["events"], message.get("state") or {}
         )
         sent = 0
+        frames: dict[Codec, str | bytes] = {}
         for codec, conns in self.live.items():
             if conns:
-                broadcast(conns, encode_frame(push, codec))
+                frames[codec] = encode_frame(push, codec)
+                broadcast(conns, frames[codec])
                 sent += len(conns)
+        if self.catching_up:
+            sent += self._catch_up(message, push, frames)
         for buffer in self.joining.values():
             buffer.append(message)
+        return sent
+
+    def _catch_up(
+        self, message: dict[str, Any], push: dict[str, Any], frames: dict[Codec, str | bytes]
+    ) -> int:
+        events = message["events"]
+        sent = 0
+        for ws, (codec, offset) in list(self.catching_up.items()):
+            if events and events[0]["offset"] > offset:
+                # All new: the socket is in step with the broker; it joins the broadcast.
+                del self.catching_up[ws]
+                self.live[codec].add(ws)
+                frame = frames.get(codec)
+                if frame is None:
+                    frame = frames[codec] = encode_frame(push, codec)
+            else:
+                newer = [e for e in events if e["offset"] > offset]
+                state = message.get("state") or {}
+                if not newer and not state:
+                    continue
+                frame = encode_frame(room_push(self.room_id, message["epoch"], newer, state), codec)
+                if newer:
+                    del self.catching_up[ws]
+                    self.live[codec].add(ws)
+            broadcast([ws], frame)
+            sent += 1
         return sent
 
 

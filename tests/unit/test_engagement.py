@@ -244,3 +244,12 @@ def test_the_state_version_moves_with_durable_changes_only() -> None:
     assert r.version == v + 1  # the refused second vote changed nothing
     r.drain(T0)  # peak viewers rose to 5
     assert r.version == v + 2
+
+
+def test_presence_is_published_at_most_once_a_second() -> None:
+    r = room()
+    r.apply(Joined(viewer(1)), T0)
+    assert r.drain(T0).state["unique_viewers"] == 1
+    r.apply(Joined(viewer(2)), T0 + 0.05)
+    assert "unique_viewers" not in r.drain(T0 + 0.05).state
+    assert r.drain(T0 + 1.0).state["unique_viewers"] == 2
