@@ -46,8 +46,11 @@ class Settings:
     #: Browser origins allowed to open a WebSocket; clients that send no Origin (apps,
     #: services) are always allowed. Empty tuple: loopback pages only.
     allowed_origins: tuple[str, ...] = ()
-    #: How long a room gathers changes before it publishes one message (seconds).
+    #: How long a room gathers changes before it publishes one message (seconds); rooms with
+    #: more than ``tick_viewers`` viewers stretch it in proportion, up to ``max_tick``.
     tick_interval: float = 0.05
+    tick_viewers: int = 2000
+    max_tick: float = 0.25
     #: How long a gateway gathers commands for one room before one actor call (seconds).
     batch_window: float = 0.002
     max_batch: int = 512
@@ -61,7 +64,7 @@ class Settings:
     token_ttl: float = 24 * 3600.0
     #: History window: a reconnecting client recovers the events it missed if they are among
     #: the room's last ``history_size`` events and younger than ``history_age`` seconds.
-    history_size: int = 1000
+    history_size: int = 5000
     history_age: float = 600.0
     #: Automatic chat moderation: a check from liveshop.rooms.automod.CHECKS ("" = off), and
     #: how long a room waits for it before its fallback decides.

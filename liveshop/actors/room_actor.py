@@ -40,6 +40,19 @@ log = logging.getLogger(__name__)
 STATE_SAVE_INTERVAL = 1.0
 
 
+def tick_interval(settings: Settings, viewers: int) -> float:
+    """How long a room gathers changes before it publishes one message.
+
+    Every push costs one frame per viewer, so a big room publishes less often: from
+    ``tick_viewers`` viewers on, the interval grows with the audience (up to ``max_tick``),
+    keeping the frames per second the gateways send roughly constant.
+    """
+    base = settings.tick_interval
+    if viewers <= settings.tick_viewers:
+        return base
+    return min(settings.max_tick, base * viewers / settings.tick_viewers)
+
+
 def encode_room_message(room: Room, events: list[Event], state: dict[str, Any]) -> bytes:
     """The one message per tick that gateways turn into a ``room`` push."""
     message = {
@@ -219,12 +232,12 @@ class RoomActor:
     # -- the tick ----------------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
-        tick = self.settings.tick_interval
         last = 0.0
         while True:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.viewer_report_interval)
             self._wake.clear()
+            tick = tick_interval(self.settings, self.room.viewers(clock.now()))
             delay = last + tick - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)  # gather what else arrives within this tick
@@ -233,7 +246,7 @@ class RoomActor:
                 await self._flush()
             except Exception:
                 log.exception("room %s tick failed", self.room_id)
-                await asyncio.sleep(tick)
+                await asyncio.sleep(self.settings.tick_interval)
                 self._wake.set()
 
     async def _flush(self) -> None:

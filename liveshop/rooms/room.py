@@ -76,7 +76,7 @@ MAX_REACTION_BURST = 100
 MAX_REACTION_KINDS = 64
 REACTION_KIND = re.compile(r"^[a-z0-9_]{1,32}$")
 #: Default history window: how many events, and how old, a reconnecting client can recover.
-HISTORY_SIZE = 1000
+HISTORY_SIZE = 5000
 HISTORY_AGE = 600.0
 #: Chat messages included in a snapshot.
 SNAPSHOT_CHAT = 50

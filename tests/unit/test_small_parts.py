@@ -104,3 +104,12 @@ async def test_batcher_flushes_at_max_batch_and_fails_all_when_send_fails() -> N
         with pytest.raises(Unavailable):
             await fut
     await batcher.close()
+
+
+def test_big_rooms_publish_less_often(tmp_path: Path) -> None:
+    from liveshop.actors.room_actor import tick_interval
+
+    settings = Settings(data_dir=tmp_path)
+    assert tick_interval(settings, 10) == settings.tick_interval
+    assert tick_interval(settings, 4000) == pytest.approx(2 * settings.tick_interval)
+    assert tick_interval(settings, 1_000_000) == settings.max_tick
