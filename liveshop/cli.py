@@ -15,11 +15,10 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from liveshop import __version__, clock
 from liveshop.config import Settings, default_data_dir
 from liveshop.stack import Stack, read_run_file
+from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import Role, issue_token
 
 DEMO_VIEWER = "viewer-1"
@@ -30,14 +29,6 @@ def _progress(start: float) -> Any:
         print(f"  [{time.monotonic() - start:5.1f}s] {message}", flush=True)
 
     return say
-
-
-def _pid_alive(pid: int) -> bool:
-    """Running, and not a zombie waiting for its parent to reap it."""
-    try:
-        return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
-    except psutil.Error:
-        return False
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -51,7 +42,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         gateways=args.gateways,
     ).with_keys()
     existing = read_run_file(settings.data_dir)
-    if existing and _pid_alive(int(existing["pid"])):
+    if existing and pid_alive(int(existing["pid"])):
         print(f"liveshop is already running (pid {existing['pid']}); `liveshop down` stops it.")
         return 1
     start = time.monotonic()
@@ -152,21 +143,21 @@ def _print_demo(settings: Settings) -> None:
 def cmd_down(args: argparse.Namespace) -> int:
     data_dir = Path(args.data_dir) if args.data_dir else default_data_dir()
     info = read_run_file(data_dir)
-    if info is None or not _pid_alive(int(info["pid"])):
+    if info is None or not pid_alive(int(info["pid"])):
         print("liveshop is not running.")
         return 0
     pid = int(info["pid"])
     os.kill(pid, signal.SIGTERM)
     print(f"stopping liveshop (pid {pid})...", flush=True)
     deadline = time.monotonic() + args.timeout
-    while _pid_alive(pid) and time.monotonic() < deadline:
+    while pid_alive(pid) and time.monotonic() < deadline:
         time.sleep(0.2)
-    if _pid_alive(pid):
+    if pid_alive(pid):
         print(f"liveshop did not stop within {args.timeout:.0f}s; killing it.")
         os.kill(pid, signal.SIGKILL)
         for key in ("postgres", "redis"):
             child = (info.get("embedded") or {}).get(key)
-            if child and _pid_alive(int(child)):
+            if child and pid_alive(int(child)):
                 os.kill(int(child), signal.SIGTERM)
         return 1
     print("liveshop stopped.")

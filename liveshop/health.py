@@ -11,6 +11,7 @@ from typing import Any
 
 from liveshop import clock
 from liveshop.config import ENV_DATABASE_URL, ENV_REDIS_URL, Settings
+from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import issue_token
 
 Check = tuple[str, bool, str]
@@ -74,11 +75,8 @@ async def _gateway(settings: Settings, url: str) -> Check:
 def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     results: list[Check] = []
     pid = int(info["pid"])
-    try:
-        os.kill(pid, 0)
-        results.append(("liveshop up", True, f"pid {pid}"))
-    except ProcessLookupError:
-        results.append(("liveshop up", False, f"pid {pid} is gone"))
+    alive = pid_alive(pid)
+    results.append(("liveshop up", alive, f"pid {pid}" if alive else f"pid {pid} is gone"))
     database_url = os.environ.get(ENV_DATABASE_URL) or info["database"]
     redis_url = os.environ.get(ENV_REDIS_URL) or info["redis"]
 

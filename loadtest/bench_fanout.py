@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
-import itertools
 import json
 import math
 import multiprocessing
@@ -122,14 +121,7 @@ class Crowd:
         }
 
     async def _join(self, token: str) -> Viewer:
-        ws = await connect(
-            self.url,
-            compression=None,
-            ping_interval=None,
-            max_size=CLIENT_MAX_SIZE,
-            open_timeout=30,
-            close_timeout=2,
-        )
+        ws = await connect_client(self.url)
         try:
             await ws.send(_dumps({"id": 1, "op": "connect", "token": token}))
             await _reply(ws, 1)
@@ -252,30 +244,41 @@ def viewers_process(conn: Conn) -> None:
 # -- the baseline: a bare websockets server (its own process) ------------------------------
 
 
-async def _bare_server(conn: Conn) -> None:
+async def _bare_server(conn: Conn, tick: float) -> None:
+    """Chat: one frame per message to every subscriber at once. Reactions: counted, and the
+    totals and the taps since the last push broadcast every ``tick`` s (as liveshop does)."""
     subscribers: set[ServerConnection] = set()
-    offsets = itertools.count(1)
+    offset = 0
+    reactions: dict[str, int] = {}
+    burst: dict[str, int] = {}
 
     async def handler(ws: ServerConnection) -> None:
+        nonlocal offset
         try:
             async for frame in ws:
                 request = json.loads(frame)
                 rid, op = request.get("id"), request.get("op")
                 if op == "chat":
+                    offset += 1
                     event = {
-                        "offset": next(offsets),
+                        "offset": offset,
                         "kind": "chat",
                         "ts": int(time.time() * 1000),
                         "user": {"id": "bench-host", "name": "Bench host"},
                         "text": request["text"],
                     }
-                    push = {"push": "room", "room": request["room"], "epoch": "bare"}
-                    push["events"] = [event]
+                    push = {"push": "room", "room": ROOM, "epoch": "bare", "events": [event]}
                     broadcast(subscribers, _dumps(push))
-                    await ws.send(_dumps({"id": rid, "result": {"offset": event["offset"]}}))
+                    await ws.send(_dumps({"id": rid, "result": {"offset": offset}}))
+                elif op == "react":
+                    kind, count = request.get("kind", "heart"), int(request.get("count", 1))
+                    reactions[kind] = reactions.get(kind, 0) + count
+                    burst[kind] = burst.get(kind, 0) + count
+                    await ws.send(_dumps({"id": rid, "result": {}}))
                 elif op == "subscribe":
                     subscribers.add(ws)
-                    await ws.send(_dumps({"id": rid, "result": {"offset": 0, "epoch": "bare"}}))
+                    result = {"offset": offset, "epoch": "bare", "recovered": False}
+                    await ws.send(_dumps({"id": rid, "result": result}))
                 else:  # connect: a bare server trusts everyone
                     await ws.send(_dumps({"id": rid, "result": {}}))
         except ConnectionClosed:
@@ -283,15 +286,26 @@ async def _bare_server(conn: Conn) -> None:
         finally:
             subscribers.discard(ws)
 
+    async def ticker() -> None:
+        while True:
+            await asyncio.sleep(tick)
+            if burst:
+                state = {"reactions": dict(reactions), "reaction_burst": dict(burst)}
+                burst.clear()
+                push = {"push": "room", "room": ROOM, "epoch": "bare", "events": [], "state": state}
+                broadcast(subscribers, _dumps(push))
+
     async with serve(handler, HOST, 0, compression=None, ping_interval=None) as server:
         port = next(iter(server.sockets)).getsockname()[1]
+        task = asyncio.create_task(ticker())
         conn.send(("ready", {"port": port}))
         await asyncio.to_thread(conn.recv)  # anything means stop
+        task.cancel()
 
 
-def bare_server_process(conn: Conn) -> None:
+def bare_server_process(conn: Conn, tick: float = 0.05) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    uvloop.run(_bare_server(conn))
+    uvloop.run(_bare_server(conn, tick))
 
 
 # -- the publisher (this process) ----------------------------------------------------------
@@ -622,6 +636,32 @@ def _rmtree(path: Path) -> None:
     shutil.rmtree(path, ignore_errors=True)
 
 
+async def connect_client(url: str) -> ClientConnection:
+    """One benchmark viewer's connection (no compression, no pings, pushes of any size)."""
+    return await connect(
+        url,
+        compression=None,
+        ping_interval=None,
+        max_size=CLIENT_MAX_SIZE,
+        open_timeout=30,
+        close_timeout=2,
+    )
+
+
+def add_service_args(parser: argparse.ArgumentParser) -> None:
+    """--database-url and --redis-url, defaulting to the environment, else embedded."""
+    parser.add_argument(
+        "--database-url",
+        default=os.environ.get("LIVESHOP_DATABASE_URL") or None,
+        help="PostgreSQL for liveshop (default: $LIVESHOP_DATABASE_URL, else embedded)",
+    )
+    parser.add_argument(
+        "--redis-url",
+        default=os.environ.get("LIVESHOP_REDIS_URL") or None,
+        help="Redis for liveshop (default: $LIVESHOP_REDIS_URL, else embedded)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -635,16 +675,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--timeout", type=float, default=60.0, help="seconds to wait for delivery, per target"
     )
     parser.add_argument("--rounds", type=int, default=1, help="repeat both targets; best counts")
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVESHOP_DATABASE_URL") or None,
-        help="PostgreSQL for liveshop (default: $LIVESHOP_DATABASE_URL, else embedded)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("LIVESHOP_REDIS_URL") or None,
-        help="Redis for liveshop (default: $LIVESHOP_REDIS_URL, else embedded)",
-    )
+    add_service_args(parser)
     return parser
 
 

@@ -37,7 +37,6 @@ import contextlib
 import json
 import math
 import multiprocessing
-import os
 import random
 import secrets
 import signal
@@ -52,13 +51,11 @@ from typing import Any
 import psutil
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
-from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_fanout as fanout  # a sibling script, not an installed module
 from bench_fanout import (
-    CLIENT_MAX_SIZE,
     CONNECT_CONCURRENCY,
     HOST,
     ROOM,
@@ -71,6 +68,9 @@ from bench_fanout import (
     _raise_interrupt,
     _rmtree,
     _stop_process,
+    add_service_args,
+    bare_server_process,
+    connect_client,
 )
 
 #: Reconnects in flight at once during the storm (the drops are spread over time anyway).
@@ -96,17 +96,6 @@ class Viewer:
     retries: int = 0
     closed: str | None = None
     done: bool = False
-
-
-async def _connect(url: str) -> ClientConnection:
-    return await connect(
-        url,
-        compression=None,
-        ping_interval=None,
-        max_size=CLIENT_MAX_SIZE,
-        open_timeout=30,
-        close_timeout=2,
-    )
 
 
 async def _request(ws: ClientConnection, message: dict[str, Any], on_push: Any) -> dict[str, Any]:
@@ -176,7 +165,7 @@ class Crowd:
         }
 
     async def _join(self, token: str, old: Viewer | None) -> Viewer:
-        ws = await _connect(self.url)
+        ws = await connect_client(self.url)
         pending: list[dict[str, Any]] = []
         try:
             await _request(ws, {"id": 1, "op": "connect", "token": token}, pending.append)
@@ -449,70 +438,6 @@ def clients_process(conn: Conn) -> None:
 
 
 # -- the baseline: a bare websockets server (its own process) ------------------------------
-
-
-async def _bare_room_server(conn: Conn, tick: float) -> None:
-    """Chat: one frame per message to every subscriber at once. Reactions: counted, and the
-    totals and the taps since the last push broadcast every ``tick`` s (as liveshop does)."""
-    subscribers: set[ServerConnection] = set()
-    offset = 0
-    reactions: dict[str, int] = {}
-    burst: dict[str, int] = {}
-
-    async def handler(ws: ServerConnection) -> None:
-        nonlocal offset
-        try:
-            async for frame in ws:
-                request = json.loads(frame)
-                rid, op = request.get("id"), request.get("op")
-                if op == "chat":
-                    offset += 1
-                    event = {
-                        "offset": offset,
-                        "kind": "chat",
-                        "ts": int(time.time() * 1000),
-                        "user": {"id": "bench-host", "name": "Bench host"},
-                        "text": request["text"],
-                    }
-                    push = {"push": "room", "room": ROOM, "epoch": "bare", "events": [event]}
-                    broadcast(subscribers, _dumps(push))
-                    await ws.send(_dumps({"id": rid, "result": {"offset": offset}}))
-                elif op == "react":
-                    kind, count = request.get("kind", "heart"), int(request.get("count", 1))
-                    reactions[kind] = reactions.get(kind, 0) + count
-                    burst[kind] = burst.get(kind, 0) + count
-                    await ws.send(_dumps({"id": rid, "result": {}}))
-                elif op == "subscribe":
-                    subscribers.add(ws)
-                    result = {"offset": offset, "epoch": "bare", "recovered": False}
-                    await ws.send(_dumps({"id": rid, "result": result}))
-                else:  # connect: a bare server trusts everyone
-                    await ws.send(_dumps({"id": rid, "result": {}}))
-        except ConnectionClosed:
-            pass
-        finally:
-            subscribers.discard(ws)
-
-    async def ticker() -> None:
-        while True:
-            await asyncio.sleep(tick)
-            if burst:
-                state = {"reactions": dict(reactions), "reaction_burst": dict(burst)}
-                burst.clear()
-                push = {"push": "room", "room": ROOM, "epoch": "bare", "events": [], "state": state}
-                broadcast(subscribers, _dumps(push))
-
-    async with serve(handler, HOST, 0, compression=None, ping_interval=None) as server:
-        port = next(iter(server.sockets)).getsockname()[1]
-        task = asyncio.create_task(ticker())
-        conn.send(("ready", {"port": port}))
-        await asyncio.to_thread(conn.recv)  # anything means stop
-        task.cancel()
-
-
-def bare_server_process(conn: Conn, tick: float) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    uvloop.run(_bare_room_server(conn, tick))
 
 
 # -- the publishers (this process) ---------------------------------------------------------
@@ -971,16 +896,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for delivery or recovery"
     )
-    parser.add_argument(
-        "--database-url",
-        default=os.environ.get("LIVESHOP_DATABASE_URL") or None,
-        help="PostgreSQL for liveshop (default: $LIVESHOP_DATABASE_URL, else embedded)",
-    )
-    parser.add_argument(
-        "--redis-url",
-        default=os.environ.get("LIVESHOP_REDIS_URL") or None,
-        help="Redis for liveshop (default: $LIVESHOP_REDIS_URL, else embedded)",
-    )
+    add_service_args(parser)
     return parser
 
 

@@ -22,7 +22,7 @@ from redis.exceptions import RedisError
 
 from liveshop import clock
 from liveshop.config import Settings
-from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, Unavailable
+from liveshop.errors import LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
 from liveshop.rooms.commands import Chat, Command, GiftSent, Reply, SendGift
 from liveshop.rooms.event import Event
@@ -32,11 +32,12 @@ from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.wallets import WalletStore
-from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES
+from liveshop.tokens import STAFF_ROLES
 
 log = logging.getLogger(__name__)
 
-#: A state-only change (reaction totals, peak viewers) is persisted at most this often.
+#: A state-only change (reaction totals, votes, entries, peak viewers) is persisted at most
+#: this often.
 STATE_SAVE_INTERVAL = 1.0
 
 
@@ -132,19 +133,16 @@ class RoomActor:
         return results
 
     async def join(
-        self, since: tuple[int, str] | None = None, user_id: str | None = None
-    ) -> dict[str, Any] | LiveshopError:
-        """A snapshot, or the events missed since ``(offset, epoch)`` (see Room.join)."""
-        if user_id is not None:
-            try:
-                self.room.check_join(user_id)
-            except LiveshopError as exc:
-                return exc  # returned, not raised: it crosses Ray intact
+        self, joins: list[tuple[tuple[int, str] | None, str | None]]
+    ) -> list[dict[str, Any] | LiveshopError]:
+        """A batch of subscribers' ``(since, user_id)``: for each a snapshot, the events it
+        missed, or an error, returned rather than raised so it crosses Ray intact (see
+        Room.join_many)."""
         # Never show a subscriber an event that is not yet durable; batches applied while we
         # waited may have added more, so wait until none is pending.
         while self.room.has_pending_events() or self._unsaved:
             await self._next_flush()
-        return self.room.join(since, clock.now())
+        return self.room.join_many(joins, clock.now())
 
     async def _moderate(self, batch: list[Command]) -> list[Command]:
         """Ask the automatic moderation check about viewers' chat, within its timeout."""
@@ -152,7 +150,7 @@ class RoomActor:
         if checker is None:
             return batch
         todo = [
-            i
+            (i, cmd)
             for i, cmd in enumerate(batch)
             if isinstance(cmd, Chat) and cmd.verdict is None and not cmd.by.roles & STAFF_ROLES
         ]
@@ -169,10 +167,9 @@ class RoomActor:
                 log.warning("automod check failed for room %s: %r", self.room_id, exc)
                 return Verdict("allow", "automatic moderation did not answer", fallback=True)
 
-        chats = [cmd for cmd in (batch[i] for i in todo) if isinstance(cmd, Chat)]
-        verdicts = await asyncio.gather(*(verdict(cmd) for cmd in chats))
+        verdicts = await asyncio.gather(*(verdict(cmd) for _, cmd in todo))
         checked = list(batch)
-        for i, cmd, result in zip(todo, chats, verdicts, strict=True):
+        for (i, cmd), result in zip(todo, verdicts, strict=True):
             checked[i] = dataclasses.replace(cmd, verdict=result)
         return checked
 
@@ -195,19 +192,12 @@ class RoomActor:
         return settled
 
     async def _pay(self, cmd: SendGift) -> GiftReceipt:
-        host = self.room.info.host_id
-        if host is None:
-            raise Forbidden("this room takes no gifts (it has no host)")
-        if not cmd.by.roles & SPEAKING_ROLES or cmd.by.user_id in self.room.rules.bans:
-            raise Forbidden("you cannot send gifts in this room")
-        if cmd.by.user_id == host:
-            raise InvalidRequest("hosts cannot send gifts to themselves")
         return await self.wallets.send_gift(
             key=cmd.key,
             room_id=self.room_id,
             sender_id=cmd.by.user_id,
             sender_name=cmd.by.name,
-            recipient_id=host,
+            recipient_id=self.room.gift_recipient(cmd.by),
             gift_id=cmd.gift_id,
             quantity=cmd.quantity,
         )

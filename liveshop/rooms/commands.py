@@ -8,7 +8,7 @@ from typing import Any
 from liveshop.commerce.product import Product
 from liveshop.rooms.automod import Verdict
 from liveshop.rooms.gift import GiftReceipt
-from liveshop.tokens import Role
+from liveshop.tokens import Identity, Role
 
 
 @dataclass(frozen=True)
@@ -19,6 +19,12 @@ class Actor:
     name: str
     roles: frozenset[Role] = field(default_factory=frozenset)
     badges: frozenset[str] = field(default_factory=frozenset)
+
+    @classmethod
+    def for_room(cls, identity: Identity, room_id: str) -> Actor:
+        return cls(
+            identity.user_id, identity.name, identity.roles_in(room_id), identity.badges_in(room_id)
+        )
 
 
 # -- chat and moderation --------------------------------------------------------------------

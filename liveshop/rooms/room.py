@@ -9,6 +9,7 @@ epoch.
 
 from __future__ import annotations
 
+import itertools
 import re
 from collections import Counter, deque
 from collections.abc import Sequence
@@ -500,6 +501,17 @@ class Room:
         if user_id in self.rules.bans:
             raise Banned("you are banned from this room")
 
+    def gift_recipient(self, by: Actor) -> str:
+        """Who a gift from ``by`` goes to (the host), or why ``by`` may not send one. Checked
+        by the actor before it takes the coins."""
+        host = self.info.host_id
+        if host is None:
+            raise Forbidden("this room takes no gifts (it has no host)")
+        self._require_member(by)
+        if by.user_id == host:
+            raise InvalidRequest("hosts cannot send gifts to themselves")
+        return host
+
     # -- lookups ----------------------------------------------------------------------------
 
     def _poll(self, poll_id: int) -> Poll:
@@ -600,31 +612,56 @@ class Room:
         return tick
 
     def snapshot(self, now: float) -> dict[str, Any]:
-        chat = [
-            e.to_wire()
-            for e in self.history
-            if e.kind in ("chat", "system") and e.offset not in self.deleted
-        ]
-        return {
-            **self._current(now),
-            "recovered": False,
-            "recent_chat": chat[-SNAPSHOT_CHAT:],
-        }
+        return {**self._current(now), "recovered": False, "recent_chat": self._recent_chat()}
+
+    def _recent_chat(self) -> list[dict[str, Any]]:
+        """The last SNAPSHOT_CHAT chat and system messages, oldest first (newest scanned
+        first, so a long history costs nothing)."""
+        recent = itertools.islice(
+            (
+                e
+                for e in reversed(self.history)
+                if e.kind in ("chat", "system") and e.offset not in self.deleted
+            ),
+            SNAPSHOT_CHAT,
+        )
+        return [e.to_wire() for e in reversed(list(recent))]
 
     def join(self, since: tuple[int, str] | None, now: float) -> dict[str, Any]:
         """What a subscriber gets: the events it missed since ``(offset, epoch)`` with
         ``recovered: true``, or a fresh snapshot with ``recovered: false`` when the gap is
         older than the history window, the epoch changed, or it asked for no recovery."""
-        if since is not None:
-            offset, epoch = since
-            missed = self.history.since(offset, self.offset, now) if epoch == self.epoch else None
+        result = self.join_many([(since, None)], now)[0]
+        assert not isinstance(result, LiveshopError)
+        return result
+
+    def join_many(
+        self, joins: Sequence[tuple[tuple[int, str] | None, str | None]], now: float
+    ) -> list[dict[str, Any] | LiveshopError]:
+        """:meth:`join` for a batch of ``(since, user_id)``: the room's current view is built
+        once for the batch (a reconnect storm brings thousands at a time). A banned user
+        gets :class:`Banned` in place of a view."""
+        current = self._current(now)
+        snapshot: dict[str, Any] | None = None
+        results: list[dict[str, Any] | LiveshopError] = []
+        for since, user_id in joins:
+            if user_id is not None:
+                try:
+                    self.check_join(user_id)
+                except Banned as exc:
+                    results.append(exc)
+                    continue
+            missed = None
+            if since is not None and since[1] == self.epoch:
+                missed = self.history.since(since[0], self.offset, now)
             if missed is not None:
-                return {
-                    **self._current(now),
-                    "recovered": True,
-                    "events": [e.to_wire() for e in missed],
-                }
-        return self.snapshot(now)
+                events = [e.to_wire() for e in missed]
+                results.append({**current, "recovered": True, "events": events})
+                continue
+            if snapshot is None:
+                snapshot = {**current, "recovered": False, "recent_chat": self._recent_chat()}
+            results.append(snapshot)
+        return results
 
     def _current(self, now: float) -> dict[str, Any]:
         return {
@@ -635,7 +672,7 @@ class Room:
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             "chat_settings": self.rules.settings(),
-            "polls": [p.public() for p in self.polls.values() if p.is_open(now) or p.closed][-10:],
+            "polls": [p.public() for p in self.polls.values()][-10:],
             "questions": ranked(list(self.questions.values()))[:SNAPSHOT_QUESTIONS],
             "giveaways": [g.public() for g in self.giveaways.values()][-10:],
             "viewers": self.viewers(now),
@@ -654,7 +691,8 @@ class Room:
             "pinned": self.pinned.card() if self.pinned else None,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
-            "deleted": sorted(d for d in self.deleted if d > self.offset - 10 * HISTORY_SIZE),
+            # Older ids have left the history window: nothing can show them any more.
+            "deleted": sorted(d for d in self.deleted if d > self.offset - self.history.max_events),
             "reactions": dict(self.reactions),
             "peak_viewers": self.peak_viewers,
             "chat": self.rules.to_state(),

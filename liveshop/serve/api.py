@@ -31,7 +31,7 @@ from liveshop.errors import (
     UnknownOp,
 )
 from liveshop.protocol import ROOM_OPS, RoomId, validate_params
-from liveshop.rooms.commands import Actor, Pin, SystemMessage, Unpin
+from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
 from liveshop.serve.ops import command_for
@@ -41,7 +41,7 @@ from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.wallets import WalletStore
-from liveshop.tokens import ANY_ROOM, STAFF_ROLES, Identity, Role, issue_token, verify_token
+from liveshop.tokens import ANY_ROOM, Identity, Role, issue_token, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -154,13 +154,6 @@ class Api:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
         return verify_token(self.settings.secret, authorization[7:].strip(), now=clock.now())
 
-    def _staff(self, authorization: str | None, room_id: str) -> Actor:
-        identity = self._identity(authorization)
-        roles = identity.roles_in(room_id)
-        if not roles & STAFF_ROLES:
-            raise Forbidden(f"needs host, co-host, moderator or service role in {room_id!r}")
-        return Actor(identity.user_id, identity.name, roles)
-
     def _service(self, authorization: str | None) -> Identity:
         identity = self._identity(authorization)
         if Role.SERVICE not in identity.grants.get(ANY_ROOM, frozenset()):
@@ -220,16 +213,17 @@ class Api:
     ) -> dict[str, Any]:
         """Any room operation of the WebSocket protocol (docs/protocol.md), with the same
         body minus ``id``, ``op`` and ``room``, the same rules and the same result."""
+        return await self._act(room_id, op, body, authorization)
+
+    async def _act(
+        self, room_id: str, op: str, fields: dict[str, Any], authorization: str | None
+    ) -> dict[str, Any]:
+        """One room operation, as the gateway runs it: the room decides who may do what."""
         model = ROOM_OPS.get(op)
         if model is None:
             raise UnknownOp(f"unknown room op {op!r}; see docs/protocol.md")
-        params = validate_params(model, {**body, "room": room_id}, op)
-        identity = self._identity(authorization)
-        by = Actor(
-            identity.user_id, identity.name, identity.roles_in(room_id), identity.badges_in(room_id)
-        )
-        if not by.roles:
-            raise Forbidden(f"your token grants no role in room {room_id!r}")
+        params = validate_params(model, {**fields, "room": room_id}, op)
+        by = Actor.for_room(self._identity(authorization), room_id)
         await self.room_store.get_room(room_id)
         return await self.rooms.send(room_id, await command_for(op, by, params, self.products))
 
@@ -237,18 +231,15 @@ class Api:
     async def pin(
         self, room_id: RoomId, body: PinIn, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        by = self._staff(authorization, room_id)
-        await self.room_store.get_room(room_id)
-        product = await self.products.get(body.product_id)
-        return await self.rooms.send(room_id, Pin(by, product))
+        return await self._act(
+            room_id, "pin_product", {"product_id": body.product_id}, authorization
+        )
 
     @app.delete("/rooms/{room_id}/pin")
     async def unpin(
         self, room_id: RoomId, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
-        by = self._staff(authorization, room_id)
-        await self.room_store.get_room(room_id)
-        return await self.rooms.send(room_id, Unpin(by))
+        return await self._act(room_id, "unpin_product", {}, authorization)
 
     @app.post("/rooms/{room_id}/messages", status_code=201)
     async def system_message(
@@ -257,9 +248,7 @@ class Api:
         body: MessageIn,
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        by = self._staff(authorization, room_id)
-        await self.room_store.get_room(room_id)
-        return await self.rooms.send(room_id, SystemMessage(by, body.text))
+        return await self._act(room_id, "system_message", {"text": body.text}, authorization)
 
     # -- products --------------------------------------------------------------------------
 

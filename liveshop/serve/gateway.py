@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 from redis.exceptions import RedisError
-from websockets.asyncio.server import Server, ServerConnection, serve
+from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
@@ -85,10 +85,7 @@ class Session:
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
     def actor(self, room_id: str) -> Actor:
-        identity = self.identity
-        return Actor(
-            identity.user_id, identity.name, identity.roles_in(room_id), identity.badges_in(room_id)
-        )
+        return Actor.for_room(self.identity, room_id)
 
 
 class Gateway:
@@ -335,10 +332,11 @@ class Gateway:
         session.tasks.add(task)
         task.add_done_callback(session.tasks.discard)
 
-    def _send(self, session: Session, message: dict[str, Any]) -> None:
-        frame = encode_frame(message, session.codec)
-        task = asyncio.ensure_future(session.ws.send(frame))
-        task.add_done_callback(_ignore_result)
+    @staticmethod
+    def _send(session: Session, message: dict[str, Any]) -> None:
+        """Write a reply now, without a task per reply: like pushes, replies are written
+        straight to the socket, whose backlog the slow-consumer sweep bounds."""
+        broadcast((session.ws,), encode_frame(message, session.codec))
 
     async def _dispatch(self, session: Session, request: Request) -> dict[str, Any] | None:
         """The op's result, or None when the op has sent its reply itself."""
@@ -358,8 +356,8 @@ class Gateway:
                 self._leave(session, params.room)
                 return {"room": params.room}
         if request.op in ROOM_OPS:
+            # The room decides who may do what (its live grants count too).
             room_id = request.params.room
-            self._require_role(session, room_id)
             assert self.products is not None
             by = session.actor(room_id)
             command = await command_for(request.op, by, request.params, self.products)

@@ -24,7 +24,9 @@ class RoomClient:
         self.settings = settings
         self.store = store
         self._handles: dict[str, RoomHandle] = {}
-        self._batchers: dict[str, Batcher[Command]] = {}
+        # Per room: commands to RoomActor.handle, and (since, user_id) joins to RoomActor.join.
+        self._batchers: dict[str, Batcher[Any]] = {}
+        self._join_batchers: dict[str, Batcher[Any]] = {}
         self._lookups: dict[str, asyncio.Future[RoomHandle]] = {}
 
     async def actor(self, room_id: str) -> RoomHandle:
@@ -58,39 +60,38 @@ class RoomClient:
     def forget(self, room_id: str) -> None:
         self._handles.pop(room_id, None)
 
-    async def send(self, room_id: str, command: Command) -> Reply:
-        batcher = self._batchers.get(room_id)
+    def _batcher(
+        self, batchers: dict[str, Batcher[Any]], room_id: str, method: str
+    ) -> Batcher[Any]:
+        batcher = batchers.get(room_id)
         if batcher is None:
-            batcher = Batcher(
-                lambda batch: self._call(room_id, "handle", batch),
+            batcher = batchers[room_id] = Batcher(
+                lambda batch: self._call(room_id, method, batch),
                 window=self.settings.batch_window,
                 max_batch=self.settings.max_batch,
             )
-            self._batchers[room_id] = batcher
-        result: Reply = await batcher.submit(command)
+        return batcher
+
+    async def send(self, room_id: str, command: Command) -> Reply:
+        result: Reply = await self._batcher(self._batchers, room_id, "handle").submit(command)
         return result
 
     async def join(
         self, room_id: str, since: tuple[int, str] | None = None, user_id: str | None = None
     ) -> dict[str, Any]:
         """The room's snapshot, or what was missed since ``since`` (see Room.join)."""
-        # Reads are safe to retry, e.g. while the actor restarts.
+        # Joins are batched like commands: a reconnect storm is a few actor calls, not one per
+        # viewer. Reads are safe to retry, e.g. while the actor restarts.
         for attempt in range(3):
             try:
-                result = await self._call(room_id, "join", since, user_id)
-                if isinstance(result, LiveshopError):
-                    raise result
-                snapshot: dict[str, Any] = result
+                batcher = self._batcher(self._join_batchers, room_id, "join")
+                snapshot: dict[str, Any] = await batcher.submit((since, user_id))
                 return snapshot
             except Unavailable:
                 if attempt == 2:
                     raise
                 await asyncio.sleep(0.2 * (attempt + 1))
         raise AssertionError("unreachable")
-
-    async def stats(self, room_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self._call(room_id, "stats")
-        return result
 
     async def _call(self, room_id: str, method: str, *args: Any) -> Any:
         handle = await self.actor(room_id)
@@ -108,4 +109,5 @@ class RoomClient:
             raise Unavailable("room did not answer in time, try again") from None
 
     async def close(self) -> None:
-        await asyncio.gather(*(b.close() for b in self._batchers.values()))
+        batchers = [*self._batchers.values(), *self._join_batchers.values()]
+        await asyncio.gather(*(b.close() for b in batchers))

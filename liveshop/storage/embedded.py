@@ -38,7 +38,7 @@ def _wait_for_port(host: str, port: int, timeout: float) -> None:
     raise TimeoutError(f"nothing listening on {host}:{port} after {timeout}s")
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
     """Running, and not a zombie waiting for its parent to reap it."""
     try:
         return bool(psutil.Process(pid).status() != psutil.STATUS_ZOMBIE)
@@ -121,7 +121,7 @@ class EmbeddedPostgres:
             pid = int(pidfile.read_text().splitlines()[0])
         except (OSError, ValueError, IndexError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def stop_stale(self) -> None:
         """A server left running by a crashed run holds the data dir; stop it first."""
@@ -199,14 +199,14 @@ class EmbeddedRedis:
             pid = int((self.dir / "redis.pid").read_text().strip())
         except (OSError, ValueError):
             return None
-        return pid if _pid_alive(pid) else None
+        return pid if pid_alive(pid) else None
 
     def stop_stale(self) -> None:
         pid = self.pid()
         if pid is not None and self.proc is None:
             os.kill(pid, signal.SIGTERM)
             for _ in range(100):
-                if not _pid_alive(pid):
+                if not pid_alive(pid):
                     break
                 time.sleep(0.05)
 
