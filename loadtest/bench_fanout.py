@@ -41,12 +41,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import msgpack
 import uvloop
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.asyncio.server import ServerConnection, broadcast, serve
 from websockets.exceptions import ConnectionClosed
+from websockets.typing import Subprotocol
 
 ROOM = "demo"
+#: liveshop's binary codec (docs/protocol.md); the bare server speaks it too.
+SUBPROTOCOL_MSGPACK = "liveshop.v1.msgpack"
 HOST = "127.0.0.1"
 #: Viewers opened at once; stays below the servers' listen backlog (100).
 CONNECT_CONCURRENCY = 64
@@ -246,18 +250,29 @@ def viewers_process(conn: Conn) -> None:
 
 async def _bare_server(conn: Conn, tick: float) -> None:
     """Chat: one frame per message to every subscriber at once. Reactions: counted, and the
-    totals and the taps since the last push broadcast every ``tick`` s (as liveshop does)."""
-    subscribers: set[ServerConnection] = set()
+    totals and the taps since the last push broadcast every ``tick`` s (as liveshop does).
+    Speaks JSON, or msgpack to clients asking for liveshop's msgpack subprotocol."""
+    subscribers: dict[bool, set[ServerConnection]] = {False: set(), True: set()}
     offset = 0
     reactions: dict[str, int] = {}
     burst: dict[str, int] = {}
 
+    def encode(message: dict[str, Any], binary: bool) -> str | bytes:
+        return msgpack.packb(message) if binary else _dumps(message)
+
+    def publish(push: dict[str, Any]) -> None:
+        for binary, conns in subscribers.items():
+            if conns:
+                broadcast(conns, encode(push, binary))
+
     async def handler(ws: ServerConnection) -> None:
         nonlocal offset
+        binary = ws.subprotocol == SUBPROTOCOL_MSGPACK
         try:
             async for frame in ws:
-                request = json.loads(frame)
+                request = msgpack.unpackb(frame) if binary else json.loads(frame)
                 rid, op = request.get("id"), request.get("op")
+                result: dict[str, Any] = {}
                 if op == "chat":
                     offset += 1
                     event = {
@@ -267,24 +282,21 @@ async def _bare_server(conn: Conn, tick: float) -> None:
                         "user": {"id": "bench-host", "name": "Bench host"},
                         "text": request["text"],
                     }
-                    push = {"push": "room", "room": ROOM, "epoch": "bare", "events": [event]}
-                    broadcast(subscribers, _dumps(push))
-                    await ws.send(_dumps({"id": rid, "result": {"offset": offset}}))
+                    publish({"push": "room", "room": ROOM, "epoch": "bare", "events": [event]})
+                    result = {"offset": offset}
                 elif op == "react":
                     kind, count = request.get("kind", "heart"), int(request.get("count", 1))
                     reactions[kind] = reactions.get(kind, 0) + count
                     burst[kind] = burst.get(kind, 0) + count
-                    await ws.send(_dumps({"id": rid, "result": {}}))
                 elif op == "subscribe":
-                    subscribers.add(ws)
+                    subscribers[binary].add(ws)
                     result = {"offset": offset, "epoch": "bare", "recovered": False}
-                    await ws.send(_dumps({"id": rid, "result": result}))
-                else:  # connect: a bare server trusts everyone
-                    await ws.send(_dumps({"id": rid, "result": {}}))
+                # else connect: a bare server trusts everyone
+                await ws.send(encode({"id": rid, "result": result}, binary))
         except ConnectionClosed:
             pass
         finally:
-            subscribers.discard(ws)
+            subscribers[binary].discard(ws)
 
     async def ticker() -> None:
         while True:
@@ -293,9 +305,16 @@ async def _bare_server(conn: Conn, tick: float) -> None:
                 state = {"reactions": dict(reactions), "reaction_burst": dict(burst)}
                 burst.clear()
                 push = {"push": "room", "room": ROOM, "epoch": "bare", "events": [], "state": state}
-                broadcast(subscribers, _dumps(push))
+                publish(push)
 
-    async with serve(handler, HOST, 0, compression=None, ping_interval=None) as server:
+    async with serve(
+        handler,
+        HOST,
+        0,
+        compression=None,
+        ping_interval=None,
+        subprotocols=[Subprotocol(SUBPROTOCOL_MSGPACK)],
+    ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         task = asyncio.create_task(ticker())
         conn.send(("ready", {"port": port}))
@@ -507,6 +526,7 @@ class LiveshopUnderTest:
             dashboard_port=free_port(),
             database_url=args.database_url,
             redis_url=args.redis_url,
+            gateways=args.gateways,
             **LIVESHOP_OVERRIDES,
         ).with_keys()
         from liveshop.stack import Stack
@@ -659,6 +679,9 @@ def add_service_args(parser: argparse.ArgumentParser) -> None:
         "--redis-url",
         default=os.environ.get("LIVESHOP_REDIS_URL") or None,
         help="Redis for liveshop (default: $LIVESHOP_REDIS_URL, else embedded)",
+    )
+    parser.add_argument(
+        "--gateways", type=int, default=1, help="liveshop gateway processes sharing the port"
     )
 
 

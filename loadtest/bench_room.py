@@ -70,8 +70,8 @@ from bench_fanout import (
     _stop_process,
     add_service_args,
     bare_server_process,
-    connect_client,
 )
+from lean_ws import LeanSocket
 
 #: Reconnects in flight at once during the storm (the drops are spread over time anyway).
 STORM_CONCURRENCY = 256
@@ -83,11 +83,10 @@ STORM_CONCURRENCY = 256
 @dataclass(eq=False)
 class Viewer:
     token: str
-    ws: ClientConnection
+    sock: LeanSocket
     epoch: str
     last_offset: int
     first_offset: int
-    reader: asyncio.Task[None] | None = None
     got: int = 0
     gaps: int = 0
     dups: int = 0
@@ -98,25 +97,11 @@ class Viewer:
     done: bool = False
 
 
-async def _request(ws: ClientConnection, message: dict[str, Any], on_push: Any) -> dict[str, Any]:
-    """Send one request and wait for its reply; pushes before it go to ``on_push``."""
-    rid = message["id"]
-    await ws.send(_dumps(message))
-    while True:
-        frame = json.loads(await ws.recv())
-        if "push" in frame:
-            on_push(frame)
-            continue
-        if frame.get("id") != rid:
-            continue
-        if "error" in frame:
-            raise RuntimeError(f"{message['op']} failed: {frame['error'].get('code')}")
-        result: dict[str, Any] = frame.get("result") or {}
-        return result
-
-
 class Crowd:
-    """N viewers of one room, in one of three modes: latency, idle (memory), track (storm)."""
+    """N viewers of one room, in one of three modes: latency, idle (memory), track (storm).
+
+    Each viewer is one ``LeanSocket`` whose pushes arrive as callbacks: no task per viewer.
+    """
 
     def __init__(self, url: str, mode: str, marker: str) -> None:
         self.url = url
@@ -131,6 +116,15 @@ class Crowd:
         self.t_first: float | None = None
         self.t_last: float | None = None
         self.final_offset: int | None = None
+        #: Storm: seconds each reconnect spent opening the socket, on connect, on subscribe.
+        self.phases: dict[str, array.array[float]] = {
+            k: array.array("d") for k in ("open", "connect", "subscribe")
+        }
+        self.on_push = {
+            "latency": self._on_latency,
+            "track": self._on_track,
+            "idle": None,
+        }[mode]
 
     # opening
 
@@ -155,8 +149,6 @@ class Crowd:
                       flush=True)  # fmt: skip
 
         await asyncio.gather(*(one(t) for t in tokens))
-        for v in self.viewers:
-            v.reader = asyncio.create_task(self._read(v))
         return {
             "opened": len(self.viewers),
             "failed": len(self.failures),
@@ -165,23 +157,33 @@ class Crowd:
         }
 
     async def _join(self, token: str, old: Viewer | None) -> Viewer:
-        ws = await connect_client(self.url)
         pending: list[dict[str, Any]] = []
+        t0 = time.monotonic()
+        sock = await LeanSocket.open(
+            self.url, lambda _sock, push: pending.append(push), self._on_close
+        )
         try:
-            await _request(ws, {"id": 1, "op": "connect", "token": token}, pending.append)
+            t1 = time.monotonic()
+            await sock.request({"id": 1, "op": "connect", "token": token})
+            t2 = time.monotonic()
             subscribe: dict[str, Any] = {"id": 2, "op": "subscribe", "room": ROOM}
             if old is not None:
                 subscribe["since"] = {"offset": old.last_offset, "epoch": old.epoch}
-            snap = await _request(ws, subscribe, pending.append)
+            snap = await sock.request(subscribe)
         except BaseException:
-            await ws.close()
+            sock.abort()
             raise
+        if old is not None:
+            for name, took in zip(
+                self.phases, (t1 - t0, t2 - t1, time.monotonic() - t2), strict=True
+            ):
+                self.phases[name].append(took)
         offset, epoch = int(snap.get("offset", 0)), str(snap.get("epoch", ""))
         if old is None:
-            viewer = Viewer(token, ws, epoch, last_offset=offset, first_offset=offset)
+            viewer = Viewer(token, sock, epoch, last_offset=offset, first_offset=offset)
         else:
             viewer = old
-            viewer.ws = ws
+            viewer.sock = sock
             viewer.recovered = bool(snap.get("recovered"))
             if viewer.recovered and epoch == viewer.epoch:
                 self._apply(viewer, snap.get("events") or [])
@@ -189,11 +191,39 @@ class Crowd:
                     viewer.gaps += 1
             viewer.epoch = epoch
             viewer.last_offset = max(viewer.last_offset, offset)
+        viewer.closed = None
+        sock.owner = viewer
+        if self.mode == "latency":
+            sock.filter = self.marker.encode()  # reaction-only pushes: nothing to time
+        elif self.mode == "idle":
+            sock.filter = b"\xff never \xff"  # count frames, decode nothing
         for push in pending:  # pushes are not expected before the reply; keep them anyway
-            self._apply(viewer, push.get("events") or [])
+            if self.on_push is not None:
+                self.on_push(sock, push)
+        sock.on_push = self.on_push
         return viewer
 
     # reading
+
+    def _on_close(self, sock: LeanSocket) -> None:
+        v: Viewer | None = sock.owner
+        if v is None or v.sock is not sock:
+            return  # still joining (the join fails) or an old socket of a reconnected viewer
+        v.closed = str(sock.close_code) if sock.close_code is not None else "no close frame"
+        if self.mode == "latency" and not v.done:
+            v.done = True
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.all_done.set()
+
+    def _on_track(self, sock: LeanSocket, message: dict[str, Any]) -> None:
+        v: Viewer = sock.owner
+        if v.sock is not sock or message.get("push") != "room":
+            return
+        if message.get("epoch") != v.epoch:
+            v.gaps += 1  # a new epoch: the history was reset under us
+            v.epoch = message.get("epoch", "")
+        self._apply(v, message.get("events") or [])
 
     def _apply(self, v: Viewer, events: list[dict[str, Any]]) -> None:
         """Storm mode: every event's offset must follow the last one held."""
@@ -214,65 +244,29 @@ class Crowd:
             if self.remaining <= 0:
                 self.all_done.set()
 
-    async def _read(self, v: Viewer) -> None:
-        try:
-            if self.mode == "latency":
-                await self._read_latency(v)
-            elif self.mode == "track":
-                loads = json.loads
-                async for frame in v.ws:
-                    message = loads(frame)
-                    if message.get("push") == "room":
-                        if message.get("epoch") != v.epoch:
-                            v.gaps += 1  # a new epoch: the history was reset under us
-                            v.epoch = message.get("epoch")
-                        self._apply(v, message.get("events") or [])
-            else:
-                async for _frame in v.ws:
-                    v.got += 1
-        except ConnectionClosed as exc:
-            v.closed = f"{exc.rcvd.code if exc.rcvd else 'no close frame'}"
-        except asyncio.CancelledError:
-            raise
-        except Exception as exc:  # a bad frame: report it, do not hang the run
-            v.closed = f"{type(exc).__name__}: {exc}"[:200]
-        else:
-            v.closed = f"{v.ws.close_code}"
-        if self.mode == "latency" and not v.done:
-            v.done = True
-            self.remaining -= 1
-            if self.remaining <= 0:
-                self.all_done.set()
-
-    async def _read_latency(self, v: Viewer) -> None:
+    def _on_latency(self, sock: LeanSocket, message: dict[str, Any]) -> None:
+        t = time.time()
+        v: Viewer = sock.owner
         marker = self.marker
-        loads = json.loads
-        now = time.time
-        monotonic = time.monotonic
-        latencies = self.latencies
-        async for frame in v.ws:
-            if '"chat"' not in frame:  # reaction counts only: nothing to time
+        counted = 0
+        for event in message.get("events", ()):
+            if event.get("kind") != "chat":
                 continue
-            t = now()
-            counted = 0
-            for event in loads(frame).get("events", ()):
-                if event.get("kind") != "chat":
-                    continue
-                text = event.get("text", "")
-                if not text.startswith(marker):
-                    continue
-                latencies.append(t - float(text.rpartition(" ")[2]))
-                counted += 1
-            if counted:
-                v.got += counted
-                self.t_last = monotonic()
-                if self.t_first is None:
-                    self.t_first = self.t_last
-                if not v.done and v.got >= self.expected:
-                    v.done = True
-                    self.remaining -= 1
-                    if self.remaining <= 0:
-                        self.all_done.set()
+            text = event.get("text", "")
+            if not text.startswith(marker):
+                continue
+            self.latencies.append(t - float(text.rpartition(" ")[2]))
+            counted += 1
+        if counted:
+            v.got += counted
+            self.t_last = time.monotonic()
+            if self.t_first is None:
+                self.t_first = self.t_last
+            if not v.done and v.got >= self.expected:
+                v.done = True
+                self.remaining -= 1
+                if self.remaining <= 0:
+                    self.all_done.set()
 
     # the scenarios' waits
 
@@ -292,7 +286,8 @@ class Crowd:
         }
 
     async def storm(self, spread: float, limit: float) -> dict[str, Any]:
-        """Every viewer closes at a random time within ``spread`` s and resubscribes."""
+        """Every viewer drops its connection at a random time within ``spread`` s (no close
+        handshake, like a phone losing its network) and resubscribes with ``since``."""
         gate = asyncio.Semaphore(STORM_CONCURRENCY)
         dups_before = sum(v.dups for v in self.viewers)
         t0 = time.monotonic()
@@ -303,12 +298,9 @@ class Crowd:
 
         async def one(v: Viewer) -> None:
             await asyncio.sleep(random.uniform(0, spread))
-            if v.reader is not None:
-                v.reader.cancel()
-                with contextlib.suppress(BaseException):
-                    await v.reader
-            with contextlib.suppress(Exception):
-                await asyncio.wait_for(v.ws.close(), 5)
+            old = v.sock
+            old.owner = None  # whatever it still delivers is not this viewer's any more
+            old.abort()
             dropped = time.monotonic()
             async with gate:
                 while True:
@@ -326,8 +318,6 @@ class Crowd:
                             return
                         await asyncio.sleep(0.2 + random.random() * 0.5)
             v.reconnect_s = time.monotonic() - dropped
-            v.closed = None
-            v.reader = asyncio.create_task(self._read(v))
             progress["n"] += 1
             if progress["n"] % step == 0:
                 print(f"    {progress['n']} viewers resubscribed after "
@@ -345,6 +335,7 @@ class Crowd:
             "recovered_true": sum(1 for v in self.viewers if v.recovered is True),
             "recovered_false": sum(1 for v in self.viewers if v.recovered is False),
             "dups_before": dups_before,
+            "phases": {name: _percentiles(values) for name, values in self.phases.items()},
         }
 
     async def finish(self, final_offset: int, deadline: float) -> dict[str, Any]:
@@ -372,17 +363,11 @@ class Crowd:
 
     async def close(self) -> None:
         for v in self.viewers:
-            if v.reader is not None:
-                v.reader.cancel()
-        await asyncio.gather(*(v.reader for v in self.viewers if v.reader), return_exceptions=True)
-        gate = asyncio.Semaphore(512)
-
-        async def one(v: Viewer) -> None:
-            async with gate:
-                with contextlib.suppress(Exception):
-                    await asyncio.wait_for(v.ws.close(), 5)
-
-        await asyncio.gather(*(one(v) for v in self.viewers))
+            v.sock.owner = None
+            v.sock.close()
+        await asyncio.sleep(0.5)  # let the close frames go out before the process moves on
+        for v in self.viewers:
+            v.sock.abort()
 
 
 def _percentiles(values: array.array[float]) -> dict[str, float] | None:
@@ -412,9 +397,6 @@ async def _clients_loop(conn: Conn) -> None:
             assert crowd is not None
             crowd.remaining = len(crowd.viewers)
             conn.send(("done", await crowd.wait_latency(arg["expected"], arg["deadline"])))
-        elif command == "count":
-            assert crowd is not None
-            conn.send(("counted", {"frames": sum(v.got for v in crowd.viewers)}))
         elif command == "storm":
             assert crowd is not None
             conn.send(("stormed", await crowd.storm(arg["spread"], arg["limit"])))
@@ -814,6 +796,10 @@ def scenario_storm(env: Env) -> str:
         f"(drops spread over {a.storm_spread:g} s), {s['failed']} never, {s['retries']} "
         f"retries; reconnect p50 {_ms(r, 'p50')} ms p99 {_ms(r, 'p99')} ms max {_ms(r, 'max')} "
         f"ms" + (f"; errors {s['errors']}" if s["errors"] else "")
+    )
+    print(
+        "  reconnect phases (p50/p99 ms): "
+        + ", ".join(f"{name} {_ms(p, 'p50')}/{_ms(p, 'p99')}" for name, p in s["phases"].items())
     )
     print(f"  recovered true {s['recovered_true']}, false {s['recovered_false']}")
     print(

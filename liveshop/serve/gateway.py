@@ -69,6 +69,10 @@ from liveshop.tokens import Identity, verify_token
 log = logging.getLogger(__name__)
 
 MAX_ROOMS_PER_CONNECTION = 16
+#: Pending TCP connections the kernel queues for us. The default (100) overflows in a
+#: reconnect storm while the loop is busy broadcasting; an overflow drops the SYN and the
+#: client waits 1, 3, 7 s to retry. The kernel caps it at net.core.somaxconn.
+LISTEN_BACKLOG = 4096
 #: A client that keeps sending after being told to slow down this many times is closed.
 MAX_RATE_STRIKES = 50
 
@@ -126,6 +130,7 @@ class Gateway:
             self.settings.ws_host,
             self.settings.ws_port,
             reuse_port=True,
+            backlog=LISTEN_BACKLOG,
             subprotocols=[Subprotocol(SUBPROTOCOL_JSON), Subprotocol(SUBPROTOCOL_MSGPACK)],
             select_subprotocol=_select_subprotocol,
             origins=self.settings.origins(),  # type: ignore[arg-type]
