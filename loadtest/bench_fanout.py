@@ -314,12 +314,18 @@ async def _bare_server(conn: Conn, tick: float) -> None:
         compression=None,
         ping_interval=None,
         subprotocols=[Subprotocol(SUBPROTOCOL_MSGPACK)],
+        select_subprotocol=_bare_subprotocol,
     ) as server:
         port = next(iter(server.sockets)).getsockname()[1]
         task = asyncio.create_task(ticker())
         conn.send(("ready", {"port": port}))
         await asyncio.to_thread(conn.recv)  # anything means stop
         task.cancel()
+
+
+def _bare_subprotocol(_conn: ServerConnection, offered: Any) -> Subprotocol | None:
+    """msgpack when offered, else plain JSON (websockets would refuse a client offering none)."""
+    return Subprotocol(SUBPROTOCOL_MSGPACK) if SUBPROTOCOL_MSGPACK in offered else None
 
 
 def bare_server_process(conn: Conn, tick: float = 0.05) -> None:

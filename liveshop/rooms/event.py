@@ -14,4 +14,11 @@ class Event:
     ts_ms: int
 
     def to_wire(self) -> dict[str, Any]:
-        return {"offset": self.offset, "kind": self.kind, "ts": self.ts_ms, **self.data}
+        """The event as clients see it: built once and shared, read-only. A reconnect storm
+        sends the same events to thousands of subscribers; one dict each lets the batch reply
+        to the gateway carry each event once (pickle keeps shared objects shared)."""
+        wire: dict[str, Any] | None = self.__dict__.get("_wire")
+        if wire is None:
+            wire = {"offset": self.offset, "kind": self.kind, "ts": self.ts_ms, **self.data}
+            object.__setattr__(self, "_wire", wire)  # a cache, not state: frozen stays true
+        return wire

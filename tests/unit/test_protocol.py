@@ -7,6 +7,8 @@ import msgpack
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from websockets.frames import Frame, Opcode
+from websockets.streams import StreamReader
 
 from liveshop.errors import BadFrame, InvalidRequest, UnknownOp
 from liveshop.protocol import (
@@ -20,6 +22,7 @@ from liveshop.protocol import (
     request_id_of,
     room_push,
 )
+from liveshop.serve.hub import server_frame
 
 
 def test_codec_follows_the_negotiated_subprotocol() -> None:
@@ -123,3 +126,20 @@ def test_reply_shapes() -> None:
     push = room_push("r", "e1", [{"offset": 1}], {})
     assert push == {"push": "room", "room": "r", "epoch": "e1", "events": [{"offset": 1}]}
     assert json.loads(encode_frame(push, Codec.JSON)) == push
+
+
+@pytest.mark.parametrize("size", [0, 125, 126, 65535, 65536, 200_000])
+@pytest.mark.parametrize("binary", [False, True])
+def test_server_frame_is_what_a_client_parses(size: int, binary: bool) -> None:
+    """The hub frames each push once by hand; a standard parser must read it back."""
+    payload: str | bytes = b"\x01" * size if binary else "é" * (size // 2) + "x" * (size % 2)
+    reader = StreamReader()
+    reader.feed_data(server_frame(payload))
+    reader.feed_eof()
+    parser = Frame.parse(reader.read_exact, mask=False)
+    with pytest.raises(StopIteration) as stop:
+        next(parser)
+    frame: Frame = stop.value.value
+    assert frame.fin
+    assert frame.opcode is (Opcode.BINARY if binary else Opcode.TEXT)
+    assert frame.data == (payload if isinstance(payload, bytes) else payload.encode())
