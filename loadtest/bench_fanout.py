@@ -534,6 +534,7 @@ class LiveshopUnderTest:
             redis_url=args.redis_url,
             gateways=args.gateways,
             **LIVESHOP_OVERRIDES,
+            **({"max_tick": args.max_tick} if args.max_tick else {}),
         ).with_keys()
         from liveshop.stack import Stack
 
@@ -688,6 +689,9 @@ def add_service_args(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument(
         "--gateways", type=int, default=1, help="liveshop gateway processes sharing the port"
+    )
+    parser.add_argument(
+        "--max-tick", type=float, help="liveshop's longest room tick, s (default: its own)"
     )
 
 

@@ -103,13 +103,21 @@ class Crowd:
     Each viewer is one ``LeanSocket`` whose pushes arrive as callbacks: no task per viewer.
     """
 
-    def __init__(self, url: str, mode: str, marker: str) -> None:
+    def __init__(self, url: str, mode: str, marker: str, sample: int = 0) -> None:
         self.url = url
         self.mode = mode
         self.marker = marker
+        self.marker_bytes = marker.encode()
+        #: Latency: how many viewers (chosen at random) decode pushes and time every chat;
+        #: the others count the chats in each push without decoding it (bytes.count), so
+        #: that one process can follow 10,000 viewers at 100 chats/s.
+        self.sample = sample
         self.viewers: list[Viewer] = []
         self.failures: list[str] = []
         self.latencies = array.array("d")
+        #: The same deliveries split at the event's ``ts`` (when the room applied it): send to
+        #: room, room to viewer. Tells whether time is lost on the way in or on the way out.
+        self.to_room = array.array("d")
         self.expected = 0
         self.remaining = 0
         self.all_done = asyncio.Event()
@@ -149,6 +157,12 @@ class Crowd:
                       flush=True)  # fmt: skip
 
         await asyncio.gather(*(one(t) for t in tokens))
+        if self.mode == "latency":
+            n = len(self.viewers)
+            timed = set(random.sample(range(n), min(self.sample, n)))
+            for i, v in enumerate(self.viewers):
+                if i not in timed:
+                    v.sock.on_raw = self._on_latency_raw
         return {
             "opened": len(self.viewers),
             "failed": len(self.failures),
@@ -244,6 +258,22 @@ class Crowd:
             if self.remaining <= 0:
                 self.all_done.set()
 
+    def _on_latency_raw(self, sock: LeanSocket, payload: bytes) -> None:
+        counted = payload.count(self.marker_bytes)
+        if counted:
+            self._count(sock.owner, counted)
+
+    def _count(self, v: Viewer, counted: int) -> None:
+        v.got += counted
+        self.t_last = time.monotonic()
+        if self.t_first is None:
+            self.t_first = self.t_last
+        if not v.done and v.got >= self.expected:
+            v.done = True
+            self.remaining -= 1
+            if self.remaining <= 0:
+                self.all_done.set()
+
     def _on_latency(self, sock: LeanSocket, message: dict[str, Any]) -> None:
         t = time.time()
         v: Viewer = sock.owner
@@ -255,18 +285,12 @@ class Crowd:
             text = event.get("text", "")
             if not text.startswith(marker):
                 continue
-            self.latencies.append(t - float(text.rpartition(" ")[2]))
+            sent = float(text.rpartition(" ")[2])
+            self.latencies.append(t - sent)
+            self.to_room.append(event.get("ts", 0) / 1000 - sent)
             counted += 1
         if counted:
-            v.got += counted
-            self.t_last = time.monotonic()
-            if self.t_first is None:
-                self.t_first = self.t_last
-            if not v.done and v.got >= self.expected:
-                v.done = True
-                self.remaining -= 1
-                if self.remaining <= 0:
-                    self.all_done.set()
+            self._count(v, counted)
 
     # the scenarios' waits
 
@@ -276,11 +300,13 @@ class Crowd:
             await asyncio.wait_for(self.all_done.wait(), max(0.0, deadline - time.monotonic()))
         closed = [v.closed for v in self.viewers if v.closed is not None]
         return {
-            "received": len(self.latencies),
+            "received": sum(v.got for v in self.viewers),
+            "timed": len(self.latencies),
             "complete": sum(1 for v in self.viewers if v.got >= expected),
             "viewers": len(self.viewers),
             "t_last": self.t_last,
             "percentiles": _percentiles(self.latencies),
+            "to_room": _percentiles(self.to_room),
             "closed": len(closed),
             "close_reasons": sorted(set(closed))[:5],
         }
@@ -391,7 +417,7 @@ async def _clients_loop(conn: Conn) -> None:
     while True:
         command, arg = await asyncio.to_thread(conn.recv)
         if command == "open":
-            crowd = Crowd(arg["url"], arg["mode"], arg.get("marker", ""))
+            crowd = Crowd(arg["url"], arg["mode"], arg.get("marker", ""), arg.get("sample", 0))
             conn.send(("ready", await crowd.open(arg["tokens"], arg["timeout"])))
         elif command == "latency":
             assert crowd is not None
@@ -561,7 +587,7 @@ class Env:
         limit = max(60.0, n / 20)
         opened = _ask(
             self.clients,
-            ("open", {"url": url, "mode": mode, "marker": marker,
+            ("open", {"url": url, "mode": mode, "marker": marker, "sample": self.args.sample,
                       "tokens": self.viewer_tokens(n), "timeout": limit}),
             "ready",
             limit * 2 + n / 10 + 30,
@@ -667,7 +693,7 @@ def scenario_latency(env: Env) -> str:
             if went[0]:
                 _answer(env.clients, "done", limit + 60)
             env.close_crowd()
-        p = done["percentiles"]
+        p, to_room = done["percentiles"], done["to_room"]
         elapsed = done["t_last"] - t0 if done["t_last"] else math.nan
         rate = done["received"] / elapsed if elapsed > 0 else 0.0
         expected = chats * opened["opened"]
@@ -678,10 +704,12 @@ def scenario_latency(env: Env) -> str:
         )
         print(
             f"  latency ms: p50 {_ms(p, 'p50')} p90 {_ms(p, 'p90')} p99 {_ms(p, 'p99')} "
-            f"max {_ms(p, 'max')} mean {_ms(p, 'mean')}"
+            f"max {_ms(p, 'max')} mean {_ms(p, 'mean')}; of which send to room (the event's "
+            f"ts) p50 {_ms(to_room, 'p50')} p99 {_ms(to_room, 'p99')}"
         )
         print(
-            f"  delivered {done['received']}/{expected} chat messages "
+            f"  delivered {done['received']}/{expected} chat messages (timed "
+            f"{done['timed']} at {min(a.sample, opened['opened'])} sampled viewers) "
             f"({done['complete']}/{done['viewers']} viewers complete), {rate:.0f} msg/s "
             f"(offered {a.chat_rate * opened['opened']:.0f} msg/s) over {elapsed:.1f} s"
             + (f"; INCOMPLETE after {limit:.0f} s" if done["received"] < expected else "")
@@ -876,6 +904,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--react-rate", type=float, default=1000.0, help="latency: reactions/s")
     parser.add_argument("--publishers", type=int, default=4, help="latency: host connections")
     parser.add_argument("--reactors", type=int, default=4, help="latency: reacting connections")
+    parser.add_argument(
+        "--sample", type=int, default=500, help="latency: viewers that time every chat"
+    )
     parser.add_argument("--settle", type=float, default=5.0, help="memory: seconds to settle")
     parser.add_argument("--storm-rate", type=float, default=20.0, help="storm: chats/s")
     parser.add_argument("--storm-spread", type=float, default=10.0, help="storm: drop window, s")

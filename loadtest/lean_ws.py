@@ -43,7 +43,8 @@ class Closed(Exception):
 
 class LeanSocket(asyncio.Protocol):
     """One client connection. ``filter`` (bytes) skips decoding pushes that do not contain
-    it; ``owner`` is the caller's (e.g. the viewer this socket belongs to)."""
+    it; ``on_raw``, when set, gets every push undecoded instead of ``on_push``; ``owner`` is
+    the caller's (e.g. the viewer this socket belongs to)."""
 
     def __init__(
         self, host: str, port: int, path: str, on_push: OnPush | None, on_close: OnClose | None
@@ -52,6 +53,7 @@ class LeanSocket(asyncio.Protocol):
         self.on_push = on_push
         self.on_close = on_close
         self.owner: Any = None
+        self.on_raw: Callable[[LeanSocket, bytes], None] | None = None
         self.filter: bytes | None = None
         self.transport: asyncio.Transport | None = None
         self._key = base64.b64encode(os.urandom(16))
@@ -197,8 +199,12 @@ class LeanSocket(asyncio.Protocol):
 
     def _message(self, payload: bytes) -> None:
         waiting = self._waiting
-        if not waiting and self.filter is not None and self.filter not in payload:
-            return  # a push this reader does not need to look at
+        if not waiting:
+            if self.on_raw is not None:
+                self.on_raw(self, payload)
+                return
+            if self.filter is not None and self.filter not in payload:
+                return  # a push this reader does not need to look at
         message = msgpack.unpackb(payload)
         rid = message.get("id")
         if rid is not None and rid in waiting:

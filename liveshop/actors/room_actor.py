@@ -20,7 +20,7 @@ import asyncpg
 import msgpack
 from redis.exceptions import RedisError
 
-from liveshop import clock
+from liveshop import clock, gctune
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
@@ -100,6 +100,7 @@ class RoomActor:
         # Gifts paid for while a previous incarnation died before publishing them.
         for receipt in await self.wallets.unpublished(room_id):
             self.room.apply(GiftSent(receipt), clock.now())
+        gctune.tune()
         self._loop_task = asyncio.get_running_loop().create_task(self._tick_loop())
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
 

@@ -17,6 +17,7 @@ from typing import Any
 import uvloop
 from ray import serve
 
+from liveshop import gctune
 from liveshop.config import Settings
 from liveshop.serve.gateway import Gateway
 
@@ -43,6 +44,7 @@ class GatewayThread:
         except BaseException as exc:
             started.set_exception(exc)
             return
+        gctune.tune()
         started.set_result(None)
         self.loop.run_forever()
 
