@@ -177,6 +177,31 @@ class IdempotencyMismatch(Conflict):
     code = "idempotency_mismatch"
 
 
+# -- commerce (liveshop/commerce/) ---------------------------------------------------------
+
+
+class OutOfStock(Conflict):
+    """Fewer units available than asked for (the reply says how many are)."""
+
+    code = "out_of_stock"
+
+
+class LimitExceeded(Conflict):
+    """The buyer would hold more than the per-buyer limit."""
+
+    code = "limit_exceeded"
+
+
+class StaleQuantity(Conflict):
+    """An adjustment's ``expected`` on-hand quantity is not the current one; nothing changed."""
+
+    code = "stale_quantity"
+
+
+class ReservationNotFound(NotFound):
+    code = "reservation_not_found"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 
