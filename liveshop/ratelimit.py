@@ -14,7 +14,7 @@ class TokenBucket:
 
     def take(self, now: float, cost: float = 1.0) -> bool:
         elapsed = max(0.0, now - self.updated)
-        self.updated = now
+        self.updated = max(self.updated, now)  # a clock stepping back must not refill twice
         self.tokens = min(self.burst, self.tokens + elapsed * self.rate)
         if self.tokens >= cost:
             self.tokens -= cost

@@ -53,17 +53,25 @@ class Reservation:
 class Inventory:
     sku: str
     on_hand: int = 0
-    reserved: int = 0
     sold: int = 0
     #: Units one buyer may hold (reserved + bought) at most; None: no limit.
     limit_per_buyer: int | None = None
     reservations: dict[str, Reservation] = field(default_factory=dict)
-    #: Units per buyer, reserved or bought, for the per-buyer limit.
-    held: dict[str, int] = field(default_factory=dict)
-    #: Idempotency key -> (request fingerprint, stored answer).
+    #: Units bought per buyer (committed holds and direct buys), for the per-buyer limit.
+    bought: dict[str, int] = field(default_factory=dict)
+    #: Idempotency key -> (request fingerprint, stored answer). Durable: a retry after a
+    #: restart must get the first answer, not a second sale.
     answers: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
     pending: list[LedgerEntry] = field(default_factory=list)
     _next_rid: int = 1
+    #: Derived from ``reservations`` (kept as running totals, rebuilt on restore).
+    reserved: int = field(default=0, init=False)
+    _holding: dict[str, int] = field(default_factory=dict, init=False)
+
+    def __post_init__(self) -> None:
+        self.reserved = sum(r.quantity for r in self.reservations.values())
+        for r in self.reservations.values():
+            self._holding[r.buyer_id] = self._holding.get(r.buyer_id, 0) + r.quantity
 
     @property
     def available(self) -> int:
@@ -95,6 +103,7 @@ class Inventory:
         self._next_rid += 1
         self.reservations[rid] = Reservation(rid, buyer_id, quantity, now + ttl)
         self.reserved += quantity
+        self._holding[buyer_id] = self._holding.get(buyer_id, 0) + quantity
         self._log("reserve", 0, quantity, 0, rid, now)
         answer = {"reservation": rid, "quantity": quantity, "expires_at": now + ttl}
         return self._store(key, fingerprint, answer)
@@ -107,41 +116,43 @@ class Inventory:
             return stored
         _check_quantity(quantity)
         self._take(buyer_id, quantity)
+        self.bought[buyer_id] = self.bought.get(buyer_id, 0) + quantity
         self.on_hand -= quantity
         self.sold += quantity
         self._log("buy", -quantity, 0, quantity, key, now)
         return self._store(key, fingerprint, {"bought": quantity, **self.counts()})
 
     def commit(self, rid: str, order_id: str, now: float) -> dict[str, Any]:
-        """A reserved hold becomes sold (its order was paid)."""
-        held = self._reservation(rid)
-        del self.reservations[rid]
-        self.reserved -= held.quantity
-        self.on_hand -= held.quantity
-        self.sold += held.quantity
-        self._log("commit", -held.quantity, -held.quantity, held.quantity, order_id, now)
-        return {"reservation": rid, "order": order_id, "sold": held.quantity}
+        """A hold still in time becomes sold (its order was paid)."""
+        hold = self._reservation(rid)
+        if hold.expires_at <= now:  # not yet swept by expire(): it is gone all the same
+            raise ReservationNotFound(f"reservation {rid!r} expired")
+        self._unhold(hold)
+        self.bought[hold.buyer_id] = self.bought.get(hold.buyer_id, 0) + hold.quantity
+        self.on_hand -= hold.quantity
+        self.sold += hold.quantity
+        self._log("commit", -hold.quantity, -hold.quantity, hold.quantity, order_id, now)
+        return {"reservation": rid, "order": order_id, "sold": hold.quantity}
 
     def release(self, rid: str, now: float) -> dict[str, Any]:
         """The buyer gave the hold back (removed from cart, payment failed)."""
-        held = self._reservation(rid)
-        self._drop(held, "release", now)
-        return {"reservation": rid, "released": held.quantity}
+        hold = self._reservation(rid)
+        self._drop(hold, "release", now)
+        return {"reservation": rid, "released": hold.quantity}
 
     def expire(self, now: float) -> list[str]:
         """Holds past their time go back to available; returns their ids."""
         gone = [r for r in self.reservations.values() if r.expires_at <= now]
-        for held in gone:
-            self._drop(held, "expire", now)
+        for hold in gone:
+            self._drop(hold, "expire", now)
         return [r.rid for r in gone]
-
-    def next_expiry(self) -> float | None:
-        return min((r.expires_at for r in self.reservations.values()), default=None)
 
     # -- operators --------------------------------------------------------------------------
 
     def restock(self, quantity: int, ref: str, now: float) -> dict[str, int]:
         _check_quantity(quantity)
+        if self.on_hand + quantity > MAX_QUANTITY:
+            raise InvalidRequest(f"on hand would exceed {MAX_QUANTITY}")
         self.on_hand += quantity
         self._log("restock", quantity, 0, 0, ref, now)
         return self.counts()
@@ -165,57 +176,63 @@ class Inventory:
         return entries
 
     def durable_state(self) -> dict[str, Any]:
+        """What the actor saves (JSON-safe); ``reserved`` and holdings are derived."""
         return {
             "sku": self.sku,
             "on_hand": self.on_hand,
-            "reserved": self.reserved,
             "sold": self.sold,
             "limit_per_buyer": self.limit_per_buyer,
             "reservations": [asdict(r) for r in self.reservations.values()],
-            "held": dict(self.held),
+            "bought": dict(self.bought),
+            "answers": [[k, list(fp), answer] for k, (fp, answer) in self.answers.items()],
             "next_rid": self._next_rid,
         }
 
     @classmethod
     def restore(cls, state: dict[str, Any]) -> Inventory:
-        inv = cls(
+        return cls(
             sku=state["sku"],
             on_hand=state["on_hand"],
-            reserved=state["reserved"],
             sold=state["sold"],
             limit_per_buyer=state.get("limit_per_buyer"),
-            held=dict(state.get("held", {})),
+            reservations={r["rid"]: Reservation(**r) for r in state.get("reservations", [])},
+            bought=dict(state.get("bought", {})),
+            answers={k: (tuple(fp), answer) for k, fp, answer in state.get("answers", [])},
+            _next_rid=state.get("next_rid", 1),
         )
-        inv._next_rid = state.get("next_rid", 1)
-        for r in state.get("reservations", []):
-            inv.reservations[r["rid"]] = Reservation(**r)
-        return inv
 
     # -- internals --------------------------------------------------------------------------
 
+    def held(self, buyer_id: str) -> int:
+        """Units a buyer holds or has bought: what the per-buyer limit counts."""
+        return self.bought.get(buyer_id, 0) + self._holding.get(buyer_id, 0)
+
     def _take(self, buyer_id: str, quantity: int) -> None:
+        """Refuse (changing nothing) unless ``quantity`` more units may go to this buyer."""
         if quantity > self.available:
             raise OutOfStock(f"only {self.available} available")
-        held = self.held.get(buyer_id, 0)
+        held = self.held(buyer_id)
         if self.limit_per_buyer is not None and held + quantity > self.limit_per_buyer:
             raise LimitExceeded(f"at most {self.limit_per_buyer} per buyer; you hold {held}")
-        self.held[buyer_id] = held + quantity
 
-    def _drop(self, held: Reservation, kind: str, now: float) -> None:
-        del self.reservations[held.rid]
-        self.reserved -= held.quantity
-        left = self.held.get(held.buyer_id, 0) - held.quantity
-        if left > 0:
-            self.held[held.buyer_id] = left
+    def _unhold(self, hold: Reservation) -> None:
+        del self.reservations[hold.rid]
+        self.reserved -= hold.quantity
+        left = self._holding[hold.buyer_id] - hold.quantity
+        if left:
+            self._holding[hold.buyer_id] = left
         else:
-            self.held.pop(held.buyer_id, None)
-        self._log(kind, 0, -held.quantity, 0, held.rid, now)
+            del self._holding[hold.buyer_id]
+
+    def _drop(self, hold: Reservation, kind: str, now: float) -> None:
+        self._unhold(hold)
+        self._log(kind, 0, -hold.quantity, 0, hold.rid, now)
 
     def _reservation(self, rid: str) -> Reservation:
-        held = self.reservations.get(rid)
-        if held is None:
+        hold = self.reservations.get(rid)
+        if hold is None:
             raise ReservationNotFound(f"no reservation {rid!r} (expired, released or committed)")
-        return held
+        return hold
 
     def _replay(self, key: str, fingerprint: tuple[Any, ...]) -> dict[str, Any] | None:
         if not key or len(key) > 200:

@@ -73,19 +73,27 @@ class ChatRules:
         """Slow mode and the per-user rate limit; records the message when it passes."""
         if roles & STAFF_ROLES:
             return
-        times = self._recent.get(user_id)
+        # Least recently active speakers are forgotten first (re-inserted on every message).
+        times = self._recent.pop(user_id, None)
         if times is None:
             if len(self._recent) >= MAX_TRACKED_SPEAKERS:
                 self._recent.pop(next(iter(self._recent)))
-            times = self._recent[user_id] = deque()
+            times = deque()
+        self._recent[user_id] = times
         while times and times[0] <= now - max(self.rate_window, self.slow_mode):
             times.popleft()
         if self.slow_mode and times and now - times[-1] < self.slow_mode:
             wait = self.slow_mode - (now - times[-1])
             raise SlowMode(f"slow mode: wait {wait:.0f} s", details={"retry_after": wait})
-        in_window = [t for t in times if t > now - self.rate_window]
-        if len(in_window) >= self.rate_limit:
-            wait = in_window[0] + self.rate_window - now
+        # Kept times may be older than the rate window when slow mode is longer: skip them.
+        cutoff = now - self.rate_window
+        older = 0
+        for t in times:
+            if t > cutoff:
+                break
+            older += 1
+        if len(times) - older >= self.rate_limit:
+            wait = times[older] + self.rate_window - now
             raise RateLimited(
                 f"at most {self.rate_limit} messages per {self.rate_window} s",
                 details={"retry_after": wait},

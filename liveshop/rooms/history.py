@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections import deque
 from collections.abc import Iterable, Iterator
 
@@ -41,7 +42,9 @@ class History:
         self.trim(now)
         if not self._events or self._events[0].offset > offset + 1:
             return None
-        missed = [e for e in self._events if e.offset > offset]
+        # Newest first: a reconnect misses a few events, the history holds thousands.
+        missed = list(itertools.takewhile(lambda e: e.offset > offset, reversed(self._events)))
+        missed.reverse()
         if not missed or missed[-1].offset != last_offset:
             return None  # not all published events are held (cannot happen; be safe)
         return missed

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import heapq
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,7 +48,9 @@ class Question:
         )
 
 
-def ranked(questions: list[Question]) -> list[dict[str, Any]]:
-    """Unanswered first, then by votes (most first), then oldest first."""
-    order = sorted(questions, key=lambda q: (q.answered, -len(q.voters), q.question_id))
+def ranked(questions: Iterable[Question], limit: int) -> list[dict[str, Any]]:
+    """The top ``limit``: unanswered first, then by votes (most first), then oldest first."""
+    order = heapq.nsmallest(
+        limit, questions, key=lambda q: (q.answered, -len(q.voters), q.question_id)
+    )
     return [q.public() for q in order]

@@ -338,12 +338,13 @@ class Room:
                     raise Closed("this poll is already closed")
                 return self._offset(self._close_poll(poll, now))
             case Ask(by=by, text=text):
-                self._require_member(by)
-                self.rules.check_speaker(by.user_id, self._roles(by), by.badges, now)
+                roles = self._roles(by)
+                self.rules.check_speaker(by.user_id, roles, by.badges, now)
                 cleaned = _clean(text, MAX_QUESTION_CHARS)
-                self.rules.check_text(cleaned, self._roles(by), None)
+                self.rules.check_text(cleaned, roles, None)
                 if len(self.questions) >= MAX_QUESTIONS:
                     raise InvalidRequest(f"this room holds at most {MAX_QUESTIONS} questions")
+                self.rules.check_pace(by.user_id, roles, now)  # questions count as messages
                 question = Question(self.offset + 1, by.user_id, by.name, cleaned)
                 self.questions[question.question_id] = question
                 event = self._emit("question", {"question": question.public()}, now)
@@ -494,6 +495,10 @@ class Room:
             raise Forbidden("only the host, co-hosts or services may invite or remove")
 
     def _not_staff_target(self, user_id: str) -> None:
+        """Moderation never reaches staff: remove a granted role first; the host, whose role
+        comes from their token, cannot be muted or banned in their own room."""
+        if user_id == self.info.host_id:
+            raise Forbidden("the host cannot be muted or banned in their own room")
         if self.grants.get(user_id, set()) & STAFF_ROLES:
             raise Forbidden("remove their staff role first")
 
@@ -672,9 +677,9 @@ class Room:
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             "chat_settings": self.rules.settings(),
-            "polls": [p.public() for p in self.polls.values()][-10:],
-            "questions": ranked(list(self.questions.values()))[:SNAPSHOT_QUESTIONS],
-            "giveaways": [g.public() for g in self.giveaways.values()][-10:],
+            "polls": [p.public() for p in list(self.polls.values())[-10:]],
+            "questions": ranked(self.questions.values(), SNAPSHOT_QUESTIONS),
+            "giveaways": [g.public() for g in list(self.giveaways.values())[-10:]],
             "viewers": self.viewers(now),
             "peak_viewers": self.peak_viewers,
             "unique_viewers": len(self.uniques),

@@ -20,6 +20,7 @@ from liveshop.errors import (
 from liveshop.rooms.automod import Verdict, basic_verdict
 from liveshop.rooms.commands import (
     Actor,
+    Ask,
     Ban,
     Chat,
     ChatSettings,
@@ -45,7 +46,7 @@ ANON = Actor("anon", "Anon", frozenset({Role.ANONYMOUS}))
 
 
 def room() -> Room:
-    return Room(RoomInfo("r", "R"), epoch="e")
+    return Room(RoomInfo("r", "R", host_id="host"), epoch="e")
 
 
 def kinds(r: Room) -> list[str]:
@@ -199,3 +200,24 @@ def test_cohosts_and_guests_are_invited_and_removed_live() -> None:
     with pytest.raises(Forbidden):
         r.apply(Mute(ANN, "bob", 30), T0)
     assert kinds(r) == ["role_granted", "user_muted", "role_revoked"]
+
+
+def test_moderators_cannot_mute_or_ban_the_host() -> None:
+    r = room()
+    with pytest.raises(Forbidden, match="host"):
+        r.apply(Ban(MOD, "host", "spam"), T0)
+    with pytest.raises(Forbidden, match="host"):
+        r.apply(Mute(MOD, "host", 60), T0)
+    r.check_join("host")  # still welcome
+    r.apply(Chat(HOST, "still here"), T0)
+
+
+def test_questions_count_against_the_message_rate_limit() -> None:
+    r = room()
+    r.apply(ChatSettings(HOST, rate_limit=3, rate_window=30), T0)
+    r.apply(Chat(ANN, "one"), T0)
+    r.apply(Ask(ANN, "two?"), T0 + 1)
+    r.apply(Ask(ANN, "three?"), T0 + 2)
+    with pytest.raises(RateLimited):
+        r.apply(Ask(ANN, "four?"), T0 + 3)
+    assert len(r.questions) == 2

@@ -44,6 +44,14 @@ def test_token_bucket_allows_bursts_then_the_sustained_rate() -> None:
     assert bucket.tokens <= 3
 
 
+def test_a_clock_stepping_back_does_not_refill_the_bucket_twice() -> None:
+    bucket = TokenBucket(rate=1.0, burst=1, now=100.0)
+    assert bucket.take(100.0)
+    assert not bucket.take(90.0)  # the clock went back ten seconds
+    assert not bucket.take(100.0)  # the same second again: still empty
+    assert bucket.take(101.0)
+
+
 def test_keys_are_created_once_and_private(tmp_path: Path) -> None:
     first = Settings(data_dir=tmp_path).with_keys()
     second = Settings(data_dir=tmp_path).with_keys()
