@@ -10,7 +10,6 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -20,8 +19,6 @@ from liveshop.config import Settings, default_data_dir
 from liveshop.stack import Stack, read_run_file
 from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import Role, issue_token
-
-DEMO_VIEWER = "viewer-1"
 
 
 def _progress(start: float) -> Any:
@@ -128,15 +125,17 @@ def _print_demo(settings: Settings) -> None:
     from liveshop import demo
 
     token = issue_token(
-        settings.secret, user_id=DEMO_VIEWER, name="Viewer One",
+        settings.secret, user_id=demo.VIEWERS[0], name="Viewer One",
         rooms={demo.ROOM_ID: [Role.VIEWER]}, now=clock.now(), ttl=settings.token_ttl,
     )  # fmt: skip
     print("Demo room:", demo.ROOM_ID)
     print(f"  snapshot:  curl {settings.http_url}/rooms/{demo.ROOM_ID}")
     print(f"  websocket: {settings.ws_url}")
-    print(f"  viewer token (24 h):\n    {token}\n")
+    print(f"  viewer token ({settings.token_ttl / 3600:g} h):\n    {token}\n")
     print(
-        "  try it:  python -m liveshop.client --token <the token above> --room demo\n", flush=True
+        f"  try it:  python -m liveshop.client --url {settings.ws_url} "
+        f"--token <the token above> --room {demo.ROOM_ID}\n",
+        flush=True,
     )
 
 

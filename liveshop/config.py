@@ -14,6 +14,8 @@ from typing import Any
 
 import platformdirs
 
+from liveshop.rooms.history import HISTORY_AGE, HISTORY_SIZE
+
 ENV_DATABASE_URL = "LIVESHOP_DATABASE_URL"
 ENV_REDIS_URL = "LIVESHOP_REDIS_URL"
 ENV_SECRET = "LIVESHOP_SECRET"
@@ -64,8 +66,8 @@ class Settings:
     token_ttl: float = 24 * 3600.0
     #: History window: a reconnecting client recovers the events it missed if they are among
     #: the room's last ``history_size`` events and younger than ``history_age`` seconds.
-    history_size: int = 5000
-    history_age: float = 600.0
+    history_size: int = HISTORY_SIZE
+    history_age: float = HISTORY_AGE
     #: Automatic chat moderation: a check from liveshop.rooms.automod.CHECKS ("" = off), and
     #: how long a room waits for it before its fallback decides.
     automod: str = "basic"

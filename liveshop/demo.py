@@ -15,6 +15,8 @@ from liveshop.storage.wallets import WalletStore
 
 CHANNEL_ID = "deals"
 ROOM_ID = "demo"
+#: Viewers seeded with coins; `liveshop up --demo` prints a token for the first.
+VIEWERS = ("viewer-1", "viewer-2", "viewer-3")
 HOST_ID = "demo-host"
 GIFTS = [Gift("rose", "Rose", 1), Gift("heart", "Heart", 10), Gift("rocket", "Rocket", 500)]
 PRODUCTS = [
@@ -44,7 +46,7 @@ async def seed(database_url: str) -> None:
         for gift in GIFTS:
             await wallets.create_gift(gift)
         # Every demo viewer starts with some coins (once: the credit is idempotent).
-        for viewer in ("viewer-1", "viewer-2", "viewer-3"):
+        for viewer in VIEWERS:
             await wallets.credit(viewer, 1000, ref="demo-welcome")
     finally:
         await pool.close()

@@ -4,13 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import urllib.error
 import urllib.request
 from typing import Any
 
 from liveshop import clock
-from liveshop.config import ENV_DATABASE_URL, ENV_REDIS_URL, Settings
+from liveshop.config import Settings
 from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import issue_token
 
@@ -77,8 +76,9 @@ def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     pid = int(info["pid"])
     alive = pid_alive(pid)
     results.append(("liveshop up", alive, f"pid {pid}" if alive else f"pid {pid} is gone"))
-    database_url = os.environ.get(ENV_DATABASE_URL) or info["database"]
-    redis_url = os.environ.get(ENV_REDIS_URL) or info["redis"]
+    # The run file masks passwords; the environment (through settings) has them.
+    database_url = settings.database_url or info["database"]
+    redis_url = settings.redis_url or info["redis"]
 
     async def _async_checks() -> list[Check]:
         return list(

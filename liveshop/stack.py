@@ -6,7 +6,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,7 +14,7 @@ from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from liveshop.config import NAMESPACE, Settings
-from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis
+from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis, wait_for_port
 from liveshop.storage.migrate import migrate_url
 
 Progress = Callable[[str], None]
@@ -29,18 +28,6 @@ def redact(url: str) -> str:
         netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
         return urlunsplit(parts._replace(netloc=netloc))
     return url
-
-
-def wait_for_port(host: str, port: int, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            with socket.create_connection((host, port), timeout=0.5):
-                return
-        except OSError:
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"{host}:{port} not accepting connections") from None
-            time.sleep(0.1)
 
 
 @dataclass

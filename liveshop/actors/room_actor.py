@@ -94,6 +94,8 @@ class RoomActor:
         self._unsaved_state: dict[str, Any] = {}
         self._state_saved_at = 0.0
         self._saved_version = self.room.version
+        #: The last offset committed to PostgreSQL.
+        self._durable_offset = self.room.offset
         self.batches = 0
         self.commands = 0
         self.flushes = 0
@@ -139,11 +141,14 @@ class RoomActor:
         """A batch of subscribers' ``(since, user_id)``: for each a snapshot, the events it
         missed, or an error, returned rather than raised so it crosses Ray intact (see
         Room.join_many)."""
-        # Never show a subscriber an event that is not yet durable; batches applied while we
-        # waited may have added more, so wait until none is pending.
-        while self.room.has_pending_events() or self._unsaved:
+        # Never show a subscriber an event that is not yet durable: answer from the room as
+        # it is now, once everything up to its offset is committed (events being saved at
+        # this moment are neither pending nor unsaved, hence an offset, not a flag).
+        results = self.room.join_many(joins, clock.now())
+        shown = self.room.offset
+        while self._durable_offset < shown:
             await self._next_flush()
-        return self.room.join_many(joins, clock.now())
+        return results
 
     async def _moderate(self, batch: list[Command]) -> list[Command]:
         """Ask the automatic moderation check about viewers' chat, within its timeout."""
@@ -252,13 +257,14 @@ class RoomActor:
         state_due = version != self._saved_version and (
             time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
         )
+        offset = self.room.offset  # before any await: matches `events`
         if events or state_due:
-            durable = self.room.durable_state()
             try:
+                durable = self.room.durable_state()
                 await self.store.save_tick(
                     self.room_id,
                     epoch=self.room.epoch,
-                    offset=self.room.offset,  # evaluated before the await: matches `events`
+                    offset=offset,
                     state=durable,
                     events=events,
                     gift_offsets=gift_offsets,
@@ -280,18 +286,21 @@ class RoomActor:
                 return
             self._state_saved_at = time.monotonic()
             self._saved_version = version
+        self._durable_offset = offset
         state = {**self._unsaved_state, **tick.state}
         self._unsaved_state = {}
-        if events or state:
-            self.flushes += 1
-            try:
+        try:
+            if events or state:
+                self.flushes += 1
                 await self.publisher.publish(
                     self.room_id, encode_room_message(self.room, events, state)
                 )
-            except (RedisError, OSError) as exc:
-                # At-most-once: the events are durable and carry offsets, so subscribers
-                # detect the gap and recover from the room.
-                log.warning("room %s could not publish: %s", self.room_id, exc)
-        for fut in waiters:
-            if not fut.done():
-                fut.set_result(None)
+        except (RedisError, OSError) as exc:
+            # At-most-once: the events are durable and carry offsets, so subscribers
+            # detect the gap and recover from the room.
+            log.warning("room %s could not publish: %s", self.room_id, exc)
+        finally:
+            # Durable is what callers wait for: they are answered whatever publishing did.
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)

@@ -8,6 +8,10 @@ from collections.abc import Iterable, Iterator
 
 from liveshop.rooms.event import Event
 
+#: Default window: how many events, and how old (s), a reconnecting client can recover.
+HISTORY_SIZE = 5000
+HISTORY_AGE = 600.0
+
 
 class History:
     def __init__(self, max_events: int, max_age: float, events: Iterable[Event] = ()) -> None:

@@ -66,7 +66,7 @@ from liveshop.rooms.commands import (
 from liveshop.rooms.event import Event
 from liveshop.rooms.gift import GiftBoard, GiftReceipt
 from liveshop.rooms.giveaway import Giveaway
-from liveshop.rooms.history import History
+from liveshop.rooms.history import HISTORY_AGE, HISTORY_SIZE, History
 from liveshop.rooms.poll import Poll
 from liveshop.rooms.qa import Question, ranked
 from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES, Role
@@ -76,9 +76,6 @@ MAX_QUESTION_CHARS = 300
 MAX_REACTION_BURST = 100
 MAX_REACTION_KINDS = 64
 REACTION_KIND = re.compile(r"^[a-z0-9_]{1,32}$")
-#: Default history window: how many events, and how old, a reconnecting client can recover.
-HISTORY_SIZE = 5000
-HISTORY_AGE = 600.0
 #: Chat messages included in a snapshot.
 SNAPSHOT_CHAT = 50
 SNAPSHOT_QUESTIONS = 50

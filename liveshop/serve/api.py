@@ -200,8 +200,7 @@ class Api:
     @app.get("/rooms/{room_id}")
     async def get_room(self, room_id: RoomId) -> dict[str, Any]:
         """The room and its live snapshot (pinned product, recent chat, viewers)."""
-        await self.room_store.get_room(room_id)
-        return await self.rooms.join(room_id)
+        return await self.rooms.join(room_id)  # room_not_found from the actor lookup
 
     @app.post("/rooms/{room_id}/actions/{op}")
     async def action(
@@ -224,7 +223,7 @@ class Api:
             raise UnknownOp(f"unknown room op {op!r}; see docs/protocol.md")
         params = validate_params(model, {**fields, "room": room_id}, op)
         by = Actor.for_room(self._identity(authorization), room_id)
-        await self.room_store.get_room(room_id)
+        await self.rooms.actor(room_id)  # room_not_found before the op's own lookups
         return await self.rooms.send(room_id, await command_for(op, by, params, self.products))
 
     @app.post("/rooms/{room_id}/pin")

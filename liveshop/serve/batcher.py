@@ -31,7 +31,11 @@ class Batcher(Generic[T]):
         self._items: list[tuple[T, asyncio.Future[Any]]] = []
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
-        self.batches_sent = 0
+
+    @property
+    def idle(self) -> bool:
+        """Nothing waiting to leave and nothing in flight."""
+        return not self._items and not self._tasks
 
     def submit(self, item: T) -> asyncio.Future[Any]:
         loop = asyncio.get_running_loop()
@@ -50,7 +54,6 @@ class Batcher(Generic[T]):
         items, self._items = self._items, []
         if not items:
             return
-        self.batches_sent += 1
         task = asyncio.get_running_loop().create_task(self._deliver(items))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 from redis.exceptions import RedisError
-from websockets.asyncio.server import Server, ServerConnection, broadcast, serve
+from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
@@ -53,11 +53,10 @@ from liveshop.protocol import (
     parse_request,
     request_id_of,
     result_reply,
-    room_push,
 )
 from liveshop.ratelimit import TokenBucket
 from liveshop.rooms.commands import Actor, Joined, ReportViewers
-from liveshop.serve.hub import Hub
+from liveshop.serve.hub import Hub, server_frame, write_all
 from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisSubscriber
@@ -77,7 +76,7 @@ LISTEN_BACKLOG = 4096
 #: 10,000 viewers): every 0.25 s that was a tenth of a busy gateway. A stalled reader gets
 #: at most one interval of pushes past ``slow_consumer_bytes`` before it is closed.
 SLOW_CONSUMER_SWEEP = 1.0
-#: A client that keeps sending after being told to slow down this many times is closed.
+#: A client told to slow down this many times in a row (no request let through) is closed.
 MAX_RATE_STRIKES = 50
 
 
@@ -306,6 +305,7 @@ class Gateway:
                 if session.strikes > MAX_RATE_STRIKES:
                     self._close_later(session, CloseCode.POLICY, "rate limit")
                 raise RateLimited("too many requests, slow down")
+            session.strikes = 0  # strikes count a run of refusals, not a lifetime
             request = parse_request(message)
             if session.inflight >= self.settings.max_inflight:
                 raise RateLimited("too many requests in flight")
@@ -345,7 +345,7 @@ class Gateway:
     def _send(session: Session, message: dict[str, Any]) -> None:
         """Write a reply now, without a task per reply: like pushes, replies are written
         straight to the socket, whose backlog the slow-consumer sweep bounds."""
-        broadcast((session.ws,), encode_frame(message, session.codec))
+        write_all((session.ws,), server_frame(encode_frame(message, session.codec)))
 
     async def _dispatch(self, session: Session, request: Request) -> dict[str, Any] | None:
         """The op's result, or None when the op has sent its reply itself."""
@@ -362,6 +362,9 @@ class Gateway:
                 params: RoomParams = request.params
                 if params.room not in session.rooms:
                     raise NotSubscribed(f"not subscribed to {params.room!r}")
+                feed = self.hub.feeds.get(params.room)
+                if feed is not None and session.ws in feed.joining:
+                    raise Conflict(f"still subscribing to {params.room!r}; wait for the reply")
                 self._leave(session, params.room)
                 return {"room": params.room}
         if request.op in ROOM_OPS:
@@ -403,27 +406,12 @@ class Gateway:
         except BaseException:
             self._leave(session, room_id)
             raise
-        # Reply with the snapshot, then send whatever arrived after it, then go live.
-        await session.ws.send(encode_frame(result_reply(rid, snapshot), session.codec))
+        # Reply with the snapshot, then whatever arrived after it, then go live: all written
+        # at once, with no await in between, so nothing falls between them.
+        self._send(session, result_reply(rid, snapshot))
+        feed.finish_join(session.ws, session.codec, snapshot["offset"])
         joined = asyncio.ensure_future(self.rooms.send(room_id, Joined(session.actor(room_id))))
         joined.add_done_callback(_ignore_result)  # presence is best effort
-        offset = snapshot["offset"]
-        while room_id in session.rooms:  # else: unsubscribed (or closed) while joining
-            buffered = feed.joining.get(session.ws)
-            if buffered is None:
-                return
-            if not buffered:
-                feed.finish_join(session.ws, session.codec, offset)
-                return
-            feed.joining[session.ws] = []
-            for message in buffered:
-                events = [e for e in message["events"] if e["offset"] > offset]
-                state = message.get("state") or {}
-                if events or state:
-                    push = room_push(room_id, message["epoch"], events, state)
-                    await session.ws.send(encode_frame(push, session.codec))
-                if events:
-                    offset = events[-1]["offset"]
 
     def _kick(self, room_id: str, user_id: str) -> None:
         """A user was banned: their sockets leave the room at once (their tokens still work
@@ -452,8 +440,11 @@ class Gateway:
             del self.hub.feeds[room_id]
             with contextlib.suppress(Exception):
                 await self.subscriber.unsubscribe(room_id)
-        # Forget the lock too, or a gateway would keep one per room it ever served.
+        # Forget the lock and the room's client state too, or a gateway would keep them for
+        # every room it ever served.
         self._joins.pop(room_id, None)
+        assert self.rooms is not None
+        self.rooms.drop(room_id)
 
 
 def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Subprotocol | None:

@@ -14,6 +14,7 @@ from typing import Any
 
 import msgpack
 from websockets.asyncio.server import ServerConnection
+from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
 from liveshop.protocol import Codec, encode_frame, room_push
@@ -24,20 +25,11 @@ _OPEN = State.OPEN
 
 
 def server_frame(payload: str | bytes) -> bytes:
-    """One unmasked, unfragmented WebSocket frame (RFC 6455 5.2) as a server sends it: text
-    for JSON, binary for msgpack. Built once per push instead of once per socket."""
+    """One unmasked, unfragmented WebSocket frame as a server sends it (text for JSON, binary
+    for msgpack), serialized once per push instead of once per socket."""
     if isinstance(payload, str):
-        data, first = payload.encode(), 0x81
-    else:
-        data, first = payload, 0x82
-    n = len(data)
-    if n < 126:
-        header = bytes((first, n))
-    elif n < 1 << 16:
-        header = bytes((first, 126)) + n.to_bytes(2, "big")
-    else:
-        header = bytes((first, 127)) + n.to_bytes(8, "big")
-    return header + data
+        return Frame(Opcode.TEXT, payload.encode()).serialize(mask=False, extensions=[])
+    return Frame(Opcode.BINARY, payload).serialize(mask=False, extensions=[])
 
 
 def write_all(conns: Iterable[ServerConnection], frame: bytes) -> None:
@@ -71,12 +63,17 @@ class RoomFeed:
         self.joining[ws] = []
 
     def finish_join(self, ws: ServerConnection, codec: Codec, offset: int) -> None:
-        """The socket has everything up to ``offset``: from now on it receives later events.
-
-        The caller drained the socket's buffer with no await before this, so no message
-        falls in between.
-        """
-        self.joining.pop(ws, None)
+        """The socket was sent everything up to ``offset`` (its reply): send it what its
+        buffer holds after that, then let it catch up with the broker. Call with no await
+        between the reply and this, so that no message falls in between."""
+        buffer = self.joining.pop(ws, None)
+        if buffer is None:
+            return  # it left (or closed) while joining
+        for message in buffer:
+            push = room_push(
+                self.room_id, message["epoch"], message["events"], message.get("state") or {}
+            )
+            _, offset = self._send_after(ws, codec, offset, message, push, {})
         self.catching_up[ws] = (codec, offset)
 
     def members(self) -> list[ServerConnection]:
@@ -109,29 +106,44 @@ class RoomFeed:
     def _catch_up(
         self, message: dict[str, Any], push: dict[str, Any], frames: dict[Codec, bytes]
     ) -> int:
-        events = message["events"]
         sent = 0
         for ws, (codec, offset) in list(self.catching_up.items()):
-            if events and events[0]["offset"] > offset:
-                # All new: the socket is in step with the broker; it joins the broadcast.
+            wrote, after = self._send_after(ws, codec, offset, message, push, frames)
+            if not wrote:
+                continue
+            sent += 1
+            if after > offset:  # it got an event it did not have: in step with the broker
                 del self.catching_up[ws]
                 self.live[codec].add(ws)
-                frame = frames.get(codec)
-                if frame is None:
-                    frame = frames[codec] = server_frame(encode_frame(push, codec))
-            else:
-                newer = [e for e in events if e["offset"] > offset]
-                state = message.get("state") or {}
-                if not newer and not state:
-                    continue
-                own = room_push(self.room_id, message["epoch"], newer, state)
-                frame = server_frame(encode_frame(own, codec))
-                if newer:
-                    del self.catching_up[ws]
-                    self.live[codec].add(ws)
-            write_all((ws,), frame)
-            sent += 1
         return sent
+
+    def _send_after(
+        self,
+        ws: ServerConnection,
+        codec: Codec,
+        offset: int,
+        message: dict[str, Any],
+        push: dict[str, Any],
+        frames: dict[Codec, bytes],
+    ) -> tuple[bool, int]:
+        """Write to ``ws`` what ``message`` holds after ``offset`` (newer events, and the state):
+        whether anything was written, and the offset the socket then holds."""
+        events = message["events"]
+        state = message.get("state")
+        if not events or events[0]["offset"] > offset:
+            if not events and not state:
+                return False, offset
+            frame = frames.get(codec)  # the same bytes every live socket gets
+            if frame is None:
+                frame = frames[codec] = server_frame(encode_frame(push, codec))
+            write_all((ws,), frame)
+            return True, events[-1]["offset"] if events else offset
+        newer = [e for e in events if e["offset"] > offset]
+        if not newer and not state:
+            return False, offset
+        own = room_push(self.room_id, message["epoch"], newer, state or {})
+        write_all((ws,), server_frame(encode_frame(own, codec)))
+        return True, newer[-1]["offset"] if newer else offset
 
 
 class Hub:

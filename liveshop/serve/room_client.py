@@ -60,6 +60,15 @@ class RoomClient:
     def forget(self, room_id: str) -> None:
         self._handles.pop(room_id, None)
 
+    def drop(self, room_id: str) -> None:
+        """This process no longer serves the room: forget its handle and idle batchers, or a
+        24/7 gateway would keep some for every room it ever served."""
+        self.forget(room_id)
+        for batchers in (self._batchers, self._join_batchers):
+            batcher = batchers.get(room_id)
+            if batcher is not None and batcher.idle:
+                del batchers[room_id]
+
     def _batcher(
         self, batchers: dict[str, Batcher[Any]], room_id: str, method: str
     ) -> Batcher[Any]:

@@ -77,7 +77,6 @@ class RedisSubscriber:
         on_message: MessageHandler,
         on_reconnect: ReconnectHandler | None = None,
     ) -> None:
-        self._url = url
         self._on_message = on_message
         self._on_reconnect = on_reconnect
         self._redis = aioredis.Redis.from_url(url, socket_connect_timeout=2)
@@ -85,7 +84,6 @@ class RedisSubscriber:
         self._rooms: set[str] = set()
         self._confirm: dict[str, list[asyncio.Future[None]]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._ready = asyncio.Event()
         self.connected = False
         self.reconnects = 0
 
@@ -96,26 +94,28 @@ class RedisSubscriber:
         self.connected = True
         self._reader = asyncio.get_running_loop().create_task(self._read_forever())
 
-    @property
-    def rooms(self) -> frozenset[str]:
-        return frozenset(self._rooms)
-
     async def subscribe(self, room_id: str, timeout: float = 5.0) -> None:
         channel = channel_for(room_id)
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if room_id in self._rooms and channel not in self._confirm:
             return  # confirmed earlier
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         first = channel not in self._confirm
-        self._confirm.setdefault(channel, []).append(fut)
+        waiters = self._confirm.setdefault(channel, [])
+        waiters.append(fut)
         self._rooms.add(room_id)
         try:
             if first:
                 await self._pubsub.subscribe(channel)
             # Later callers for the same room wait for the same confirmation.
             await asyncio.wait_for(fut, timeout)
-        except (RedisError, OSError, TimeoutError):
+        except (RedisError, OSError) as exc:
             self._rooms.discard(room_id)
-            self._confirm.pop(channel, None)
+            for other in self._confirm.pop(channel, waiters):
+                if not other.done():
+                    other.set_exception(exc)
+            # The SUBSCRIBE may have reached Redis: do not leave the channel flowing.
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
             raise
 
     async def unsubscribe(self, room_id: str) -> None:

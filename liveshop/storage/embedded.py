@@ -29,7 +29,7 @@ def free_port(host: str = "127.0.0.1") -> int:
         return port
 
 
-def _wait_for_port(host: str, port: int, timeout: float) -> None:
+def wait_for_port(host: str, port: int, timeout: float) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=0.5):
@@ -186,7 +186,7 @@ class EmbeddedRedis:
         # have drained the actors that still publish to it.
         self.proc = subprocess.Popen(args, start_new_session=True)
         try:
-            _wait_for_port("127.0.0.1", self.port, 10)
+            wait_for_port("127.0.0.1", self.port, 10)
         except TimeoutError:
             self.stop()
             raise

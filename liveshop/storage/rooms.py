@@ -9,7 +9,8 @@ import asyncpg
 
 from liveshop.errors import Conflict, RoomNotFound
 from liveshop.rooms.event import Event
-from liveshop.rooms.room import HISTORY_SIZE, RoomInfo
+from liveshop.rooms.history import HISTORY_SIZE
+from liveshop.rooms.room import RoomInfo
 
 
 @dataclass(frozen=True)
