@@ -32,11 +32,13 @@ import multiprocessing.connection
 import os
 import resource
 import secrets
+import shutil
 import signal
 import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -601,13 +603,29 @@ def _stop_process(proc: multiprocessing.process.BaseProcess, conn: Conn, stop: A
         proc.join()
 
 
-def run(args: argparse.Namespace) -> int:
-    _raise_fd_limit(args.clients)
+@dataclass
+class Harness:
+    """What both benchmarks run against: a viewer process, the bare server, liveshop."""
+
+    viewers: Conn
+    viewers_pid: int
+    bare_url: str
+    bare_pid: int
+    liveshop: LiveshopUnderTest
+
+
+@contextlib.contextmanager
+def harness(
+    args: argparse.Namespace, viewers_target: Callable[[Conn], None], fds: int, banner: str
+) -> Iterator[Harness]:
+    """Start the viewer process, the bare server and a liveshop stack; stop all of them (and
+    remove the data dir) on the way out, whatever happened."""
+    _raise_fd_limit(fds)
     signal.signal(signal.SIGTERM, _raise_interrupt)
     ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Ray
     viewers_conn, child_conn = ctx.Pipe()
     viewers = ctx.Process(
-        target=viewers_process, args=(child_conn,), name="bench-viewers", daemon=True
+        target=viewers_target, args=(child_conn,), name="bench-viewers", daemon=True
     )
     bare_conn, bare_child = ctx.Pipe()
     bare = ctx.Process(
@@ -615,28 +633,17 @@ def run(args: argparse.Namespace) -> int:
     )
     data_dir = Path(tempfile.mkdtemp(prefix="liveshop-bench-"))
     liveshop: LiveshopUnderTest | None = None
-    results: dict[str, list[Result]] = {"bare websockets": [], "liveshop": []}
     try:
         viewers.start()
         bare.start()
         bare_port = _answer(bare_conn, "ready", 30)["port"]
-        bare_url = f"ws://{HOST}:{bare_port}"
-        print(f"fanout: {args.clients} viewers, {args.messages} messages, "
-              f"rate {args.rate or 'unpaced'}, rounds {args.rounds}", flush=True)  # fmt: skip
+        print(banner, flush=True)
         started = time.monotonic()
         liveshop = LiveshopUnderTest(data_dir, args)
         liveshop.start()
         print(f"  liveshop ready in {time.monotonic() - started:.1f} s", flush=True)
-        viewer_tokens = [liveshop.token(f"viewer-{i}", "viewer") for i in range(args.clients)]
-        host_token = liveshop.token("bench-host", "host")
-        for round_no in range(1, args.rounds + 1):
-            for name, url in (("bare websockets", bare_url), ("liveshop", liveshop.url)):
-                result = measure(name, viewers_conn, url, viewer_tokens, host_token, args)
-                results[name].append(result)
-                print(f"round {round_no}: {result.line()}", flush=True)
-    except KeyboardInterrupt:
-        print("interrupted; stopping", flush=True)
-        return 130
+        assert viewers.pid is not None and bare.pid is not None
+        yield Harness(viewers_conn, viewers.pid, f"ws://{HOST}:{bare_port}", bare.pid, liveshop)
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         _stop_process(viewers, viewers_conn, ("exit", {}))
@@ -645,7 +652,27 @@ def run(args: argparse.Namespace) -> int:
             if liveshop is not None:
                 liveshop.stop()
         finally:
-            _rmtree(data_dir)
+            shutil.rmtree(data_dir, ignore_errors=True)
+
+
+def run(args: argparse.Namespace) -> int:
+    results: dict[str, list[Result]] = {"bare websockets": [], "liveshop": []}
+    banner = (
+        f"fanout: {args.clients} viewers, {args.messages} messages, "
+        f"rate {args.rate or 'unpaced'}, rounds {args.rounds}"
+    )
+    try:
+        with harness(args, viewers_process, args.clients, banner) as h:
+            viewer_tokens = [h.liveshop.token(f"viewer-{i}", "viewer") for i in range(args.clients)]
+            host_token = h.liveshop.token("bench-host", "host")
+            for round_no in range(1, args.rounds + 1):
+                for name, url in (("bare websockets", h.bare_url), ("liveshop", h.liveshop.url)):
+                    result = measure(name, h.viewers, url, viewer_tokens, host_token, args)
+                    results[name].append(result)
+                    print(f"round {round_no}: {result.line()}", flush=True)
+    except KeyboardInterrupt:
+        print("interrupted; stopping", flush=True)
+        return 130
     best = {name: max(rs, key=lambda r: r.rate) for name, rs in results.items()}
     ours, theirs = best["liveshop"].rate, best["bare websockets"].rate
     ratio = ours / theirs if theirs else math.nan
@@ -655,12 +682,6 @@ def run(args: argparse.Namespace) -> int:
         flush=True,
     )
     return 0
-
-
-def _rmtree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 async def connect_client(url: str) -> ClientConnection:

@@ -36,12 +36,10 @@ import asyncio
 import contextlib
 import json
 import math
-import multiprocessing
 import random
 import secrets
 import signal
 import sys
-import tempfile
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -54,22 +52,17 @@ from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import bench_fanout as fanout  # a sibling script, not an installed module
-from bench_fanout import (
+from bench_fanout import (  # a sibling script, not an installed module
     CONNECT_CONCURRENCY,
-    HOST,
     ROOM,
     Conn,
     LiveshopUnderTest,
     _answer,
     _ask,
     _dumps,
-    _raise_fd_limit,
-    _raise_interrupt,
-    _rmtree,
-    _stop_process,
+    _reply,
     add_service_args,
-    bare_server_process,
+    harness,
 )
 from lean_ws import LeanSocket
 
@@ -121,7 +114,6 @@ class Crowd:
         self.expected = 0
         self.remaining = 0
         self.all_done = asyncio.Event()
-        self.t_first: float | None = None
         self.t_last: float | None = None
         self.final_offset: int | None = None
         #: Storm: seconds each reconnect spent opening the socket, on connect, on subscribe.
@@ -208,9 +200,9 @@ class Crowd:
         viewer.closed = None
         sock.owner = viewer
         if self.mode == "latency":
-            sock.filter = self.marker.encode()  # reaction-only pushes: nothing to time
+            sock.filter = self.marker_bytes  # reaction-only pushes: nothing to time
         elif self.mode == "idle":
-            sock.filter = b"\xff never \xff"  # count frames, decode nothing
+            sock.on_raw = _ignore  # idle viewers decode nothing
         for push in pending:  # pushes are not expected before the reply; keep them anyway
             if self.on_push is not None:
                 self.on_push(sock, push)
@@ -221,7 +213,7 @@ class Crowd:
 
     def _on_close(self, sock: LeanSocket) -> None:
         v: Viewer | None = sock.owner
-        if v is None or v.sock is not sock:
+        if v is None:
             return  # still joining (the join fails) or an old socket of a reconnected viewer
         v.closed = str(sock.close_code) if sock.close_code is not None else "no close frame"
         if self.mode == "latency" and not v.done:
@@ -231,8 +223,8 @@ class Crowd:
                 self.all_done.set()
 
     def _on_track(self, sock: LeanSocket, message: dict[str, Any]) -> None:
-        v: Viewer = sock.owner
-        if v.sock is not sock or message.get("push") != "room":
+        v: Viewer | None = sock.owner
+        if v is None or message.get("push") != "room":
             return
         if message.get("epoch") != v.epoch:
             v.gaps += 1  # a new epoch: the history was reset under us
@@ -266,8 +258,6 @@ class Crowd:
     def _count(self, v: Viewer, counted: int) -> None:
         v.got += counted
         self.t_last = time.monotonic()
-        if self.t_first is None:
-            self.t_first = self.t_last
         if not v.done and v.got >= self.expected:
             v.done = True
             self.remaining -= 1
@@ -396,6 +386,10 @@ class Crowd:
             v.sock.abort()
 
 
+def _ignore(_sock: LeanSocket, _payload: bytes) -> None:
+    pass
+
+
 def _percentiles(values: array.array[float]) -> dict[str, float] | None:
     if not values:
         return None
@@ -445,9 +439,6 @@ def clients_process(conn: Conn) -> None:
     uvloop.run(_clients_loop(conn))
 
 
-# -- the baseline: a bare websockets server (its own process) ------------------------------
-
-
 # -- the publishers (this process) ---------------------------------------------------------
 
 
@@ -466,7 +457,7 @@ class Publisher:
                   limit: float) -> None:  # fmt: skip
         async with connect(self.url, compression=None, ping_interval=None, open_timeout=30) as ws:
             await ws.send(_dumps({"id": 0, "op": "connect", "token": self.token}))
-            await asyncio.wait_for(fanout._reply(ws, 0), limit)
+            await asyncio.wait_for(_reply(ws, 0), limit)
             reader = asyncio.create_task(self._read(ws))
             try:
                 for at in times:
@@ -501,7 +492,7 @@ class Publisher:
         """Check the token works before the timed part (raises otherwise)."""
         async with connect(self.url, compression=None, ping_interval=None, open_timeout=30) as ws:
             await ws.send(_dumps({"id": 0, "op": "connect", "token": self.token}))
-            await asyncio.wait_for(fanout._reply(ws, 0), limit)
+            await asyncio.wait_for(_reply(ws, 0), limit)
 
 
 def _schedule(t0: float, rate: float, total: int, index: int, stride: int) -> Iterator[float]:
@@ -579,8 +570,8 @@ class Env:
     def targets(self) -> list[tuple[str, str]]:
         return [("bare websockets", self.bare_url), ("liveshop", self.liveshop.url)]
 
-    def viewer_tokens(self, n: int, prefix: str = "viewer") -> list[str]:
-        return [self.liveshop.token(f"{prefix}-{i}", "viewer") for i in range(n)]
+    def viewer_tokens(self, n: int) -> list[str]:
+        return [self.liveshop.token(f"viewer-{i}", "viewer") for i in range(n)]
 
     def open_crowd(self, url: str, mode: str, marker: str = "") -> dict[str, Any]:
         n = self.args.clients
@@ -852,43 +843,15 @@ SCENARIOS = {"latency": scenario_latency, "memory": scenario_memory, "storm": sc
 
 
 def run(args: argparse.Namespace) -> int:
-    _raise_fd_limit(args.clients + 2 * STORM_CONCURRENCY)
-    signal.signal(signal.SIGTERM, _raise_interrupt)
-    ctx = multiprocessing.get_context("spawn")  # never fork a process that runs Ray
-    clients_conn, child_conn = ctx.Pipe()
-    clients = ctx.Process(
-        target=clients_process, args=(child_conn,), name="bench-viewers", daemon=True
-    )
-    bare_conn, bare_child = ctx.Pipe()
-    bare = ctx.Process(
-        target=bare_server_process, args=(bare_child, 0.05), name="bench-bare", daemon=True
-    )
-    data_dir = Path(tempfile.mkdtemp(prefix="liveshop-bench-"))
-    liveshop: LiveshopUnderTest | None = None
+    banner = f"room {args.scenario}: {args.clients} viewers"
+    fds = args.clients + 2 * STORM_CONCURRENCY
     try:
-        clients.start()
-        bare.start()
-        bare_port = _answer(bare_conn, "ready", 30)["port"]
-        print(f"room {args.scenario}: {args.clients} viewers", flush=True)
-        started = time.monotonic()
-        liveshop = LiveshopUnderTest(data_dir, args)
-        liveshop.start()
-        print(f"  liveshop ready in {time.monotonic() - started:.1f} s", flush=True)
-        assert clients.pid is not None and bare.pid is not None
-        env = Env(args, clients_conn, clients.pid, f"ws://{HOST}:{bare_port}", bare.pid, liveshop)
-        line = SCENARIOS[args.scenario](env)
+        with harness(args, clients_process, fds, banner) as h:
+            env = Env(args, h.viewers, h.viewers_pid, h.bare_url, h.bare_pid, h.liveshop)
+            line = SCENARIOS[args.scenario](env)
     except KeyboardInterrupt:
         print("interrupted; stopping", flush=True)
         return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        _stop_process(clients, clients_conn, ("exit", {}))
-        _stop_process(bare, bare_conn, ("stop", {}))
-        try:
-            if liveshop is not None:
-                liveshop.stop()
-        finally:
-            _rmtree(data_dir)
     print(line, flush=True)
     return 0
 

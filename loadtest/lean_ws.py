@@ -64,7 +64,6 @@ class LeanSocket(asyncio.Protocol):
         self._waiting: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self.close_code: int | None = None
         self.closed = False
-        self.frames = 0
 
     # -- opening and requests ---------------------------------------------------------------
 
@@ -188,7 +187,6 @@ class LeanSocket(asyncio.Protocol):
             if self._fragments:
                 payload = b"".join((*self._fragments, payload))
                 self._fragments.clear()
-            self.frames += 1
             self._message(payload)
         elif opcode == _OP_PING:
             self._write_frame(_OP_PONG, payload)
