@@ -76,6 +76,8 @@ class Settings:
     #: the kernel's send buffer per connection is capped at ``socket_send_buffer``.
     slow_consumer_bytes: int = 256 * 1024
     socket_send_buffer: int = 64 * 1024
+    #: How long a cart hold keeps its units when the request names no ``ttl`` (seconds).
+    hold_seconds: float = 600.0
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True

@@ -202,6 +202,10 @@ class ReservationNotFound(NotFound):
     code = "reservation_not_found"
 
 
+class SkuNotFound(NotFound):
+    code = "sku_not_found"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 

@@ -162,6 +162,34 @@ class TipParams(RoomParams):
     key: str = Field(min_length=1, max_length=64)
 
 
+class SkuParams(RoomParams):
+    """Commerce ops name the room they happen in (attribution, the caller's role)."""
+
+    sku: RoomId
+
+
+class BuyParams(SkuParams):
+    quantity: int = Field(default=1, ge=1, le=1000)
+    #: Idempotency key, per buyer: a retry with the same key and body gets the same answer.
+    key: str = Field(min_length=1, max_length=64)
+
+
+class ReserveParams(BuyParams):
+    ttl: float | None = Field(default=None, gt=0, le=86400)
+
+
+class ReleaseParams(SkuParams):
+    reservation: str = Field(min_length=1, max_length=140)
+
+
+class DealParams(SkuParams):
+    price_minor: int = Field(ge=0, le=10**12, strict=True)
+    duration: float = Field(gt=0, le=86400)
+    starts_in: float = Field(default=0, ge=0, le=7 * 86400)
+    quantity: int = Field(ge=1, le=1_000_000)
+    limit_per_buyer: int | None = Field(default=None, ge=1, le=1_000_000)
+
+
 class PingParams(_Params):
     pass
 
@@ -198,12 +226,23 @@ ROOM_OPS: dict[str, type[RoomParams]] = {
     "tip": TipParams,
 }
 
+#: Operations on a SKU, from inside a room: each becomes one SKU command (liveshop/serve/ops.py).
+COMMERCE_OPS: dict[str, type[SkuParams]] = {
+    "buy": BuyParams,
+    "reserve": ReserveParams,
+    "release": ReleaseParams,
+    "stock": SkuParams,
+    "start_deal": DealParams,
+    "end_deal": SkuParams,
+}
+
 OPS: dict[str, type[_Params]] = {
     "connect": ConnectParams,
     "subscribe": SubscribeParams,
     "unsubscribe": RoomParams,
     "ping": PingParams,
     **ROOM_OPS,
+    **COMMERCE_OPS,
 }
 
 

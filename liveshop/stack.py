@@ -128,7 +128,7 @@ class Stack:
                 serve.shutdown()  # type: ignore[no-untyped-call]  # the whole local cluster goes next, room actors with it
             else:
                 wiring.undeploy()
-                wiring.kill_room_actors()
+                wiring.kill_domain_actors()
         finally:
             ray.shutdown()
             progress("Ray         stopped" if self.ray_started_here else "Ray         left")

@@ -24,13 +24,14 @@ from liveshop import clock, gctune
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
-from liveshop.rooms.commands import Chat, Command, GiftSent, Reply, SendGift
+from liveshop.rooms.commands import Chat, Command, GiftSent, Reply, SendGift, StockChanged
 from liveshop.rooms.event import Event
 from liveshop.rooms.gift import GiftReceipt
 from liveshop.rooms.room import Room
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.rooms import RoomStore
+from liveshop.storage.skus import SkuStore
 from liveshop.storage.wallets import WalletStore
 from liveshop.tokens import STAFF_ROLES
 
@@ -89,6 +90,7 @@ class RoomActor:
         self._apply_lock = asyncio.Lock()
         self.checker: ChatCheck | None = CHECKS[settings.automod]() if settings.automod else None
         self._waiters: list[asyncio.Future[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
         self._unsaved: list[Event] = []
         self._unsaved_gifts: list[tuple[int, int]] = []
         self._unsaved_state: dict[str, Any] = {}
@@ -126,7 +128,14 @@ class RoomActor:
         # (which may wait on a model) happens before applying.
         async with self._apply_lock:
             settled = await self._settle_gifts(await self._moderate(batch))
+            pinned = self.room.pinned
             results = self.room.apply_batch(settled, clock.now())
+        if self.room.pinned is not None and self.room.pinned is not pinned:
+            task = asyncio.get_running_loop().create_task(
+                self._watch_skus(self.room.pinned.product_id)
+            )
+            self._background.add(task)
+            task.add_done_callback(self._background.discard)
         self.batches += 1
         self.commands += len(batch)
         if self.room.has_pending_events():
@@ -134,6 +143,27 @@ class RoomActor:
         else:
             self._wake.set()
         return results
+
+    async def stock(self, view: dict[str, Any]) -> Reply:
+        """A SKU actor's counter for the pinned product; ``watching: false`` if the room
+        no longer pins it."""
+        result = (await self.handle([StockChanged(view)]))[0]
+        if isinstance(result, LiveshopError):
+            raise result
+        return result
+
+    async def _watch_skus(self, product_id: str) -> None:
+        """Ask the SKUs of a newly pinned product to push their counters here."""
+        from liveshop.actors import wiring  # wiring imports this module
+
+        try:
+            for sku in await SkuStore(self.pool).ids(product_id=product_id, limit=20, after=None):
+                handle = await asyncio.to_thread(wiring.create_sku_actor, sku, self.settings)
+                await asyncio.wait_for(
+                    handle.watch.remote(self.room_id), self.settings.actor_call_timeout
+                )
+        except Exception as exc:  # the counter is a convenience; the pin itself stands
+            log.warning("room %s cannot follow the stock of %s: %r", self.room_id, product_id, exc)
 
     async def join(
         self, joins: list[tuple[tuple[int, str] | None, str | None]]

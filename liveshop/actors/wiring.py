@@ -12,9 +12,11 @@ from typing import Any
 import ray
 
 from liveshop.actors.room_actor import RoomActor
+from liveshop.actors.sku_actor import SkuActor
 from liveshop.config import NAMESPACE, Settings
 
 ROOM_ACTOR_PREFIX = "room:"
+SKU_ACTOR_PREFIX = "sku:"
 
 #: Room actors mostly wait on I/O: they must not reserve a CPU each, or a 2-core machine
 #: could hold two rooms. max_concurrency bounds the batches in flight per room.
@@ -28,26 +30,40 @@ ROOM_ACTOR_OPTIONS: dict[str, Any] = {
     "max_concurrency": 1000,
 }
 
+#: SKU actors likewise: the work is PostgreSQL round trips. A batch of buys is not
+#: idempotent as a whole (its keys are, one by one): never replay it behind the caller's back.
+SKU_ACTOR_OPTIONS: dict[str, Any] = dict(ROOM_ACTOR_OPTIONS)
+
 #: Serve deployments. The gateway and API are I/O bound as well.
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 
 _RemoteRoomActor: Any = ray.remote(RoomActor)
+_RemoteSkuActor: Any = ray.remote(SkuActor)
 
 #: Ray's handle types are not precise enough to type-check calls through; keep it honest.
 RoomHandle = Any
+SkuHandle = Any
 
 
 def room_actor_name(room_id: str) -> str:
     return ROOM_ACTOR_PREFIX + room_id
 
 
-def get_room_actor(room_id: str) -> RoomHandle | None:
-    """The running actor of ``room_id``, if there is one (blocking GCS lookup)."""
+def sku_actor_name(sku: str) -> str:
+    return SKU_ACTOR_PREFIX + sku
+
+
+def _get_actor(name: str) -> Any | None:
     try:
-        return ray.get_actor(room_actor_name(room_id), namespace=NAMESPACE)
+        return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
+
+
+def get_room_actor(room_id: str) -> RoomHandle | None:
+    """The running actor of ``room_id``, if there is one (blocking GCS lookup)."""
+    return _get_actor(room_actor_name(room_id))
 
 
 def create_room_actor(room_id: str, settings: Settings) -> RoomHandle:
@@ -58,24 +74,36 @@ def create_room_actor(room_id: str, settings: Settings) -> RoomHandle:
     return handle
 
 
-def list_room_actor_names() -> list[str]:
+def get_sku_actor(sku: str) -> SkuHandle | None:
+    return _get_actor(sku_actor_name(sku))
+
+
+def create_sku_actor(sku: str, settings: Settings) -> SkuHandle:
+    """Get or create the SKU's detached actor (blocking GCS call); the SKU must exist."""
+    handle: SkuHandle = _RemoteSkuActor.options(
+        name=sku_actor_name(sku), get_if_exists=True, **SKU_ACTOR_OPTIONS
+    ).remote(sku, settings)
+    return handle
+
+
+def list_actor_names(prefix: str) -> list[str]:
     from ray.util.state import list_actors
 
     actors = list_actors(
         filters=[("state", "!=", "DEAD"), ("ray_namespace", "=", NAMESPACE)], limit=10_000
     )
-    return [a.name for a in actors if a.name and a.name.startswith(ROOM_ACTOR_PREFIX)]
+    return [a.name for a in actors if a.name and a.name.startswith(prefix)]
 
 
-def kill_room_actors() -> int:
-    """Stop every room actor (for `liveshop down` on a shared cluster)."""
+def kill_domain_actors() -> int:
+    """Stop every room and SKU actor (for `liveshop down` on a shared cluster)."""
     killed = 0
-    for name in list_room_actor_names():
-        try:
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
-            killed += 1
-        except ValueError:
-            pass
+    for prefix in (ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX):
+        for name in list_actor_names(prefix):
+            handle = _get_actor(name)
+            if handle is not None:
+                ray.kill(handle, no_restart=True)
+                killed += 1
     return killed
 
 

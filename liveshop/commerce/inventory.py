@@ -2,17 +2,24 @@
 
 Quantities: ``on_hand`` units are in the warehouse and not yet sold; ``reserved`` of them are
 held for carts; ``available = on_hand - reserved`` may be reserved or bought; ``sold`` counts
-units committed to orders. Every change appends a :class:`LedgerEntry` (``pending``) that the
-actor writes in the same transaction as the state, so the ledger always explains the numbers.
+units committed to orders. Every change appends a :class:`LedgerEntry`; a buy also places an
+order (:class:`OrderPlaced`). The actor drains them as :class:`Changes` and writes them in one
+transaction with the new counts, so the ledger always explains the numbers and no purchase is
+acknowledged without its order row.
 
-Buys and reservations carry idempotency keys with payment-API semantics: the same key with the
-same request returns the stored answer (and changes nothing); the same key with a different
-request is refused with ``idempotency_mismatch``.
+Buys and reservations carry idempotency keys, scoped to the buyer, with payment-API
+semantics: the same key with the same request returns the stored answer (and changes
+nothing); the same key with a different request is refused with ``idempotency_mismatch``.
+Refusals (out of stock, over the limit) change nothing and are not stored: the key may be
+tried again. Answers are kept :data:`ANSWER_TTL` seconds.
+
+A flash deal is a window on the SKU: while it is live, buys and holds get its price, units
+taken in the deal are capped at its quantity, and each buyer at its per-buyer limit.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import (
@@ -26,6 +33,10 @@ from liveshop.errors import (
 )
 
 MAX_QUANTITY = 1_000_000
+MAX_PRICE_MINOR = 10**12
+#: How long an idempotency key's answer is kept (as payment APIs do: a day).
+ANSWER_TTL = 24 * 3600.0
+MAX_KEY_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -41,37 +52,233 @@ class LedgerEntry:
     at: float
 
 
+@dataclass(frozen=True)
+class FlashDeal:
+    deal_id: str
+    price_minor: int
+    starts_at: float
+    ends_at: float
+    quantity: int
+    limit_per_buyer: int | None = None
+
+    def phase(self, now: float) -> str:
+        if now < self.starts_at:
+            return "upcoming"
+        return "live" if now < self.ends_at else "ended"
+
+    def to_wire(self) -> dict[str, Any]:
+        return {
+            "deal_id": self.deal_id,
+            "price_minor": self.price_minor,
+            "starts_at": self.starts_at,
+            "ends_at": self.ends_at,
+            "quantity": self.quantity,
+            "limit_per_buyer": self.limit_per_buyer,
+        }
+
+
 @dataclass
 class Reservation:
     rid: str
     buyer_id: str
     quantity: int
     expires_at: float
+    price_minor: int = 0
+    deal_id: str | None = None
+    key: str = ""
+    ttl: float = 0.0
+    room_id: str | None = None
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "reservation": self.rid,
+            "quantity": self.quantity,
+            "expires_at": self.expires_at,
+            "price_minor": self.price_minor,
+            "deal_id": self.deal_id,
+        }
+
+
+@dataclass(frozen=True)
+class OrderPlaced:
+    """The order a buy creates (status ``pending``: awaiting payment)."""
+
+    order_id: str
+    buyer_id: str
+    key: str
+    sku: str
+    product_id: str
+    quantity: int
+    price_minor: int
+    currency: str
+    deal_id: str | None
+    room_id: str | None
+    at: float
+
+    @property
+    def total_minor(self) -> int:
+        return self.quantity * self.price_minor
+
+    def answer(self) -> dict[str, Any]:
+        return {
+            "order": self.order_id,
+            "sku": self.sku,
+            "quantity": self.quantity,
+            "price_minor": self.price_minor,
+            "total_minor": self.total_minor,
+            "currency": self.currency,
+            "deal_id": self.deal_id,
+        }
+
+
+@dataclass(frozen=True)
+class ClosedHold:
+    rid: str
+    status: str  # released | expired | committed
+    order_id: str | None
+    at: float
+
+
+@dataclass
+class Changes:
+    """Everything decided since the last drain: what one commit writes."""
+
+    ledger: list[LedgerEntry] = field(default_factory=list)
+    orders: list[OrderPlaced] = field(default_factory=list)
+    holds: list[Reservation] = field(default_factory=list)
+    closed: list[ClosedHold] = field(default_factory=list)
+    #: The SKU's row changed (counts, deal, settings).
+    state: bool = False
+
+    def __bool__(self) -> bool:
+        return bool(self.ledger or self.orders or self.holds or self.closed or self.state)
+
+
+def buy_fingerprint(quantity: int, room_id: str | None) -> tuple[Any, ...]:
+    return ("buy", quantity, room_id)
+
+
+def reserve_fingerprint(quantity: int, ttl: float, room_id: str | None) -> tuple[Any, ...]:
+    return ("reserve", quantity, float(ttl), room_id)
+
+
+@dataclass
+class Stored:
+    """What the actor loads on start: the SKU's row, its open holds, the answers of recent
+    keys and how many units each buyer bought (in all, and in the current deal)."""
+
+    state: dict[str, Any]
+    holds: list[Reservation] = field(default_factory=list)
+    answers: list[tuple[str, str, tuple[Any, ...], dict[str, Any], float]] = field(
+        default_factory=list
+    )
+    bought: dict[str, int] = field(default_factory=dict)
+    deal_bought: dict[str, int] = field(default_factory=dict)
+
+
+# -- commands (what gateways and the API send a SKU actor) -----------------------------------
+
+
+@dataclass(frozen=True)
+class Buy:
+    buyer_id: str
+    quantity: int
+    key: str
+    room_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Reserve:
+    buyer_id: str
+    quantity: int
+    key: str
+    ttl: float
+    room_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Release:
+    rid: str
+    #: None: an operator or service; else only the holder may release.
+    buyer_id: str | None = None
+
+
+@dataclass(frozen=True)
+class Commit:
+    rid: str
+    order_id: str
+
+
+@dataclass(frozen=True)
+class Restock:
+    quantity: int
+    ref: str
+
+
+@dataclass(frozen=True)
+class Adjust:
+    expected: int
+    on_hand: int
+    ref: str
+
+
+@dataclass(frozen=True)
+class StartDeal:
+    deal: FlashDeal
+
+
+@dataclass(frozen=True)
+class EndDeal:
+    pass
+
+
+@dataclass(frozen=True)
+class Configure:
+    """Operator settings: the regular price and the per-buyer limit (None: unchanged)."""
+
+    price_minor: int | None = None
+    limit_per_buyer: int | None = None
+    clear_limit: bool = False
+
+
+SkuCommand = Buy | Reserve | Release | Commit | Restock | Adjust | StartDeal | EndDeal | Configure
 
 
 @dataclass
 class Inventory:
     sku: str
+    product_id: str = ""
+    price_minor: int = 0
+    currency: str = "USD"
     on_hand: int = 0
     sold: int = 0
     #: Units one buyer may hold (reserved + bought) at most; None: no limit.
     limit_per_buyer: int | None = None
+    deal: FlashDeal | None = None
+    #: Units sold in the current deal.
+    deal_sold: int = 0
     reservations: dict[str, Reservation] = field(default_factory=dict)
     #: Units bought per buyer (committed holds and direct buys), for the per-buyer limit.
     bought: dict[str, int] = field(default_factory=dict)
-    #: Idempotency key -> (request fingerprint, stored answer). Durable: a retry after a
-    #: restart must get the first answer, not a second sale.
-    answers: dict[str, tuple[tuple[Any, ...], dict[str, Any]]] = field(default_factory=dict)
-    pending: list[LedgerEntry] = field(default_factory=list)
-    _next_rid: int = 1
-    #: Derived from ``reservations`` (kept as running totals, rebuilt on restore).
+    deal_bought: dict[str, int] = field(default_factory=dict)
+    #: (buyer, key) -> (request fingerprint, stored answer, when).
+    answers: dict[tuple[str, str], tuple[tuple[Any, ...], dict[str, Any], float]] = field(
+        default_factory=dict
+    )
+    #: Numbers reservation and order ids; durable, so ids are never reused.
+    next_seq: int = 1
+    changes: Changes = field(default_factory=Changes)
+    #: Derived from ``reservations`` (kept as running totals).
     reserved: int = field(default=0, init=False)
+    deal_reserved: int = field(default=0, init=False)
     _holding: dict[str, int] = field(default_factory=dict, init=False)
+    _deal_holding: dict[str, int] = field(default_factory=dict, init=False)
 
     def __post_init__(self) -> None:
-        self.reserved = sum(r.quantity for r in self.reservations.values())
-        for r in self.reservations.values():
-            self._holding[r.buyer_id] = self._holding.get(r.buyer_id, 0) + r.quantity
+        for hold in self.reservations.values():
+            self._count_hold(hold, +1)
+
+    # -- reading ------------------------------------------------------------------------------
 
     @property
     def available(self) -> int:
@@ -85,71 +292,165 @@ class Inventory:
             "sold": self.sold,
         }
 
-    # -- buyers -----------------------------------------------------------------------------
+    def live_deal(self, now: float) -> FlashDeal | None:
+        deal = self.deal
+        return deal if deal is not None and deal.phase(now) == "live" else None
+
+    def deal_remaining(self) -> int:
+        if self.deal is None:
+            return 0
+        return max(0, min(self.available, self.deal.quantity - self.deal_sold - self.deal_reserved))
+
+    def snapshot(self, now: float) -> dict[str, Any]:
+        """What viewers see: the stock counter and the deal with its countdown."""
+        view: dict[str, Any] = {
+            "sku": self.sku,
+            "product_id": self.product_id,
+            "available": self.available,
+            "sold": self.sold,
+            "price_minor": self.price_minor,
+            "currency": self.currency,
+            "deal": None,
+        }
+        if self.deal is not None:
+            view["deal"] = {
+                **self.deal.to_wire(),
+                "phase": self.deal.phase(now),
+                "sold": self.deal_sold,
+                "remaining": self.deal_remaining(),
+            }
+        return view
+
+    def held(self, buyer_id: str) -> int:
+        """Units a buyer holds or has bought: what the per-buyer limit counts."""
+        return self.bought.get(buyer_id, 0) + self._holding.get(buyer_id, 0)
+
+    # -- commands -----------------------------------------------------------------------------
+
+    def apply(self, cmd: SkuCommand, now: float) -> dict[str, Any]:
+        """One command; raises a :class:`~liveshop.errors.ClientError` (changing nothing)
+        when it is refused."""
+        match cmd:
+            case Buy():
+                return self.buy(cmd.key, cmd.buyer_id, cmd.quantity, now, room_id=cmd.room_id)
+            case Reserve():
+                return self.reserve(
+                    cmd.key, cmd.buyer_id, cmd.quantity, cmd.ttl, now, room_id=cmd.room_id
+                )
+            case Release():
+                return self.release(cmd.rid, now, buyer_id=cmd.buyer_id)
+            case Commit():
+                return self.commit(cmd.rid, cmd.order_id, now)
+            case Restock():
+                return self.restock(cmd.quantity, cmd.ref, now)
+            case Adjust():
+                return self.adjust(cmd.expected, cmd.on_hand, cmd.ref, now)
+            case StartDeal():
+                return self.start_deal(cmd.deal, now)
+            case EndDeal():
+                return self.end_deal(now)
+            case Configure():
+                return self.configure(cmd, now)
+        raise InvalidRequest(f"unknown SKU command {type(cmd).__name__}")
 
     def reserve(
-        self, key: str, buyer_id: str, quantity: int, ttl: float, now: float
+        self,
+        key: str,
+        buyer_id: str,
+        quantity: int,
+        ttl: float,
+        now: float,
+        *,
+        room_id: str | None = None,
     ) -> dict[str, Any]:
-        """Hold ``quantity`` units for ``ttl`` seconds (a cart hold)."""
-        fingerprint = ("reserve", buyer_id, quantity, ttl)
-        stored = self._replay(key, fingerprint)
+        """Hold ``quantity`` units for ``ttl`` seconds (a cart hold) at today's price."""
+        fingerprint = reserve_fingerprint(quantity, ttl, room_id)
+        stored = self._replay(buyer_id, key, fingerprint)
         if stored is not None:
             return stored
         _check_quantity(quantity)
-        if ttl <= 0:
-            raise InvalidRequest("ttl must be positive")
-        self._take(buyer_id, quantity)
-        rid = f"{self.sku}:r{self._next_rid}"
-        self._next_rid += 1
-        self.reservations[rid] = Reservation(rid, buyer_id, quantity, now + ttl)
-        self.reserved += quantity
-        self._holding[buyer_id] = self._holding.get(buyer_id, 0) + quantity
+        if not 0 < ttl <= 7 * 24 * 3600:
+            raise InvalidRequest("ttl must be 0..604800 seconds")
+        deal = self._take(buyer_id, quantity, now)
+        rid = f"{self.sku}/r{self._seq()}"
+        # Milliseconds: the answer must read back from PostgreSQL exactly as it was given.
+        hold = Reservation(
+            rid, buyer_id, quantity, round(now + ttl, 3),
+            price_minor=deal.price_minor if deal else self.price_minor,
+            deal_id=deal.deal_id if deal else None, key=key, ttl=float(ttl), room_id=room_id,
+        )  # fmt: skip
+        self.reservations[rid] = hold
+        self._count_hold(hold, +1)
+        self.changes.holds.append(hold)
         self._log("reserve", 0, quantity, 0, rid, now)
-        answer = {"reservation": rid, "quantity": quantity, "expires_at": now + ttl}
-        return self._store(key, fingerprint, answer)
+        return self._store(buyer_id, key, fingerprint, hold.answer(), now)
 
-    def buy(self, key: str, buyer_id: str, quantity: int, now: float) -> dict[str, Any]:
-        """First-paid-first-served: take ``quantity`` available units straight into ``sold``."""
-        fingerprint = ("buy", buyer_id, quantity)
-        stored = self._replay(key, fingerprint)
+    def buy(
+        self, key: str, buyer_id: str, quantity: int, now: float, *, room_id: str | None = None
+    ) -> dict[str, Any]:
+        """First-paid-first-served: take ``quantity`` available units straight into ``sold``
+        and place the order."""
+        fingerprint = buy_fingerprint(quantity, room_id)
+        stored = self._replay(buyer_id, key, fingerprint)
         if stored is not None:
             return stored
         _check_quantity(quantity)
-        self._take(buyer_id, quantity)
-        self.bought[buyer_id] = self.bought.get(buyer_id, 0) + quantity
+        deal = self._take(buyer_id, quantity, now)
+        order = OrderPlaced(
+            order_id=f"{self.sku}/o{self._seq()}", buyer_id=buyer_id, key=key, sku=self.sku,
+            product_id=self.product_id, quantity=quantity,
+            price_minor=deal.price_minor if deal else self.price_minor, currency=self.currency,
+            deal_id=deal.deal_id if deal else None, room_id=room_id, at=now,
+        )  # fmt: skip
+        self._count_bought(buyer_id, quantity, order.deal_id)
         self.on_hand -= quantity
         self.sold += quantity
-        self._log("buy", -quantity, 0, quantity, key, now)
-        return self._store(key, fingerprint, {"bought": quantity, **self.counts()})
+        self.changes.orders.append(order)
+        self._log("buy", -quantity, 0, quantity, order.order_id, now)
+        return self._store(buyer_id, key, fingerprint, order.answer(), now)
 
     def commit(self, rid: str, order_id: str, now: float) -> dict[str, Any]:
         """A hold still in time becomes sold (its order was paid)."""
         hold = self._reservation(rid)
         if hold.expires_at <= now:  # not yet swept by expire(): it is gone all the same
             raise ReservationNotFound(f"reservation {rid!r} expired")
-        self._unhold(hold)
-        self.bought[hold.buyer_id] = self.bought.get(hold.buyer_id, 0) + hold.quantity
+        self._close(hold, "committed", now, order_id)
+        self._count_bought(hold.buyer_id, hold.quantity, hold.deal_id)
         self.on_hand -= hold.quantity
         self.sold += hold.quantity
         self._log("commit", -hold.quantity, -hold.quantity, hold.quantity, order_id, now)
         return {"reservation": rid, "order": order_id, "sold": hold.quantity}
 
-    def release(self, rid: str, now: float) -> dict[str, Any]:
+    def release(self, rid: str, now: float, *, buyer_id: str | None = None) -> dict[str, Any]:
         """The buyer gave the hold back (removed from cart, payment failed)."""
         hold = self._reservation(rid)
-        self._drop(hold, "release", now)
+        if buyer_id is not None and hold.buyer_id != buyer_id:
+            raise ReservationNotFound(f"no reservation {rid!r} of yours")
+        self._close(hold, "released", now)
+        self._log("release", 0, -hold.quantity, 0, rid, now)
         return {"reservation": rid, "released": hold.quantity}
 
     def expire(self, now: float) -> list[str]:
         """Holds past their time go back to available; returns their ids."""
         gone = [r for r in self.reservations.values() if r.expires_at <= now]
         for hold in gone:
-            self._drop(hold, "expire", now)
+            self._close(hold, "expired", now)
+            self._log("expire", 0, -hold.quantity, 0, hold.rid, now)
         return [r.rid for r in gone]
 
-    # -- operators --------------------------------------------------------------------------
+    def next_expiry(self) -> float | None:
+        return min((r.expires_at for r in self.reservations.values()), default=None)
 
-    def restock(self, quantity: int, ref: str, now: float) -> dict[str, int]:
+    def prune_answers(self, now: float) -> int:
+        """Forget answers older than :data:`ANSWER_TTL` (bounded memory for a 24/7 SKU)."""
+        old = [k for k, (_, _, at) in self.answers.items() if at <= now - ANSWER_TTL]
+        for k in old:
+            del self.answers[k]
+        return len(old)
+
+    # -- operators ----------------------------------------------------------------------------
+
+    def restock(self, quantity: int, ref: str, now: float) -> dict[str, Any]:
         _check_quantity(quantity)
         if self.on_hand + quantity > MAX_QUANTITY:
             raise InvalidRequest(f"on hand would exceed {MAX_QUANTITY}")
@@ -157,11 +458,13 @@ class Inventory:
         self._log("restock", quantity, 0, 0, ref, now)
         return self.counts()
 
-    def adjust(self, expected: int, on_hand: int, ref: str, now: float) -> dict[str, int]:
+    def adjust(self, expected: int, on_hand: int, ref: str, now: float) -> dict[str, Any]:
         """Compare-and-set the on-hand count (a stock take): refused if ``expected`` is stale
         or if fewer units than are reserved would remain."""
         if expected != self.on_hand:
-            raise StaleQuantity(f"on hand is {self.on_hand}, not {expected}")
+            raise StaleQuantity(
+                f"on hand is {self.on_hand}, not {expected}", details={"on_hand": self.on_hand}
+            )
         if not 0 <= on_hand <= MAX_QUANTITY:
             raise InvalidRequest(f"on_hand must be 0..{MAX_QUANTITY}")
         if on_hand < self.reserved:
@@ -170,63 +473,152 @@ class Inventory:
         self.on_hand = on_hand
         return self.counts()
 
-    def drain(self) -> list[LedgerEntry]:
-        """The ledger entries since the last drain (for the actor's commit)."""
-        entries, self.pending = self.pending, []
-        return entries
+    def start_deal(self, deal: FlashDeal, now: float) -> dict[str, Any]:
+        if self.deal is not None and self.deal.phase(now) == "live":
+            raise Conflict(f"deal {self.deal.deal_id!r} is live; end it first")
+        _check_price(deal.price_minor)
+        _check_quantity(deal.quantity)
+        if deal.ends_at <= deal.starts_at or deal.ends_at <= now:
+            raise InvalidRequest("a deal must end after it starts, in the future")
+        if deal.limit_per_buyer is not None:
+            _check_quantity(deal.limit_per_buyer)
+        self.deal = deal
+        self.deal_sold = 0
+        self.deal_bought = {}
+        # Holds from an earlier deal keep their price but no longer count against this one.
+        self._recount_deal_holds()
+        self.changes.state = True
+        return self.snapshot(now)
 
-    def durable_state(self) -> dict[str, Any]:
-        """What the actor saves (JSON-safe); ``reserved`` and holdings are derived."""
+    def end_deal(self, now: float) -> dict[str, Any]:
+        deal = self.deal
+        if deal is None or deal.phase(now) == "ended":
+            raise Conflict("no deal is upcoming or live")
+        self.deal = FlashDeal(
+            deal.deal_id, deal.price_minor, min(deal.starts_at, now), now, deal.quantity,
+            deal.limit_per_buyer,
+        )  # fmt: skip
+        self.changes.state = True
+        return self.snapshot(now)
+
+    def configure(self, cmd: Configure, now: float) -> dict[str, Any]:
+        if cmd.price_minor is not None:
+            _check_price(cmd.price_minor)
+        if cmd.limit_per_buyer is not None:
+            _check_quantity(cmd.limit_per_buyer)
+        if cmd.price_minor is not None:
+            self.price_minor = cmd.price_minor
+        if cmd.clear_limit:
+            self.limit_per_buyer = None
+        elif cmd.limit_per_buyer is not None:
+            self.limit_per_buyer = cmd.limit_per_buyer
+        self.changes.state = True
+        return self.snapshot(now)
+
+    # -- persistence --------------------------------------------------------------------------
+
+    def drain(self) -> Changes:
+        """What was decided since the last drain (for the actor's commit)."""
+        changes, self.changes = self.changes, Changes()
+        return changes
+
+    def row(self) -> dict[str, Any]:
+        """The SKU's own row (counts, settings, deal); holds and orders are rows of their own."""
         return {
             "sku": self.sku,
+            "product_id": self.product_id,
+            "price_minor": self.price_minor,
+            "currency": self.currency,
             "on_hand": self.on_hand,
+            "reserved": self.reserved,
             "sold": self.sold,
             "limit_per_buyer": self.limit_per_buyer,
-            "reservations": [asdict(r) for r in self.reservations.values()],
-            "bought": dict(self.bought),
-            "answers": [[k, list(fp), answer] for k, (fp, answer) in self.answers.items()],
-            "next_rid": self._next_rid,
+            "deal": self.deal.to_wire() if self.deal else None,
+            "deal_sold": self.deal_sold,
+            "next_seq": self.next_seq,
         }
 
     @classmethod
-    def restore(cls, state: dict[str, Any]) -> Inventory:
+    def restore(cls, stored: Stored) -> Inventory:
+        state = stored.state
+        deal = state.get("deal")
         return cls(
             sku=state["sku"],
+            product_id=state.get("product_id", ""),
+            price_minor=state.get("price_minor", 0),
+            currency=state.get("currency", "USD"),
             on_hand=state["on_hand"],
             sold=state["sold"],
             limit_per_buyer=state.get("limit_per_buyer"),
-            reservations={r["rid"]: Reservation(**r) for r in state.get("reservations", [])},
-            bought=dict(state.get("bought", {})),
-            answers={k: (tuple(fp), answer) for k, fp, answer in state.get("answers", [])},
-            _next_rid=state.get("next_rid", 1),
+            deal=FlashDeal(**deal) if deal else None,
+            deal_sold=state.get("deal_sold", 0),
+            reservations={h.rid: h for h in stored.holds},
+            bought=dict(stored.bought),
+            deal_bought=dict(stored.deal_bought),
+            answers={(b, k): (tuple(fp), a, at) for b, k, fp, a, at in stored.answers},
+            next_seq=state.get("next_seq", 1),
         )
 
-    # -- internals --------------------------------------------------------------------------
+    # -- internals ----------------------------------------------------------------------------
 
-    def held(self, buyer_id: str) -> int:
-        """Units a buyer holds or has bought: what the per-buyer limit counts."""
-        return self.bought.get(buyer_id, 0) + self._holding.get(buyer_id, 0)
+    def _seq(self) -> int:
+        seq = self.next_seq
+        self.next_seq += 1
+        self.changes.state = True
+        return seq
 
-    def _take(self, buyer_id: str, quantity: int) -> None:
-        """Refuse (changing nothing) unless ``quantity`` more units may go to this buyer."""
+    def _take(self, buyer_id: str, quantity: int, now: float) -> FlashDeal | None:
+        """Refuse (changing nothing) unless ``quantity`` more units may go to this buyer;
+        return the live deal they are taken under, if any."""
         if quantity > self.available:
-            raise OutOfStock(f"only {self.available} available")
+            raise OutOfStock(
+                f"only {self.available} available", details={"available": self.available}
+            )
         held = self.held(buyer_id)
         if self.limit_per_buyer is not None and held + quantity > self.limit_per_buyer:
             raise LimitExceeded(f"at most {self.limit_per_buyer} per buyer; you hold {held}")
+        deal = self.live_deal(now)
+        if deal is not None:
+            left = self.deal_remaining()
+            if quantity > left:
+                raise OutOfStock(f"only {left} left in this deal", details={"available": left})
+            mine = self.deal_bought.get(buyer_id, 0) + self._deal_holding.get(buyer_id, 0)
+            if deal.limit_per_buyer is not None and mine + quantity > deal.limit_per_buyer:
+                raise LimitExceeded(
+                    f"at most {deal.limit_per_buyer} per buyer in this deal; you hold {mine}"
+                )
+        return deal
 
-    def _unhold(self, hold: Reservation) -> None:
+    def _in_deal(self, deal_id: str | None) -> bool:
+        return deal_id is not None and self.deal is not None and deal_id == self.deal.deal_id
+
+    def _count_hold(self, hold: Reservation, sign: int) -> None:
+        self.reserved += sign * hold.quantity
+        _bump(self._holding, hold.buyer_id, sign * hold.quantity)
+        if self._in_deal(hold.deal_id):
+            self.deal_reserved += sign * hold.quantity
+            _bump(self._deal_holding, hold.buyer_id, sign * hold.quantity)
+
+    def _recount_deal_holds(self) -> None:
+        self.deal_reserved = 0
+        self._deal_holding = {}
+        for hold in self.reservations.values():
+            if self._in_deal(hold.deal_id):
+                self.deal_reserved += hold.quantity
+                _bump(self._deal_holding, hold.buyer_id, hold.quantity)
+
+    def _count_bought(self, buyer_id: str, quantity: int, deal_id: str | None) -> None:
+        _bump(self.bought, buyer_id, quantity)
+        if self._in_deal(deal_id):
+            self.deal_sold += quantity
+            _bump(self.deal_bought, buyer_id, quantity)
+
+    def _close(
+        self, hold: Reservation, status: str, now: float, order_id: str | None = None
+    ) -> None:
         del self.reservations[hold.rid]
-        self.reserved -= hold.quantity
-        left = self._holding[hold.buyer_id] - hold.quantity
-        if left:
-            self._holding[hold.buyer_id] = left
-        else:
-            del self._holding[hold.buyer_id]
-
-    def _drop(self, hold: Reservation, kind: str, now: float) -> None:
-        self._unhold(hold)
-        self._log(kind, 0, -hold.quantity, 0, hold.rid, now)
+        self._count_hold(hold, -1)
+        self.changes.closed.append(ClosedHold(hold.rid, status, order_id, now))
 
     def _reservation(self, rid: str) -> Reservation:
         hold = self.reservations.get(rid)
@@ -234,24 +626,40 @@ class Inventory:
             raise ReservationNotFound(f"no reservation {rid!r} (expired, released or committed)")
         return hold
 
-    def _replay(self, key: str, fingerprint: tuple[Any, ...]) -> dict[str, Any] | None:
-        if not key or len(key) > 200:
-            raise InvalidRequest("an idempotency key of 1-200 characters is required")
-        stored = self.answers.get(key)
+    def _replay(
+        self, buyer_id: str, key: str, fingerprint: tuple[Any, ...]
+    ) -> dict[str, Any] | None:
+        if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
+            raise InvalidRequest(f"an idempotency key of 1-{MAX_KEY_CHARS} characters is required")
+        stored = self.answers.get((buyer_id, key))
         if stored is None:
             return None
         if stored[0] != fingerprint:
             raise IdempotencyMismatch(f"key {key!r} was used for a different request")
-        return stored[1]
+        return {**stored[1], "replayed": True}
 
     def _store(
-        self, key: str, fingerprint: tuple[Any, ...], answer: dict[str, Any]
+        self,
+        buyer_id: str,
+        key: str,
+        fingerprint: tuple[Any, ...],
+        answer: dict[str, Any],
+        now: float,
     ) -> dict[str, Any]:
-        self.answers[key] = (fingerprint, answer)
+        self.answers[(buyer_id, key)] = (fingerprint, answer, now)
         return answer
 
     def _log(self, kind: str, on_hand: int, reserved: int, sold: int, ref: str, at: float) -> None:
-        self.pending.append(LedgerEntry(self.sku, kind, on_hand, reserved, sold, ref, at))
+        self.changes.ledger.append(LedgerEntry(self.sku, kind, on_hand, reserved, sold, ref, at))
+        self.changes.state = True
+
+
+def _bump(counts: dict[str, int], key: str, delta: int) -> None:
+    left = counts.get(key, 0) + delta
+    if left:
+        counts[key] = left
+    else:
+        counts.pop(key, None)
 
 
 def _check_quantity(quantity: int) -> None:
@@ -259,3 +667,10 @@ def _check_quantity(quantity: int) -> None:
         raise InvalidRequest("quantity must be an integer")
     if not 1 <= quantity <= MAX_QUANTITY:
         raise InvalidRequest(f"quantity must be 1..{MAX_QUANTITY}")
+
+
+def _check_price(price_minor: int) -> None:
+    if isinstance(price_minor, bool) or not isinstance(price_minor, int):
+        raise InvalidRequest("price_minor must be an integer number of minor units")
+    if not 0 <= price_minor <= MAX_PRICE_MINOR:
+        raise InvalidRequest(f"price_minor must be 0..{MAX_PRICE_MINOR}")

@@ -248,11 +248,20 @@ class GiftSent:
     receipt: GiftReceipt
 
 
+@dataclass(frozen=True)
+class StockChanged:
+    """A SKU's stock counter and flash deal (``Inventory.snapshot``), pushed by its actor
+    to the rooms that pin its product; never sent by clients."""
+
+    view: dict[str, Any]
+
+
 Command = (
     Chat | DeleteMessage | PinMessage | UnpinMessage | Mute | Unmute | Ban | Unban
     | ChatSettings | GrantRole | RevokeRole | SystemMessage | React | ReportViewers | Joined
     | Pin | Unpin | QueueProduct | UnqueueProduct | CreatePoll | Vote | ClosePoll | Ask
     | Upvote | MarkAnswered | OpenGiveaway | EnterGiveaway | DrawGiveaway | SendGift | GiftSent
+    | StockChanged
 )  # fmt: skip
 
 Reply = dict[str, Any]

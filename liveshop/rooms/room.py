@@ -54,6 +54,7 @@ from liveshop.rooms.commands import (
     ReportViewers,
     RevokeRole,
     SendGift,
+    StockChanged,
     SystemMessage,
     Unban,
     Unmute,
@@ -144,6 +145,9 @@ class Room:
         self.offset = offset
         self.history = History(history_size, history_age, history or ())
         self.pinned: Product | None = None
+        #: The pinned product's SKUs as their actors last pushed them (stock and deal).
+        self.stock: dict[str, dict[str, Any]] = {}
+        self._stock_changed = False
         self.queue: list[Product] = []
         self.pinned_message: dict[str, Any] | None = None
         self.deleted: set[int] = set()
@@ -286,6 +290,7 @@ class Room:
             case Pin(by=by, product=product):
                 self._require_staff(by)
                 self.pinned = product
+                self._keep_stock_of(product.product_id)
                 self.queue = [p for p in self.queue if p.product_id != product.product_id]
                 data = {"product": product.card(), "by": by.user_id}
                 return self._offset(self._emit("pin", data, now))
@@ -294,6 +299,7 @@ class Room:
                 if self.pinned is None:
                     return {"offset": None}
                 self.pinned = None
+                self._keep_stock_of(None)
                 return self._offset(self._emit("unpin", {"by": by.user_id}, now))
             case QueueProduct(by=by, product=product):
                 self._require_staff(by)
@@ -377,6 +383,8 @@ class Room:
                 return {"giveaway_id": giveaway_id}
             case GiftSent(receipt=receipt):
                 return self._gift(receipt, now)
+            case StockChanged(view=view):
+                return self._stock(view, now)
             case SendGift():
                 raise InvalidRequest("gifts are paid by the room actor before the room sees them")
             case DrawGiveaway(by=by, giveaway_id=giveaway_id, winners=winners, seed=seed):
@@ -404,6 +412,36 @@ class Room:
         self.chatters.add(by.user_id)
         event = self._emit("chat", data, now)
         return {"offset": event.offset, "message_id": event.offset}
+
+    # -- commerce ---------------------------------------------------------------------------
+
+    def _stock(self, view: dict[str, Any], now: float) -> Reply:
+        """A SKU's counter: kept and published while its product is pinned. A deal that
+        starts or ends is also an event, so a viewer who was away learns it on recovery.
+        ``watching: false`` tells the SKU to stop pushing here."""
+        if self.pinned is None or view.get("product_id") != self.pinned.product_id:
+            return {"watching": False}
+        sku = view["sku"]
+        before = (self.stock.get(sku) or {}).get("deal") or {}
+        deal = view.get("deal") or {}
+        if deal and (deal.get("deal_id"), deal.get("phase")) != (
+            before.get("deal_id"),
+            before.get("phase"),
+        ):
+            if deal["phase"] == "live":
+                self._emit("deal_started", {"sku": sku, "deal": deal}, now)
+            elif deal["phase"] == "ended" and before.get("deal_id") == deal["deal_id"]:
+                self._emit("deal_ended", {"sku": sku, "deal": deal}, now)
+        if self.stock.get(sku) != view:
+            self.stock[sku] = view
+            self._stock_changed = True
+        return {"watching": True}
+
+    def _keep_stock_of(self, product_id: str | None) -> None:
+        kept = {s: v for s, v in self.stock.items() if v.get("product_id") == product_id}
+        if kept != self.stock:
+            self.stock = kept
+            self._stock_changed = True
 
     def _gift(self, receipt: GiftReceipt, now: float) -> Reply:
         """Publish a paid gift once; a replay answers with the first event's offset."""
@@ -569,6 +607,9 @@ class Room:
         tick = Tick(events=self._pending_events, gift_offsets=self._gift_offsets)
         self._pending_events = []
         self._gift_offsets = []
+        if self._stock_changed:
+            tick.state["stock"] = dict(self.stock)
+            self._stock_changed = False
         if self._board_changed:
             tick.state["gift_leaderboard"] = self.gifts.top()
             self._board_changed = False
@@ -671,6 +712,7 @@ class Room:
             "epoch": self.epoch,
             "offset": self.offset,
             "pinned": self.pinned.card() if self.pinned else None,
+            "stock": dict(self.stock),
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             "chat_settings": self.rules.settings(),
@@ -691,6 +733,7 @@ class Room:
         """The part of the room persisted beside its events."""
         return {
             "pinned": self.pinned.card() if self.pinned else None,
+            "stock": self.stock,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             # Older ids have left the history window: nothing can show them any more.
@@ -730,6 +773,7 @@ class Room:
         )
         pinned = state.get("pinned")
         room.pinned = Product.from_card(pinned) if pinned else None
+        room.stock = dict(state.get("stock") or {})
         room.queue = [Product.from_card(c) for c in state.get("queue") or ()]
         room.pinned_message = state.get("pinned_message")
         room.deleted = set(state.get("deleted") or ())

@@ -18,6 +18,7 @@ from ray import serve
 from redis.exceptions import RedisError
 
 from liveshop import __version__, clock
+from liveshop.commerce import inventory as inv
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import (
@@ -30,16 +31,18 @@ from liveshop.errors import (
     Unavailable,
     UnknownOp,
 )
-from liveshop.protocol import ROOM_OPS, RoomId, validate_params
+from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
-from liveshop.serve.ops import command_for
+from liveshop.serve.ops import command_for, sku_command_for
 from liveshop.serve.room_client import RoomClient
+from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
+from liveshop.storage.skus import SkuStore
 from liveshop.storage.wallets import WalletStore
 from liveshop.tokens import ANY_ROOM, Identity, Role, issue_token, verify_token
 
@@ -125,6 +128,40 @@ class ProductIn(BaseModel):
     image_url: str | None = Field(default=None, max_length=2000)
 
 
+Quantity = Annotated[int, Field(ge=1, le=inv.MAX_QUANTITY, strict=True)]
+Ref = Annotated[str, Field(min_length=1, max_length=64)]
+
+
+class SkuIn(BaseModel):
+    id: RoomId
+    product_id: RoomId
+    on_hand: int = Field(ge=0, le=inv.MAX_QUANTITY, strict=True)
+    limit_per_buyer: Quantity | None = None
+
+
+class RestockIn(BaseModel):
+    quantity: Quantity
+    #: Names the delivery in the ledger.
+    ref: Ref
+
+
+class AdjustIn(BaseModel):
+    #: Compare-and-set: the on-hand count the caller last saw.
+    expected: int = Field(ge=0, le=inv.MAX_QUANTITY, strict=True)
+    on_hand: int = Field(ge=0, le=inv.MAX_QUANTITY, strict=True)
+    ref: Ref
+
+
+class ConfigureIn(BaseModel):
+    price_minor: int | None = Field(default=None, ge=0, le=inv.MAX_PRICE_MINOR, strict=True)
+    limit_per_buyer: Quantity | None = None
+    clear_limit: bool = False
+
+
+class CommitIn(BaseModel):
+    order_id: str = Field(min_length=1, max_length=140)
+
+
 class TokenIn(BaseModel):
     user_id: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=64)
@@ -146,6 +183,8 @@ class Api:
         self.room_store = RoomStore(self.pool)
         self.products = ProductStore(self.pool)
         self.wallets = WalletStore(self.pool)
+        self.sku_store = SkuStore(self.pool)
+        self.skus = SkuClient(settings, self.sku_store)
         self.rooms = RoomClient(settings, self.room_store)
         self.redis = RedisPublisher(settings.redis_url)
 
@@ -270,6 +309,98 @@ class Api:
     @app.get("/products/{product_id}")
     async def get_product(self, product_id: RoomId) -> dict[str, Any]:
         return (await self.products.get(product_id)).card()
+
+    # -- SKUs: stock, holds, buys, flash deals -----------------------------------------------
+
+    @app.post("/skus", status_code=201)
+    async def create_sku(
+        self, body: SkuIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """A SKU of a product (its price copied from the product) with ``on_hand`` units."""
+        self._service(authorization)
+        product = await self.products.get(body.product_id)
+        await self.sku_store.create(
+            body.id,
+            product,
+            on_hand=body.on_hand,
+            limit_per_buyer=body.limit_per_buyer,
+            now=clock.now(),
+        )
+        return await self.skus.view(body.id)
+
+    @app.get("/skus")
+    async def list_skus(
+        self,
+        product_id: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 100,
+        after: Annotated[str | None, Query(max_length=64)] = None,
+    ) -> list[str]:
+        return await self.sku_store.ids(product_id=product_id, limit=limit, after=after)
+
+    @app.get("/skus/{sku}")
+    async def get_sku(self, sku: RoomId) -> dict[str, Any]:
+        """Committed counts, price, the flash deal and the rooms it is pushed to."""
+        return await self.skus.view(sku)
+
+    @app.post("/skus/{sku}/restock")
+    async def restock(
+        self, sku: RoomId, body: RestockIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        self._service(authorization)
+        return await self.skus.send(sku, inv.Restock(body.quantity, body.ref))
+
+    @app.post("/skus/{sku}/adjust")
+    async def adjust(
+        self, sku: RoomId, body: AdjustIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Set the on-hand count after a stock take, if it still is ``expected``."""
+        self._service(authorization)
+        return await self.skus.send(sku, inv.Adjust(body.expected, body.on_hand, body.ref))
+
+    @app.post("/skus/{sku}/configure")
+    async def configure(
+        self, sku: RoomId, body: ConfigureIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        self._service(authorization)
+        command = inv.Configure(body.price_minor, body.limit_per_buyer, body.clear_limit)
+        return await self.skus.send(sku, command)
+
+    @app.post("/skus/{sku}/reservations/{reservation}/commit")
+    async def commit(
+        self,
+        sku: RoomId,
+        reservation: Annotated[str, Path(min_length=1, max_length=140)],
+        body: CommitIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """A paid order takes its held units (services: checkout)."""
+        self._service(authorization)
+        return await self.skus.send(sku, inv.Commit(reservation, body.order_id))
+
+    @app.post("/rooms/{room_id}/commerce/{op}")
+    async def commerce(
+        self,
+        room_id: RoomId,
+        op: str,
+        body: Annotated[dict[str, Any], Body()],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Any commerce operation of the WebSocket protocol (buy, reserve, release, stock,
+        start_deal, end_deal) with the same body minus ``id``, ``op`` and ``room``, for the
+        token's user: the same rules and the same result."""
+        model = COMMERCE_OPS.get(op)
+        if model is None:
+            raise UnknownOp(f"unknown commerce op {op!r}; see docs/protocol.md")
+        params = validate_params(model, {**body, "room": room_id}, op)
+        identity = self._identity(authorization)
+        if not identity.roles_in(room_id):
+            raise Forbidden(f"your token grants no role in room {room_id!r}")
+        if op == "stock":
+            return await self.skus.view(params.sku)
+        command = sku_command_for(
+            op, identity, params, hold_seconds=self.settings.hold_seconds, now=clock.now()
+        )
+        return await self.skus.send(params.sku, command)
 
     # -- gifts and coins --------------------------------------------------------------------
 

@@ -6,11 +6,15 @@ from __future__ import annotations
 import secrets
 from typing import Any
 
-from liveshop.errors import UnknownOp
+from liveshop.commerce import inventory as inv
+from liveshop.errors import Forbidden, UnknownOp
 from liveshop.rooms import commands as c
 from liveshop.rooms.gift import TIP_GIFT
 from liveshop.storage.products import ProductStore
-from liveshop.tokens import Role
+from liveshop.tokens import Identity, Role
+
+#: Token roles that may run a room's flash deals.
+DEAL_ROLES = frozenset({Role.HOST, Role.COHOST, Role.SERVICE})
 
 
 async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c.Command:
@@ -77,3 +81,31 @@ async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c
         case "tip":
             return c.SendGift(by, TIP_GIFT, p.coins, p.key)
     raise UnknownOp(f"unknown room op {op!r}")
+
+
+def sku_command_for(
+    op: str, who: Identity, p: Any, *, hold_seconds: float, now: float
+) -> inv.SkuCommand:
+    """Build the SKU command for a validated commerce request (not ``stock``, a read)."""
+    match op:
+        case "buy":
+            return inv.Buy(who.user_id, p.quantity, p.key, p.room)
+        case "reserve":
+            return inv.Reserve(who.user_id, p.quantity, p.key, p.ttl or hold_seconds, p.room)
+        case "release":
+            return inv.Release(p.reservation, who.user_id)
+        case "start_deal" | "end_deal":
+            if not who.roles_in(p.room) & DEAL_ROLES:
+                raise Forbidden("flash deals are run by the room's host or co-host")
+            if op == "end_deal":
+                return inv.EndDeal()
+            deal = inv.FlashDeal(
+                deal_id=f"deal-{secrets.token_hex(4)}",
+                price_minor=p.price_minor,
+                starts_at=now + p.starts_in,
+                ends_at=now + p.starts_in + p.duration,
+                quantity=p.quantity,
+                limit_per_buyer=p.limit_per_buyer,
+            )
+            return inv.StartDeal(deal)
+    raise UnknownOp(f"unknown commerce op {op!r}")

@@ -1,0 +1,256 @@
+"""The SKU actor: owns one :class:`~liveshop.commerce.inventory.Inventory`.
+
+Group commit: a batch of buys and holds is decided at once, in memory; the decisions of every
+batch that arrived meanwhile are written in one PostgreSQL transaction; then every buyer is
+answered. Nobody hears "yes" before their decision is committed. If a commit fails (the
+database went away, or an ambiguous commit), the callers of every decision not known to be
+committed get ``unavailable`` and the actor reloads from PostgreSQL before it decides anything
+else: the database, not memory, is the truth. A retry with the same idempotency key then gets
+the stored answer if the decision had in fact committed, or a fresh decision if it had not.
+
+After each commit the stock counter (and the flash deal) is pushed to every room that pins the
+SKU's product, coalesced to one push per room per tick.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import Any
+
+import asyncpg
+from ray.exceptions import RayActorError
+
+from liveshop import clock, gctune
+from liveshop.commerce.inventory import Changes, Inventory, SkuCommand
+from liveshop.config import Settings
+from liveshop.errors import ClientError, LiveshopError, Unavailable
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
+from liveshop.storage.skus import SkuStore
+
+log = logging.getLogger(__name__)
+
+#: The clock loop's longest sleep: hold expiry and deal start/end are seen within this.
+CLOCK_INTERVAL = 0.25
+PRUNE_INTERVAL = 60.0
+
+
+class SkuActor:
+    async def __init__(self, sku: str, settings: Settings) -> None:  # type: ignore[misc]
+        assert settings.database_url
+        self.sku = sku
+        self.settings = settings
+        self.pool = await self._connect(settings.database_url)
+        self.store = SkuStore(self.pool)
+        self.inventory = Inventory.restore(await self.store.load(sku, now=clock.now()))
+        self.watchers: set[str] = set(await self.store.watchers(sku))
+        self._waiters: list[asyncio.Future[None]] = []
+        self._wake = asyncio.Event()
+        self._committing = False
+        #: Set when a commit failed: memory may hold decisions PostgreSQL does not.
+        self._stale = False
+        self._reload_lock = asyncio.Lock()
+        #: The view as of the last commit: what rooms are shown (never an uncommitted count).
+        self._view = self.inventory.snapshot(clock.now())
+        self._counts = self.inventory.counts()
+        self._rooms: dict[str, Any] = {}
+        self._push_due = asyncio.Event()
+        self.decisions = 0
+        self.commits = 0
+        self.batches = 0
+        gctune.tune()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self._commit_loop()),
+            loop.create_task(self._clock_loop()),
+            loop.create_task(self._push_loop()),
+        ]
+        if self.watchers:
+            self._push_due.set()
+        log.info("SKU %s loaded: %s", sku, self.inventory.counts())
+
+    @staticmethod
+    async def _connect(url: str) -> asyncpg.Pool:
+        """Keep trying: a restart during a database outage must wait, not die."""
+        delay = 0.1
+        while True:
+            try:
+                return await create_pool(url, min_size=1, max_size=3)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("SKU actor cannot reach PostgreSQL yet: %s", exc)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    # -- calls from gateways and the API ------------------------------------------------------
+
+    async def handle(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
+        """Decide a batch; answer once every decision in it is committed."""
+        if self._stale:
+            await self._reload()
+        now = clock.now()
+        inventory = self.inventory
+        results: list[dict[str, Any] | LiveshopError] = []
+        for cmd in batch:
+            try:
+                results.append(inventory.apply(cmd, now))
+            except ClientError as exc:
+                results.append(exc)
+        self.batches += 1
+        self.decisions += len(batch)
+        # A replayed answer may belong to the commit in flight: wait for it as well.
+        if inventory.changes or self._committing:
+            await self._next_commit()
+        return results
+
+    async def view(self) -> dict[str, Any]:
+        """The committed counter, deal and counts, for services and operators."""
+        return {**self._view, **self._counts, "watchers": sorted(self.watchers)}
+
+    async def watch(self, room_id: str) -> dict[str, Any]:
+        """A room pinned this SKU's product: push it the counter now and after each change."""
+        if room_id not in self.watchers:
+            await self.store.watch(self.sku, room_id)
+            self.watchers.add(room_id)
+        self._push_due.set()
+        return self._view
+
+    async def stats(self) -> dict[str, Any]:
+        return {
+            "sku": self.sku,
+            "batches": self.batches,
+            "decisions": self.decisions,
+            "commits": self.commits,
+            **self.inventory.counts(),
+        }
+
+    # -- group commit -------------------------------------------------------------------------
+
+    def _next_commit(self) -> asyncio.Future[None]:
+        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._waiters.append(fut)
+        self._wake.set()
+        return fut
+
+    async def _commit_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            if not self._waiters and not self.inventory.changes:
+                continue
+            waiters, self._waiters = self._waiters, []
+            changes: Changes = self.inventory.drain()
+            row = self.inventory.row()
+            view = self.inventory.snapshot(clock.now())
+            counts = self.inventory.counts()
+            self._committing = True
+            try:
+                if changes:
+                    await self.store.save(row, changes)
+                    self.commits += 1
+            except Exception as exc:
+                self._fail(waiters, exc)
+                continue
+            finally:
+                self._committing = False
+            for fut in waiters:
+                if not fut.done():
+                    fut.set_result(None)
+            self._counts = counts
+            if view != self._view:
+                self._view = view
+                self._push_due.set()
+
+    def _fail(self, waiters: list[asyncio.Future[None]], exc: Exception) -> None:
+        """Every decision since the last good commit is void: refuse their callers and
+        reload before deciding again."""
+        if isinstance(exc, TRANSIENT_DB_ERRORS):
+            log.warning("SKU %s cannot commit: %s", self.sku, exc)
+        else:
+            log.exception("SKU %s failed to commit", self.sku, exc_info=exc)
+        self._stale = True
+        error = Unavailable("stock could not be saved, try again with the same key")
+        for fut in waiters + self._waiters:
+            if not fut.done():
+                fut.set_exception(error)
+        self._waiters = []
+
+    async def _reload(self) -> None:
+        async with self._reload_lock:
+            if not self._stale:
+                return
+            try:
+                stored = await self.store.load(self.sku, now=clock.now())
+            except TRANSIENT_DB_ERRORS:
+                raise Unavailable("stock is unavailable, try again") from None
+            self.inventory = Inventory.restore(stored)
+            self._stale = False
+            self._view = self.inventory.snapshot(clock.now())
+            self._counts = self.inventory.counts()
+            self._push_due.set()
+            log.info("SKU %s reloaded: %s", self.sku, self.inventory.counts())
+
+    # -- time: hold expiry, deal start and end, old answers -----------------------------------
+
+    async def _clock_loop(self) -> None:
+        pruned_at = time.monotonic()
+        phase = self._deal_phase()
+        while True:
+            await asyncio.sleep(CLOCK_INTERVAL)
+            if self._stale:
+                continue
+            now = clock.now()
+            if self.inventory.expire(now):
+                self._wake.set()
+            if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
+                self.inventory.prune_answers(now)
+                pruned_at = time.monotonic()
+            if self._deal_phase() != phase:
+                phase = self._deal_phase()
+                self._view = {**self._view, "deal": self.inventory.snapshot(now)["deal"]}
+                self._push_due.set()
+
+    def _deal_phase(self) -> str | None:
+        deal = self.inventory.deal
+        return deal.phase(clock.now()) if deal is not None else None
+
+    # -- pushes to rooms ----------------------------------------------------------------------
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._push_due.wait()
+            await asyncio.sleep(self.settings.tick_interval)  # coalesce a tick of changes
+            self._push_due.clear()
+            view = self._view
+            if not self.watchers:
+                continue
+            try:
+                await self._push(view)
+            except Exception:
+                log.exception("SKU %s could not push its counter", self.sku)
+
+    async def _push(self, view: dict[str, Any]) -> None:
+        from liveshop.actors import wiring  # wiring imports this module
+
+        for room_id in list(self.watchers):
+            handle = self._rooms.get(room_id)
+            if handle is None:
+                handle = await asyncio.to_thread(wiring.get_room_actor, room_id)
+                if handle is None:
+                    continue  # not running: it gets the counter when it pins again
+                self._rooms[room_id] = handle
+            try:
+                reply = await asyncio.wait_for(
+                    handle.stock.remote(view), self.settings.actor_call_timeout
+                )
+            except (RayActorError, TimeoutError, LiveshopError) as exc:
+                log.info("SKU %s could not reach room %s: %r", self.sku, room_id, exc)
+                self._rooms.pop(room_id, None)
+                continue
+            if not reply.get("watching"):
+                # The room pins something else now: only that clear "no" drops it.
+                self.watchers.discard(room_id)
+                self._rooms.pop(room_id, None)
+                with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+                    await self.store.unwatch(self.sku, room_id)

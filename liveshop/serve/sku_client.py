@@ -1,0 +1,34 @@
+"""How gateways and the API reach SKU actors: buys and holds batched per SKU."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from liveshop.actors import wiring
+from liveshop.commerce.inventory import SkuCommand
+from liveshop.config import Settings
+from liveshop.errors import SkuNotFound
+from liveshop.serve.actor_client import ActorClient
+from liveshop.storage.skus import SkuStore
+
+
+class SkuClient(ActorClient):
+    kind = "SKU"
+
+    def __init__(self, settings: Settings, store: SkuStore) -> None:
+        super().__init__(
+            settings,
+            get=wiring.get_sku_actor,
+            create=wiring.create_sku_actor,
+            exists=store.exists,
+            missing=lambda sku: SkuNotFound(f"no SKU {sku!r}"),
+        )
+
+    async def send(self, sku: str, command: SkuCommand) -> dict[str, Any]:
+        """One decision, batched with the others bound for the SKU (group commit)."""
+        result: dict[str, Any] = await self.submit(sku, "handle", command)
+        return result
+
+    async def view(self, sku: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(sku, "view")
+        return result

@@ -1,0 +1,267 @@
+"""SKUs, their ledger, holds and the orders buys place, in PostgreSQL.
+
+Guarantees: :meth:`SkuStore.save` writes one batch of decisions (the SKU's new row, its
+ledger entries, new and closed holds, new orders and their lines) in one transaction, so a
+SKU actor that answers after ``save`` returns never acknowledges an uncommitted decision; a
+buyer's idempotency key is on at most one order per SKU (a unique constraint);
+:meth:`SkuStore.load` rebuilds exactly what the actor needs after a restart.
+"""
+
+from __future__ import annotations
+
+import asyncpg
+
+from liveshop.commerce.inventory import (
+    ANSWER_TTL,
+    Changes,
+    OrderPlaced,
+    Reservation,
+    Stored,
+    buy_fingerprint,
+    reserve_fingerprint,
+)
+from liveshop.commerce.product import Product
+from liveshop.errors import Conflict, NotFound
+
+
+def buy_scope(sku: str) -> str:
+    """The idempotency scope of a SKU's direct buys on ``orders``."""
+    return "sku:" + sku
+
+
+def _epoch(column: str) -> str:
+    return f"extract(epoch FROM {column})::float8 AS {column.split('.')[-1]}"
+
+
+class SkuStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def create(
+        self,
+        sku: str,
+        product: Product,
+        *,
+        on_hand: int,
+        limit_per_buyer: int | None,
+        now: float,
+    ) -> None:
+        """A new SKU of ``product`` (its price copied) with ``on_hand`` units."""
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await conn.execute(
+                    "INSERT INTO skus (id, product_id, price_minor, currency, on_hand, reserved, "
+                    "sold, limit_per_buyer) VALUES ($1, $2, $3, $4, $5, 0, 0, $6)",
+                    sku, product.product_id, product.price_minor, product.currency, on_hand,
+                    limit_per_buyer,
+                )  # fmt: skip
+                if on_hand:
+                    await conn.execute(
+                        "INSERT INTO inventory_ledger (sku, kind, on_hand_delta, reserved_delta, "
+                        "sold_delta, ref, at) VALUES ($1, 'restock', $2, 0, 0, 'initial', "
+                        "to_timestamp($3))",
+                        sku,
+                        on_hand,
+                        now,
+                    )
+        except asyncpg.UniqueViolationError:
+            raise Conflict(f"SKU {sku!r} already exists") from None
+
+    async def exists(self, sku: str) -> bool:
+        return bool(await self.pool.fetchval("SELECT 1 FROM skus WHERE id = $1", sku))
+
+    async def ids(self, *, product_id: str | None, limit: int, after: str | None) -> list[str]:
+        rows = await self.pool.fetch(
+            "SELECT id FROM skus WHERE ($1::text IS NULL OR product_id = $1) "
+            "AND ($2::text IS NULL OR id > $2) ORDER BY id LIMIT $3",
+            product_id,
+            after,
+            limit,
+        )
+        return [r["id"] for r in rows]
+
+    async def load(self, sku: str, *, now: float) -> Stored:
+        """The SKU's row, open holds, answers of the last day's keys and per-buyer units."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            row = await conn.fetchrow("SELECT * FROM skus WHERE id = $1", sku)
+            if row is None:
+                raise NotFound(f"no SKU {sku!r}")
+            deal = row["deal"]
+            state = {
+                "sku": row["id"],
+                "product_id": row["product_id"],
+                "price_minor": row["price_minor"],
+                "currency": row["currency"].strip(),
+                "on_hand": row["on_hand"],
+                "sold": row["sold"],
+                "limit_per_buyer": row["limit_per_buyer"],
+                "deal": deal,
+                "deal_sold": row["deal_sold"],
+                "next_seq": row["next_seq"],
+            }
+            since = now - ANSWER_TTL
+            holds = await conn.fetch(
+                "SELECT id, buyer_id, idem_key, quantity, ttl, price_minor, deal_id, room_id, "
+                f"status, {_epoch('created_at')}, {_epoch('expires_at')} "
+                "FROM sku_reservations WHERE sku = $1 "
+                "AND (status = 'held' OR created_at > to_timestamp($2))",
+                sku,
+                since,
+            )
+            orders = await conn.fetch(
+                "SELECT o.id, o.buyer_id, o.idem_key, o.room_id, o.currency, "
+                f"{_epoch('o.created_at')}, l.product_id, l.quantity, l.price_minor, l.deal_id "
+                "FROM orders o JOIN order_lines l ON l.order_id = o.id AND l.line = 1 "
+                "WHERE o.idem_scope = $1 AND o.created_at > to_timestamp($2)",
+                buy_scope(sku),
+                since,
+            )
+            units = await conn.fetch(
+                "SELECT buyer_id, deal_id, sum(quantity)::bigint AS units FROM ("
+                "  SELECT o.buyer_id, l.deal_id, l.quantity FROM order_lines l "
+                "  JOIN orders o ON o.id = l.order_id "
+                "  WHERE l.sku = $1 AND l.reservation_id IS NULL AND o.status <> 'cancelled' "
+                "  UNION ALL SELECT buyer_id, deal_id, quantity FROM sku_reservations "
+                "  WHERE sku = $1 AND status = 'committed'"
+                ") bought GROUP BY buyer_id, deal_id",
+                sku,
+            )
+        stored = Stored(state=state)
+        for h in holds:
+            hold = Reservation(
+                h["id"], h["buyer_id"], h["quantity"], h["expires_at"],
+                price_minor=h["price_minor"], deal_id=h["deal_id"], key=h["idem_key"],
+                ttl=h["ttl"], room_id=h["room_id"],
+            )  # fmt: skip
+            if h["status"] == "held":
+                stored.holds.append(hold)
+            fingerprint = reserve_fingerprint(hold.quantity, hold.ttl, hold.room_id)
+            stored.answers.append(
+                (hold.buyer_id, hold.key, fingerprint, hold.answer(), h["created_at"])
+            )
+        for o in orders:
+            order = OrderPlaced(
+                order_id=o["id"], buyer_id=o["buyer_id"], key=o["idem_key"], sku=sku,
+                product_id=o["product_id"], quantity=o["quantity"], price_minor=o["price_minor"],
+                currency=o["currency"].strip(), deal_id=o["deal_id"], room_id=o["room_id"],
+                at=o["created_at"],
+            )  # fmt: skip
+            fingerprint = buy_fingerprint(order.quantity, order.room_id)
+            stored.answers.append(
+                (order.buyer_id, order.key, fingerprint, order.answer(), order.at)
+            )
+        deal_id = deal["deal_id"] if deal else None
+        for u in units:
+            buyer, count = u["buyer_id"], int(u["units"])
+            stored.bought[buyer] = stored.bought.get(buyer, 0) + count
+            if deal_id is not None and u["deal_id"] == deal_id:
+                stored.deal_bought[buyer] = stored.deal_bought.get(buyer, 0) + count
+        return stored
+
+    async def save(self, row: dict[str, object], changes: Changes) -> None:
+        """One batch of decisions, all or nothing."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self._save(conn, row, changes)
+
+    @staticmethod
+    async def _save(conn: asyncpg.Connection, row: dict[str, object], changes: Changes) -> None:
+        sku = row["sku"]
+        await conn.execute(
+            "UPDATE skus SET price_minor = $2, on_hand = $3, reserved = $4, sold = $5, "
+            "limit_per_buyer = $6, deal = $7, deal_sold = $8, next_seq = $9, updated_at = now() "
+            "WHERE id = $1",
+            sku, row["price_minor"], row["on_hand"], row["reserved"], row["sold"],
+            row["limit_per_buyer"], row["deal"], row["deal_sold"], row["next_seq"],
+        )  # fmt: skip
+        if changes.ledger:
+            ledger = changes.ledger
+            await conn.execute(
+                "INSERT INTO inventory_ledger (sku, kind, on_hand_delta, reserved_delta, "
+                "sold_delta, ref, at) SELECT $1, k, o, r, s, ref, to_timestamp(at) "
+                "FROM unnest($2::text[], $3::bigint[], $4::bigint[], $5::bigint[], $6::text[], "
+                "$7::float8[]) AS u(k, o, r, s, ref, at)",
+                sku,
+                [e.kind for e in ledger],
+                [e.on_hand for e in ledger],
+                [e.reserved for e in ledger],
+                [e.sold for e in ledger],
+                [e.ref for e in ledger],
+                [e.at for e in ledger],
+            )
+        if changes.orders:
+            orders = changes.orders
+            await conn.execute(
+                "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, total_minor, "
+                "room_id, idem_scope, idem_key, created_at) "
+                "SELECT id, b, $1, t, t, r, $2, k, to_timestamp(at) FROM unnest($3::text[], "
+                "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::float8[]) "
+                "AS u(id, b, t, r, k, at)",
+                orders[0].currency,
+                buy_scope(str(sku)),
+                [o.order_id for o in orders],
+                [o.buyer_id for o in orders],
+                [o.total_minor for o in orders],
+                [o.room_id for o in orders],
+                [o.key for o in orders],
+                [o.at for o in orders],
+            )
+            await conn.execute(
+                "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, "
+                "price_minor, deal_id) SELECT id, 1, $1, $2, q, p, d FROM unnest($3::text[], "
+                "$4::integer[], $5::bigint[], $6::text[]) AS u(id, q, p, d)",
+                sku,
+                orders[0].product_id,
+                [o.order_id for o in orders],
+                [o.quantity for o in orders],
+                [o.price_minor for o in orders],
+                [o.deal_id for o in orders],
+            )
+        if changes.holds:
+            holds = changes.holds
+            await conn.execute(
+                "INSERT INTO sku_reservations (id, sku, buyer_id, idem_key, quantity, ttl, "
+                "price_minor, deal_id, room_id, created_at, expires_at) "
+                "SELECT id, $1, b, k, q, ttl, p, d, r, to_timestamp(e - ttl), to_timestamp(e) "
+                "FROM unnest($2::text[], $3::text[], $4::text[], $5::integer[], $6::float8[], "
+                "$7::bigint[], $8::text[], $9::text[], $10::float8[]) "
+                "AS u(id, b, k, q, ttl, p, d, r, e)",
+                sku,
+                [h.rid for h in holds],
+                [h.buyer_id for h in holds],
+                [h.key for h in holds],
+                [h.quantity for h in holds],
+                [h.ttl for h in holds],
+                [h.price_minor for h in holds],
+                [h.deal_id for h in holds],
+                [h.room_id for h in holds],
+                [h.expires_at for h in holds],
+            )
+        if changes.closed:
+            closed = changes.closed
+            await conn.execute(
+                "UPDATE sku_reservations r SET status = u.s, order_id = u.o, "
+                "closed_at = to_timestamp(u.at) FROM unnest($1::text[], $2::text[], $3::text[], "
+                "$4::float8[]) AS u(id, s, o, at) WHERE r.id = u.id",
+                [c.rid for c in closed],
+                [c.status for c in closed],
+                [c.order_id for c in closed],
+                [c.at for c in closed],
+            )
+
+    # -- rooms that pin the SKU's product -----------------------------------------------------
+
+    async def watchers(self, sku: str) -> list[str]:
+        rows = await self.pool.fetch("SELECT room_id FROM sku_watchers WHERE sku = $1", sku)
+        return [r["room_id"] for r in rows]
+
+    async def watch(self, sku: str, room_id: str) -> None:
+        await self.pool.execute(
+            "INSERT INTO sku_watchers (sku, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+            sku,
+            room_id,
+        )
+
+    async def unwatch(self, sku: str, room_id: str) -> None:
+        await self.pool.execute(
+            "DELETE FROM sku_watchers WHERE sku = $1 AND room_id = $2", sku, room_id
+        )
