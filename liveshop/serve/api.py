@@ -342,6 +342,14 @@ class Api:
         """Committed counts, price, the flash deal and the rooms it is pushed to."""
         return await self.skus.view(sku)
 
+    @app.get("/skus/{sku}/audit")
+    async def audit_sku(
+        self, sku: RoomId, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Check the SKU's books in PostgreSQL; ``problems`` is empty when they are sound."""
+        self._service(authorization)
+        return await self.sku_store.audit(sku)
+
     @app.post("/skus/{sku}/restock")
     async def restock(
         self, sku: RoomId, body: RestockIn, authorization: Annotated[str | None, Header()] = None

@@ -9,6 +9,8 @@ buyer's idempotency key is on at most one order per SKU (a unique constraint);
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 
 from liveshop.commerce.inventory import (
@@ -21,7 +23,7 @@ from liveshop.commerce.inventory import (
     reserve_fingerprint,
 )
 from liveshop.commerce.product import Product
-from liveshop.errors import Conflict, NotFound
+from liveshop.errors import Conflict, NotFound, SkuNotFound
 
 
 def buy_scope(sku: str) -> str:
@@ -247,6 +249,71 @@ class SkuStore:
                 [c.order_id for c in closed],
                 [c.at for c in closed],
             )
+
+    async def audit(self, sku: str) -> dict[str, Any]:
+        """Check a SKU's books (after an incident, or a drill): the ledger explains the row,
+        nothing is below zero, stock taken in is on hand or sold, every unit sold is on an
+        order line or a committed hold, no buyer's key is on two orders. ``problems`` lists
+        what does not hold; empty means the books are sound."""
+        async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
+            row = await conn.fetchrow("SELECT on_hand, reserved, sold FROM skus WHERE id = $1", sku)
+            if row is None:
+                raise SkuNotFound(f"no SKU {sku!r}")
+            ledger = await conn.fetchrow(
+                "SELECT coalesce(sum(on_hand_delta), 0)::bigint AS on_hand, "
+                "coalesce(sum(reserved_delta), 0)::bigint AS reserved, "
+                "coalesce(sum(sold_delta), 0)::bigint AS sold, "
+                "coalesce(sum(on_hand_delta) FILTER (WHERE kind IN ('restock', 'adjust')), 0)"
+                "::bigint AS stock_in FROM inventory_ledger WHERE sku = $1",
+                sku,
+            )
+            on_orders = await conn.fetchval(
+                "SELECT coalesce(sum(l.quantity), 0)::bigint FROM order_lines l "
+                "JOIN orders o ON o.id = l.order_id "
+                "WHERE l.sku = $1 AND l.reservation_id IS NULL AND o.status <> 'cancelled'",
+                sku,
+            )
+            committed = await conn.fetchval(
+                "SELECT coalesce(sum(quantity), 0)::bigint FROM sku_reservations "
+                "WHERE sku = $1 AND status = 'committed'",
+                sku,
+            )
+            held = await conn.fetchval(
+                "SELECT coalesce(sum(quantity), 0)::bigint FROM sku_reservations "
+                "WHERE sku = $1 AND status = 'held'",
+                sku,
+            )
+            doubled = await conn.fetchval(
+                "SELECT count(*) FROM (SELECT 1 FROM orders WHERE idem_scope = $1 "
+                "GROUP BY buyer_id, idem_key HAVING count(*) > 1) d",
+                buy_scope(sku),
+            )
+        counts = dict(row)
+        available = counts["on_hand"] - counts["reserved"]
+        problems: list[str] = []
+        if {k: ledger[k] for k in counts} != counts:
+            problems.append(f"the ledger sums to {dict(ledger)}, the SKU says {counts}")
+        if min(available, *counts.values()) < 0:
+            problems.append(f"stock below zero: {counts}")
+        if counts["sold"] + available + counts["reserved"] != ledger["stock_in"]:
+            problems.append(f"sold + available + reserved != {ledger['stock_in']} units taken in")
+        if on_orders + committed != counts["sold"]:
+            problems.append(
+                f"{on_orders} units on orders + {committed} committed holds "
+                f"!= {counts['sold']} sold"
+            )
+        if held != counts["reserved"]:
+            problems.append(f"{held} units in open holds != {counts['reserved']} reserved")
+        if doubled:
+            problems.append(f"{doubled} idempotency keys on two orders")
+        return {
+            "sku": sku,
+            **counts,
+            "available": available,
+            "stock_in": ledger["stock_in"],
+            "on_orders": on_orders,
+            "problems": problems,
+        }
 
     # -- rooms that pin the SKU's product -----------------------------------------------------
 

@@ -75,6 +75,12 @@ async def test_the_ledger_and_orders_explain_the_counts(pool: asyncpg.Pool) -> N
     assert [(o["status"], o["total_minor"], o["room_id"]) for o in orders] == [
         ("pending", 2500, "show")
     ] * 3
+    audit = await store.audit("p1")
+    assert (audit["problems"], audit["stock_in"], audit["on_orders"]) == ([], 9, 3)
+    # Books that do not add up are reported, not hidden.
+    await pool.execute("UPDATE skus SET on_hand = on_hand + 1 WHERE id = 'p1'")
+    problems = (await store.audit("p1"))["problems"]
+    assert any("ledger" in p for p in problems) and any("taken in" in p for p in problems)
 
 
 async def test_a_failed_batch_writes_nothing(pool: asyncpg.Pool) -> None:

@@ -13,6 +13,7 @@ from liveshop.rooms.commands import (
     Pin,
     React,
     ReportViewers,
+    StockChanged,
     SystemMessage,
     Unpin,
 )
@@ -35,6 +36,31 @@ KETTLE = Product("sku-kettle", "Kettle", 5400, "USD", None)
 
 def new_room() -> Room:
     return Room(RoomInfo("r1", "Room one"), epoch="e1")
+
+
+def test_the_pinned_products_stock_counter_is_published_and_deals_are_events() -> None:
+    room = new_room()
+    view = {"sku": "k1", "product_id": KETTLE.product_id, "available": 5, "deal": None}
+    assert room.apply(StockChanged(view), T0) == {"watching": False}  # nothing pinned
+    room.apply(Pin(HOST, KETTLE), T0)
+    room.drain(T0)
+    assert room.apply(StockChanged(view), T0) == {"watching": True}
+    assert room.drain(T0).state["stock"] == {"k1": view}
+    room.apply(StockChanged(view), T0)
+    assert "stock" not in room.drain(T0).state  # unchanged: not published again
+    deal = {"deal_id": "d1", "phase": "live", "ends_at": T0 + 60}
+    room.apply(StockChanged({**view, "available": 4, "deal": deal}), T0 + 1)
+    tick = room.drain(T0 + 1)
+    assert [e.kind for e in tick.events] == ["deal_started"]
+    assert tick.state["stock"]["k1"]["available"] == 4
+    room.apply(StockChanged({**view, "deal": {**deal, "phase": "ended"}}), T0 + 2)
+    assert [e.kind for e in room.drain(T0 + 2).events] == ["deal_ended"]
+    assert room.snapshot(T0 + 2)["stock"]["k1"]["deal"]["phase"] == "ended"
+    other = {**view, "product_id": "another"}
+    assert room.apply(StockChanged(other), T0 + 3) == {"watching": False}
+    room.apply(Unpin(HOST), T0 + 3)
+    assert room.drain(T0 + 3).state["stock"] == {}
+    assert room.snapshot(T0 + 3)["stock"] == {}
 
 
 def test_chat_gets_increasing_offsets_and_is_published_once() -> None:

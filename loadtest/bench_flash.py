@@ -1,0 +1,307 @@
+"""Hot-SKU flash sale: N buyers race for U units of one SKU.
+
+liveshop: every buyer sends buys through ``SkuClient`` (the gateway's own path: buys gathered
+per SKU for a few milliseconds, one actor call per batch) to the SKU actor, which decides each
+batch in memory and commits all the decisions waiting in one PostgreSQL transaction (group
+commit) before answering. Baseline, same run, same tables: one actor call per purchase, and
+one transaction per purchase (the conditional stock update, the order, its line and the
+ledger row). Both sell every unit; a decision is durable before its buyer hears of it.
+
+``--kill K`` runs the kill drill instead: the SKU actor is killed K times at random moments
+during the sale; buyers retry with the same idempotency key, as clients do. Afterwards the
+database must show: sold + available + reserved == initial, every acknowledged purchase with
+its order row, no idempotency key on two orders, no stock below zero.
+
+    .venv/bin/python loadtest/bench_flash.py                  # 10,000 buyers, 50,000 units
+    .venv/bin/python loadtest/bench_flash.py --kill 20        # the kill drill
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import math
+import random
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import ray
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from bench_fanout import LiveshopUnderTest, add_service_args  # a sibling script
+
+PRODUCT = "flash-product"
+
+
+@dataclass
+class Sale:
+    name: str
+    units: int
+    buyers: int
+    sold: int = 0
+    refused: int = 0
+    retries: int = 0
+    elapsed: float = 0.0
+    #: (buyer, key) -> order id of every acknowledged purchase.
+    acknowledged: dict[tuple[str, str], str] = field(default_factory=dict)
+
+    @property
+    def rate(self) -> float:
+        return self.sold / self.elapsed if self.elapsed else 0.0
+
+    def line(self) -> str:
+        return (
+            f"{self.name}: {self.sold}/{self.units} units to {self.buyers} buyers in "
+            f"{self.elapsed:.2f} s = {self.rate:.0f} durable decisions/s "
+            f"({self.refused} refused sold out, {self.retries} retried)"
+        )
+
+
+# -- the baseline: one actor call and one transaction per purchase ---------------------------
+
+
+class OneByOneSku:
+    """The naive SKU service: each purchase is its own call and its own transaction."""
+
+    async def __init__(self, database_url: str, sku: str) -> None:  # type: ignore[misc]
+        self.sku = sku
+        self.pool = await asyncpg.create_pool(database_url, min_size=8, max_size=8)
+        self.seq = 0
+
+    async def buy(self, buyer: str, key: str, quantity: int) -> dict[str, Any] | None:
+        self.seq += 1
+        order_id = f"{self.sku}/o{self.seq}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE skus SET on_hand = on_hand - $2, sold = sold + $2, updated_at = now() "
+                "WHERE id = $1 AND on_hand - reserved >= $2 RETURNING price_minor, currency",
+                self.sku,
+                quantity,
+            )
+            if row is None:
+                return None
+            total = row["price_minor"] * quantity
+            await conn.execute(
+                "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, total_minor, "
+                "idem_scope, idem_key, created_at) VALUES ($1, $2, $3, $4, $4, $5, $6, now())",
+                order_id, buyer, row["currency"], total, "sku:" + self.sku, key,
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, price_minor) "
+                "VALUES ($1, 1, $2, $3, $4, $5)",
+                order_id, self.sku, PRODUCT, quantity, row["price_minor"],
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO inventory_ledger (sku, kind, on_hand_delta, reserved_delta, "
+                "sold_delta, ref, at) VALUES ($1, 'buy', $2, 0, $3, $4, now())",
+                self.sku, -quantity, quantity, order_id,
+            )  # fmt: skip
+        return {"order": order_id}
+
+
+async def baseline_sale(database_url: str, sku: str, units: int, buyers: int) -> Sale:
+    actor = (
+        ray.remote(OneByOneSku).options(max_concurrency=1000, num_cpus=0).remote(database_url, sku)  # type: ignore[attr-defined]
+    )
+    sale = Sale("baseline (1 call + 1 transaction per purchase)", units, buyers)
+
+    async def buyer(b: int) -> None:
+        n = 0
+        while True:
+            n += 1
+            answer = await actor.buy.remote(f"buyer-{b}", f"k{n}", 1)
+            if answer is None:
+                sale.refused += 1
+                return
+            sale.sold += 1
+
+    await actor.__ray_ready__.remote()
+    started = time.monotonic()
+    await asyncio.gather(*(buyer(b) for b in range(buyers)))
+    sale.elapsed = time.monotonic() - started
+    ray.kill(actor)
+    return sale
+
+
+# -- liveshop --------------------------------------------------------------------------------
+
+
+async def liveshop_sale(
+    settings: Any, sku: str, units: int, buyers: int, kills: int = 0
+) -> tuple[Sale, int]:
+    from liveshop.actors import wiring
+    from liveshop.commerce.inventory import Buy
+    from liveshop.errors import OutOfStock, Unavailable
+    from liveshop.serve.sku_client import SkuClient
+    from liveshop.storage.pool import create_pool
+    from liveshop.storage.skus import SkuStore
+
+    pool = await create_pool(settings.database_url)
+    client = SkuClient(settings, SkuStore(pool))
+    name = "liveshop (batched calls, group commit)" + (f", {kills} kills" if kills else "")
+    sale = Sale(name, units, buyers)
+    await client.view(sku)  # the actor is up and loaded
+    done = asyncio.Event()
+
+    async def buyer(b: int) -> None:
+        me, n = f"buyer-{b}", 0
+        while True:
+            n += 1
+            key = f"k{n}"
+            while True:  # a client retries an unanswered buy with the same key
+                try:
+                    answer = await client.send(sku, Buy(me, 1, key, "flash-room"))
+                    break
+                except Unavailable:
+                    sale.retries += 1
+                    await asyncio.sleep(0.05 + random.random() * 0.1)
+                except OutOfStock:
+                    sale.refused += 1
+                    return
+            sale.acknowledged[(me, key)] = answer["order"]
+            sale.sold += 1
+
+    async def killer() -> int:
+        killed = 0
+        while killed < kills and not done.is_set():
+            await asyncio.sleep(random.uniform(0.3, 1.5))  # a random moment of the sale
+            if done.is_set():
+                break
+            handle = await asyncio.to_thread(wiring.get_sku_actor, sku)
+            if handle is None:
+                continue
+            ray.kill(handle, no_restart=False)
+            killed += 1
+        return killed
+
+    started = time.monotonic()
+    kill_task = asyncio.ensure_future(killer())
+    await asyncio.gather(*(buyer(b) for b in range(buyers)))
+    sale.elapsed = time.monotonic() - started
+    done.set()
+    killed = await kill_task
+    await client.close()
+    await pool.close()
+    return sale, killed
+
+
+async def check_drill(database_url: str, sku: str, initial: int, sale: Sale) -> list[str]:
+    """What must hold after the drill; returns the violations (empty: it held)."""
+    from liveshop.storage.skus import SkuStore, buy_scope
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        audit = await SkuStore(pool).audit(sku)  # ledger, zero floor, orders, doubled keys
+        problems: list[str] = list(audit["problems"])
+        if audit["stock_in"] != initial:
+            problems.append(f"{audit['stock_in']} units taken in, not {initial}")
+        orders = await pool.fetch(
+            "SELECT id, buyer_id, idem_key FROM orders WHERE idem_scope = $1", buy_scope(sku)
+        )
+    finally:
+        await pool.close()
+    by_key = {(o["buyer_id"], o["idem_key"]): o["id"] for o in orders}
+    missing = [k for k, oid in sale.acknowledged.items() if by_key.get(k) != oid]
+    if missing:
+        problems.append(f"{len(missing)} acknowledged purchases without their order row")
+    if len(orders) != len(sale.acknowledged):
+        problems.append(f"{len(orders)} orders, {len(sale.acknowledged)} acknowledged purchases")
+    return problems
+
+
+async def create_skus(database_url: str, units: int, skus: list[str]) -> None:
+    from liveshop import clock
+    from liveshop.commerce.product import Product
+    from liveshop.storage.products import ProductStore
+    from liveshop.storage.skus import SkuStore
+
+    pool = await asyncpg.create_pool(database_url, min_size=1, max_size=2)
+    try:
+        product = await ProductStore(pool).create(
+            Product(PRODUCT, "Flash sneaker", 4999, "USD"), upsert=True
+        )
+        for sku in skus:
+            await SkuStore(pool).create(
+                sku, product, on_hand=units, limit_per_buyer=None, now=clock.now()
+            )
+    finally:
+        await pool.close()
+
+
+def run(args: argparse.Namespace) -> int:
+    data_dir = Path(tempfile.mkdtemp(prefix="liveshop-bench-"))
+    liveshop = LiveshopUnderTest(data_dir, args)
+    try:
+        print(f"flash: {args.buyers} buyers, {args.units} units, one SKU", flush=True)
+        liveshop.start()
+        settings = liveshop.stack.settings
+        suffix = f"{int(time.time())}"
+        if args.kill:
+            sku = f"drill-{suffix}"
+            asyncio.run(create_skus(settings.database_url, args.units, [sku]))
+            sale, killed = asyncio.run(
+                liveshop_sale(settings, sku, args.units, args.buyers, kills=args.kill)
+            )
+            print(sale.line(), flush=True)
+            problems = asyncio.run(check_drill(settings.database_url, sku, args.units, sale))
+            for problem in problems:
+                print(f"  VIOLATION: {problem}", flush=True)
+            verdict = "held" if not problems else f"FAILED ({len(problems)} violations)"
+            print(
+                f"kill drill N={args.buyers} units={args.units}: {killed} kills, "
+                f"{sale.sold} sold, {len(sale.acknowledged)} acknowledged, "
+                f"{sale.retries} retries; invariants {verdict}",
+                flush=True,
+            )
+            return 0 if not problems else 1
+        ours_sku, base_sku = f"flash-{suffix}", f"baseline-{suffix}"
+        asyncio.run(create_skus(settings.database_url, args.units, [ours_sku, base_sku]))
+        base = asyncio.run(baseline_sale(settings.database_url, base_sku, args.units, args.buyers))
+        print(base.line(), flush=True)
+        ours, _ = asyncio.run(liveshop_sale(settings, ours_sku, args.units, args.buyers))
+        print(ours.line(), flush=True)
+    except KeyboardInterrupt:
+        print("interrupted; stopping", flush=True)
+        return 130
+    finally:
+        try:
+            liveshop.stop()
+        finally:
+            shutil.rmtree(data_dir, ignore_errors=True)
+    ratio = ours.rate / base.rate if base.rate else math.nan
+    print(
+        f"flash N={args.buyers} units={args.units}: liveshop {ours.rate:.0f} decisions/s, "
+        f"baseline {base.rate:.0f} decisions/s, ratio {ratio:.1f}",
+        flush=True,
+    )
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--buyers", "-n", type=int, default=10_000, help="buyers (N)")
+    parser.add_argument("--units", "-u", type=int, default=50_000, help="units on sale (U)")
+    parser.add_argument(
+        "--kill", type=int, default=0, help="run the kill drill: kill the SKU actor K times"
+    )
+    add_service_args(parser)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.buyers < 1 or args.units < 1 or args.kill < 0:
+        sys.exit("--buyers and --units must be >= 1, --kill >= 0")
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

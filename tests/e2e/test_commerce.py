@@ -1,0 +1,253 @@
+"""Buying inside the stream, over real sockets and HTTP: the pinned product's stock counter
+reaches every viewer, buys are idempotent and survive a SKU actor kill, deals are pushed."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from collections.abc import Callable
+from typing import Any
+
+import asyncpg
+import ray
+
+from liveshop.actors import wiring
+from liveshop.actors.wiring import sku_actor_name
+from liveshop.commerce.inventory import Buy
+from liveshop.config import NAMESPACE
+from liveshop.errors import OutOfStock, Unavailable
+from liveshop.serve.sku_client import SkuClient
+from liveshop.storage.pool import create_pool
+from liveshop.storage.skus import SkuStore, buy_scope
+from tests.e2e.client import Client
+from tests.e2e.conftest import Running
+
+
+def _stock(client: Client, sku: str) -> dict[str, Any] | None:
+    """The latest counter of ``sku`` this client was pushed."""
+    for push in reversed(client.pushes):
+        stock = push.get("state", {}).get("stock")
+        if stock is not None:
+            return stock.get(sku)  # type: ignore[no-any-return]
+    return None
+
+
+async def _sees(client: Client, sku: str, **expected: Any) -> dict[str, Any]:
+    def match() -> dict[str, Any] | None:
+        view = _stock(client, sku)
+        if view and all(view.get(k) == v for k, v in expected.items()):
+            return view
+        return None
+
+    view: dict[str, Any] = await client.wait_for(match)
+    return view
+
+
+async def test_viewers_buy_the_pinned_product_and_everyone_sees_the_counter(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room, sku = new_id("shop"), new_id("sku")
+    async with running.http() as http:
+        assert (await http.post("/rooms", json={"id": room, "title": "Drop"})).status_code == 201
+        product = {"id": sku, "title": "Sneaker", "price_minor": 12000, "currency": "USD"}
+        assert (await http.post("/products", json=product)).status_code == 201
+        created = await http.post(
+            "/skus", json={"id": sku, "product_id": sku, "on_hand": 3, "limit_per_buyer": 2}
+        )
+        assert created.status_code == 201, created.text
+        assert created.json()["available"] == 3
+    url = running.settings.ws_url
+    host = await Client.open(url, running.token("host", {room: ["host"]}))
+    ann = await Client.open(url, running.token("ann", {room: ["viewer"]}))
+    bob = await Client.open(url, running.token("bob", {room: ["viewer"]}), binary=True)
+    try:
+        for client in (host, ann, bob):
+            await client.result("subscribe", room=room)
+        await host.result("pin_product", room=room, product_id=sku)
+        for client in (host, ann, bob):
+            await _sees(client, sku, available=3, sold=0, price_minor=12000)
+
+        first = await ann.result("buy", room=room, sku=sku, quantity=1, key="ann-1")
+        assert (first["quantity"], first["total_minor"], first["currency"]) == (1, 12000, "USD")
+        for client in (host, ann, bob):
+            await _sees(client, sku, available=2, sold=1)
+        # A retry gets the stored answer; the same key for another request is refused.
+        again = await ann.result("buy", room=room, sku=sku, quantity=1, key="ann-1")
+        assert again == {**first, "replayed": True}
+        mismatch = await ann.request("buy", room=room, sku=sku, quantity=2, key="ann-1")
+        assert mismatch["error"]["code"] == "idempotency_mismatch"
+        await bob.result("buy", room=room, sku=sku, quantity=2, key="bob-1")
+        sold_out = await ann.request("buy", room=room, sku=sku, quantity=1, key="ann-2")
+        assert sold_out["error"]["code"] == "out_of_stock"
+        assert sold_out["error"]["details"] == {"available": 0}
+        over = await bob.request("buy", room=room, sku=sku, quantity=1, key="bob-2")
+        assert over["error"]["code"] in ("out_of_stock", "limit_exceeded")
+
+        async with running.http() as http:
+            restocked = await http.post(f"/skus/{sku}/restock", json={"quantity": 10, "ref": "d1"})
+            assert restocked.json()["available"] == 10, restocked.text
+            stale = await http.post(
+                f"/skus/{sku}/adjust", json={"expected": 3, "on_hand": 0, "ref": "count"}
+            )
+            assert stale.status_code == 409 and stale.json()["error"]["code"] == "stale_quantity"
+        await _sees(bob, sku, available=10, sold=3)
+
+        # A flash deal: only hosts run it; everyone is told it started, with its clock.
+        refused = await bob.request(
+            "start_deal", room=room, sku=sku, price_minor=5000, duration=60, quantity=2
+        )
+        assert refused["error"]["code"] == "forbidden"
+        deal = await host.result(
+            "start_deal", room=room, sku=sku, price_minor=5000, duration=60, quantity=2,
+            limit_per_buyer=1,
+        )  # fmt: skip
+        assert deal["deal"]["phase"] == "live"
+        for client in (ann, bob):
+            started = await client.wait_event("deal_started", sku=sku)
+            assert started["deal"]["price_minor"] == 5000
+        limited = await ann.request("buy", room=room, sku=sku, quantity=2, key="ann-3")
+        assert limited["error"]["code"] in ("limit_exceeded",)
+        cheap = await ann.result("buy", room=room, sku=sku, quantity=1, key="ann-4")
+        assert cheap["price_minor"] == 5000 and cheap["deal_id"] == deal["deal"]["deal_id"]
+        await _sees(bob, sku, available=9)
+
+        # Killed mid-show, the SKU comes back from PostgreSQL: the retry gets the same order.
+        ray.kill(ray.get_actor(sku_actor_name(sku), namespace=NAMESPACE), no_restart=False)
+        for _attempt in range(50):
+            retry = await ann.request("buy", room=room, sku=sku, quantity=1, key="ann-4")
+            if "result" in retry:
+                break
+            assert retry["error"]["code"] == "unavailable", retry
+            await asyncio.sleep(0.2)
+        assert retry["result"] == {**cheap, "replayed": True}
+        await host.result("end_deal", room=room, sku=sku)
+        for client in (ann, bob):
+            await client.wait_event("deal_ended", sku=sku)
+
+        # The same operations over HTTP for a user's own token.
+        async with running.http() as http:
+            token = running.token("cat", {room: ["viewer"]})
+            as_cat = {"Authorization": f"Bearer {token}"}
+            bought = await http.post(
+                f"/rooms/{room}/commerce/buy", json={"sku": sku, "key": "c1"}, headers=as_cat
+            )
+            assert bought.status_code == 200 and bought.json()["price_minor"] == 12000
+            missing = await http.post(
+                f"/rooms/{room}/commerce/buy", json={"sku": "nope", "key": "c2"}, headers=as_cat
+            )
+            assert missing.status_code == 404
+            assert missing.json()["error"]["code"] == "sku_not_found"
+            bad = await http.post(
+                f"/rooms/{room}/commerce/buy",
+                json={"sku": sku, "key": "c3", "quantity": 0},
+                headers=as_cat,
+            )
+            assert bad.status_code == 422
+            view = (await http.get(f"/skus/{sku}")).json()
+            assert (view["sold"], view["available"], view["watchers"]) == (5, 8, [room])
+        # Every acknowledged buy has its order row.
+        assert running.settings.database_url
+        conn = await asyncpg.connect(running.settings.database_url)
+        try:
+            rows = await conn.fetch(
+                "SELECT o.buyer_id, l.quantity FROM orders o JOIN order_lines l "
+                "ON l.order_id = o.id WHERE l.sku = $1 ORDER BY o.created_at",
+                sku,
+            )
+        finally:
+            await conn.close()
+        assert [(r["buyer_id"], r["quantity"]) for r in rows] == [
+            ("ann", 1), ("bob", 2), ("ann", 1), ("cat", 1),
+        ]  # fmt: skip
+    finally:
+        for client in (host, ann, bob):
+            await client.close()
+
+
+async def test_holds_are_released_and_commerce_ops_need_a_role(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room, sku = new_id("hold"), new_id("sku")
+    async with running.http() as http:
+        await http.post("/rooms", json={"id": room, "title": "Holds"})
+        product = {"id": sku, "title": "Lamp", "price_minor": 4500, "currency": "EUR"}
+        await http.post("/products", json=product)
+        await http.post("/skus", json={"id": sku, "product_id": sku, "on_hand": 2})
+    url = running.settings.ws_url
+    ann = await Client.open(url, running.token("ann", {room: ["viewer"]}))
+    eve = await Client.open(url, running.token("eve", {"elsewhere": ["viewer"]}))
+    try:
+        hold = await ann.result("reserve", room=room, sku=sku, quantity=2, key="h1", ttl=120)
+        assert hold["price_minor"] == 4500
+        assert (await ann.result("stock", room=room, sku=sku))["available"] == 0
+        no_role = await eve.request("buy", room=room, sku=sku, key="e1")
+        assert no_role["error"]["code"] == "forbidden"
+        not_hers = await eve.request(
+            "release", room="elsewhere", sku=sku, reservation=hold["reservation"]
+        )
+        assert not_hers["error"]["code"] == "reservation_not_found"
+        await ann.result("release", room=room, sku=sku, reservation=hold["reservation"])
+        assert (await ann.result("stock", room=room, sku=sku))["available"] == 2
+        unknown = await ann.request("buy", room=room, sku=sku, key="x" * 65)
+        assert unknown["error"]["code"] == "invalid_request"
+    finally:
+        for client in (ann, eve):
+            await client.close()
+
+
+async def test_killing_the_sku_actor_during_a_sale_loses_nothing(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    """The kill drill in small (loadtest/bench_flash.py --kill runs it at full size)."""
+    sku = new_id("drill")
+    async with running.http() as http:
+        product = {"id": sku, "title": "Drill", "price_minor": 100, "currency": "USD"}
+        await http.post("/products", json=product)
+        await http.post("/skus", json={"id": sku, "product_id": sku, "on_hand": 400})
+    settings = running.settings
+    assert settings.database_url
+    pool = await create_pool(settings.database_url)
+    client = SkuClient(settings, SkuStore(pool))
+    acknowledged: dict[tuple[str, str], str] = {}
+    done = asyncio.Event()
+
+    async def buyer(b: int) -> None:
+        for n in range(10_000):
+            key = f"k{n}"
+            while True:  # an unanswered buy is retried with the same key
+                try:
+                    answer = await client.send(sku, Buy(f"b{b}", 1, key, "drill-room"))
+                    break
+                except Unavailable:
+                    await asyncio.sleep(0.05)
+                except OutOfStock:
+                    return
+            acknowledged[(f"b{b}", key)] = answer["order"]
+            await asyncio.sleep(random.uniform(0.02, 0.2))  # buyers pace themselves
+
+    async def killer() -> int:
+        kills = 0
+        while kills < 3 and not done.is_set():
+            await asyncio.sleep(random.uniform(0.2, 0.5))
+            handle = await asyncio.to_thread(wiring.get_sku_actor, sku)
+            if handle is not None and not done.is_set():
+                ray.kill(handle, no_restart=False)
+                kills += 1
+        return kills
+
+    try:
+        kills = asyncio.ensure_future(killer())
+        await asyncio.gather(*(buyer(b) for b in range(60)))
+        done.set()
+        assert await kills == 3
+        audit = await SkuStore(pool).audit(sku)
+        orders = await pool.fetch(
+            "SELECT id, buyer_id, idem_key FROM orders WHERE idem_scope = $1", buy_scope(sku)
+        )
+    finally:
+        await client.close()
+        await pool.close()
+    assert audit["problems"] == [] and audit["sold"] == 400 and audit["stock_in"] == 400
+    assert {(o["buyer_id"], o["idem_key"]): o["id"] for o in orders} == acknowledged
+    async with running.http() as http:
+        assert (await http.get(f"/skus/{sku}/audit")).json()["problems"] == []
