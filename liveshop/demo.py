@@ -1,9 +1,10 @@
-"""Demo data for `liveshop up --demo`: a channel, a live room, a few products, a pin."""
+"""Demo data for `liveshop up --demo`: a channel, a live room, a few products with stock."""
 
 from __future__ import annotations
 
 import contextlib
 
+from liveshop import clock
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict
 from liveshop.rooms.gift import Gift
@@ -11,6 +12,7 @@ from liveshop.rooms.room import RoomInfo
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
+from liveshop.storage.skus import SkuStore
 from liveshop.storage.wallets import WalletStore
 
 CHANNEL_ID = "deals"
@@ -18,6 +20,7 @@ ROOM_ID = "demo"
 #: Viewers seeded with coins; `liveshop up --demo` prints a token for the first.
 VIEWERS = ("viewer-1", "viewer-2", "viewer-3")
 HOST_ID = "demo-host"
+DEMO_STOCK = 100
 GIFTS = [Gift("rose", "Rose", 1), Gift("heart", "Heart", 10), Gift("rocket", "Rocket", 500)]
 PRODUCTS = [
     Product("sku-headphones", "Noise-cancelling headphones", 12999, "USD",
@@ -40,8 +43,15 @@ async def seed(database_url: str) -> None:
                 epoch="demo-1",
             )
         products = ProductStore(pool)
+        skus = SkuStore(pool)
         for product in PRODUCTS:
             await products.create(product, upsert=True)
+            # One SKU per demo product, id = product id, so a pinned product can be bought.
+            with contextlib.suppress(Conflict):
+                await skus.create(
+                    product.product_id, product, on_hand=DEMO_STOCK, limit_per_buyer=5,
+                    now=clock.now(),
+                )  # fmt: skip
         wallets = WalletStore(pool)
         for gift in GIFTS:
             await wallets.create_gift(gift)

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import psutil
 
+from liveshop import demo
 from liveshop.storage.embedded import free_port
 from tests.e2e.client import Client
 
@@ -83,6 +84,18 @@ def test_up_status_demo_viewer_down(tmp_path: Path) -> None:
             snapshot = await viewer.result("subscribe", room="demo")
             await viewer.result("chat", room="demo", text="hello from the demo")
             await viewer.wait_event("chat", text="hello from the demo")
+            # The pinned product is for sale, and its counter reaches the viewer.
+            bought = await viewer.result("buy", room="demo", sku="sku-headphones", key="t1")
+            assert bought["total_minor"] == 12999
+
+            def counter() -> object:
+                for push in reversed(viewer.pushes):
+                    stock = push.get("state", {}).get("stock")
+                    if stock:
+                        return stock["sku-headphones"]["available"] == demo.DEMO_STOCK - 1
+                return False
+
+            await viewer.wait_for(counter)
             await viewer.close()
             return snapshot
 
