@@ -78,6 +78,14 @@ class Settings:
     socket_send_buffer: int = 64 * 1024
     #: How long a cart hold keeps its units when the request names no ``ttl`` (seconds).
     hold_seconds: float = 600.0
+    #: The payment provider (liveshop.payments.providers.PROVIDERS) and how long a charge may
+    #: take before the payment is left pending for the reconciler (seconds).
+    payment_provider: str = "test"
+    payment_timeout: float = 5.0
+    #: An order still unpaid after this long is cancelled and its units go back (seconds).
+    payment_window: float = 900.0
+    #: How often the API replicas reconcile pending payments and expire unpaid orders.
+    reconcile_interval: float = 5.0
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True

@@ -206,6 +206,31 @@ class SkuNotFound(NotFound):
     code = "sku_not_found"
 
 
+class OrderNotFound(NotFound):
+    code = "order_not_found"
+
+
+class InvalidTransition(Conflict):
+    """The order is not in a status that allows this (e.g. shipping an unpaid order)."""
+
+    code = "invalid_transition"
+
+
+class PaymentDeclined(ClientError):
+    """The payment provider refused the payment method; another one may work."""
+
+    code = "payment_declined"
+    status = 402
+
+
+class PaymentMethodNotFound(NotFound):
+    code = "payment_method_not_found"
+
+
+class PaymentNotFound(NotFound):
+    code = "payment_not_found"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 

@@ -174,8 +174,25 @@ class BuyParams(SkuParams):
     key: str = Field(min_length=1, max_length=64)
 
 
+class BuyNowParams(BuyParams):
+    #: 1-tap: also charge the order with a saved payment method (``method``, else the newest).
+    pay: bool = False
+    method: str | None = Field(default=None, min_length=1, max_length=64)
+
+
 class ReserveParams(BuyParams):
     ttl: float | None = Field(default=None, gt=0, le=86400)
+
+
+class PayParams(RoomParams):
+    order: str = Field(min_length=1, max_length=140)
+    method: str | None = Field(default=None, min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=64)
+
+
+class ConfirmParams(RoomParams):
+    payment: str = Field(min_length=1, max_length=64)
+    code: str = Field(min_length=1, max_length=32)
 
 
 class ReleaseParams(SkuParams):
@@ -227,13 +244,15 @@ ROOM_OPS: dict[str, type[RoomParams]] = {
 }
 
 #: Operations on a SKU, from inside a room: each becomes one SKU command (liveshop/serve/ops.py).
-COMMERCE_OPS: dict[str, type[SkuParams]] = {
-    "buy": BuyParams,
+COMMERCE_OPS: dict[str, type[RoomParams]] = {
+    "buy": BuyNowParams,
     "reserve": ReserveParams,
     "release": ReleaseParams,
     "stock": SkuParams,
     "start_deal": DealParams,
     "end_deal": SkuParams,
+    "pay": PayParams,
+    "confirm_payment": ConfirmParams,
 }
 
 OPS: dict[str, type[_Params]] = {

@@ -76,7 +76,7 @@ class OneByOneSku:
 
     async def buy(self, buyer: str, key: str, quantity: int) -> dict[str, Any] | None:
         self.seq += 1
-        order_id = f"{self.sku}/o{self.seq}"
+        order_id = f"{self.sku}~o{self.seq}"
         async with self.pool.acquire() as conn, conn.transaction():
             row = await conn.fetchrow(
                 "UPDATE skus SET on_hand = on_hand - $2, sold = sold + $2, updated_at = now() "

@@ -24,7 +24,7 @@ import asyncpg
 from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune
-from liveshop.commerce.inventory import Changes, Inventory, SkuCommand
+from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
@@ -35,6 +35,9 @@ log = logging.getLogger(__name__)
 #: The clock loop's longest sleep: hold expiry and deal start/end are seen within this.
 CLOCK_INTERVAL = 0.25
 PRUNE_INTERVAL = 60.0
+#: Stock returns are applied when the canceller pokes the actor, and looked for this often
+#: in case a poke was lost.
+RETURNS_INTERVAL = 30.0
 
 
 class SkuActor:
@@ -57,6 +60,9 @@ class SkuActor:
         self._counts = self.inventory.counts()
         self._rooms: dict[str, Any] = {}
         self._push_due = asyncio.Event()
+        #: Stock returns applied by this incarnation (a return is never applied twice).
+        self._returned: set[str] = set()
+        self._returns_lock = asyncio.Lock()
         self.decisions = 0
         self.commits = 0
         self.batches = 0
@@ -66,6 +72,7 @@ class SkuActor:
             loop.create_task(self._commit_loop()),
             loop.create_task(self._clock_loop()),
             loop.create_task(self._push_loop()),
+            loop.create_task(self.take_returns()),
         ]
         if self.watchers:
             self._push_due.set()
@@ -103,6 +110,25 @@ class SkuActor:
         if inventory.changes or self._committing:
             await self._next_commit()
         return results
+
+    async def take_returns(self) -> int:
+        """Put back the units of cancelled or returned orders owed to this SKU (the
+        canceller pokes; the clock loop also looks now and then); answers once committed."""
+        async with self._returns_lock:
+            if self._stale:
+                await self._reload()
+            due = [r for r in await self.store.returns_due(self.sku) if r[0] not in self._returned]
+            now = clock.now()
+            for ref, buyer_id, quantity, deal_id in due:
+                try:
+                    self.inventory.apply(ReturnStock(ref, buyer_id, quantity, deal_id), now)
+                except ClientError:
+                    log.exception("SKU %s cannot take back %s", self.sku, ref)
+                    continue
+                self._returned.add(ref)
+            if due:
+                await self._next_commit()
+            return len(due)
 
     async def view(self) -> dict[str, Any]:
         """The committed counter, deal and counts, for services and operators."""
@@ -185,6 +211,7 @@ class SkuActor:
             except TRANSIENT_DB_ERRORS:
                 raise Unavailable("stock is unavailable, try again") from None
             self.inventory = Inventory.restore(stored)
+            self._returned.clear()  # what memory applied but PostgreSQL did not is due again
             self._stale = False
             self._view = self.inventory.snapshot(clock.now())
             self._counts = self.inventory.counts()
@@ -194,7 +221,7 @@ class SkuActor:
     # -- time: hold expiry, deal start and end, old answers -----------------------------------
 
     async def _clock_loop(self) -> None:
-        pruned_at = time.monotonic()
+        pruned_at = returns_at = time.monotonic()
         phase = self._deal_phase()
         while True:
             await asyncio.sleep(CLOCK_INTERVAL)
@@ -206,6 +233,10 @@ class SkuActor:
             if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
                 self.inventory.prune_answers(now)
                 pruned_at = time.monotonic()
+            if time.monotonic() - returns_at >= RETURNS_INTERVAL:
+                returns_at = time.monotonic()
+                with contextlib.suppress(Exception):
+                    await self.take_returns()
             if self._deal_phase() != phase:
                 phase = self._deal_phase()
                 self._view = {**self._view, "deal": self.inventory.snapshot(now)["deal"]}

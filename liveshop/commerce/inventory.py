@@ -147,11 +147,15 @@ class Changes:
     orders: list[OrderPlaced] = field(default_factory=list)
     holds: list[Reservation] = field(default_factory=list)
     closed: list[ClosedHold] = field(default_factory=list)
+    #: Refs of stock returns applied (their rows are marked applied in the same commit).
+    returned: list[str] = field(default_factory=list)
     #: The SKU's row changed (counts, deal, settings).
     state: bool = False
 
     def __bool__(self) -> bool:
-        return bool(self.ledger or self.orders or self.holds or self.closed or self.state)
+        return bool(
+            self.ledger or self.orders or self.holds or self.closed or self.returned or self.state
+        )
 
 
 def buy_fingerprint(quantity: int, room_id: str | None) -> tuple[Any, ...]:
@@ -210,6 +214,16 @@ class Commit:
 
 
 @dataclass(frozen=True)
+class ReturnStock:
+    """Units of a cancelled (or returned) order come back: ``ref`` names the return."""
+
+    ref: str
+    buyer_id: str
+    quantity: int
+    deal_id: str | None = None
+
+
+@dataclass(frozen=True)
 class Restock:
     quantity: int
     ref: str
@@ -241,7 +255,10 @@ class Configure:
     clear_limit: bool = False
 
 
-SkuCommand = Buy | Reserve | Release | Commit | Restock | Adjust | StartDeal | EndDeal | Configure
+SkuCommand = (
+    Buy | Reserve | Release | Commit | ReturnStock | Restock | Adjust | StartDeal | EndDeal
+    | Configure
+)  # fmt: skip
 
 
 @dataclass
@@ -341,6 +358,8 @@ class Inventory:
                 return self.release(cmd.rid, now, buyer_id=cmd.buyer_id)
             case Commit():
                 return self.commit(cmd.rid, cmd.order_id, now)
+            case ReturnStock():
+                return self.take_back(cmd, now)
             case Restock():
                 return self.restock(cmd.quantity, cmd.ref, now)
             case Adjust():
@@ -372,7 +391,7 @@ class Inventory:
         if not 0 < ttl <= 7 * 24 * 3600:
             raise InvalidRequest("ttl must be 0..604800 seconds")
         deal = self._take(buyer_id, quantity, now)
-        rid = f"{self.sku}/r{self._seq()}"
+        rid = f"{self.sku}~r{self._seq()}"
         # Milliseconds: the answer must read back from PostgreSQL exactly as it was given.
         hold = Reservation(
             rid, buyer_id, quantity, round(now + ttl, 3),
@@ -397,7 +416,7 @@ class Inventory:
         _check_quantity(quantity)
         deal = self._take(buyer_id, quantity, now)
         order = OrderPlaced(
-            order_id=f"{self.sku}/o{self._seq()}", buyer_id=buyer_id, key=key, sku=self.sku,
+            order_id=f"{self.sku}~o{self._seq()}", buyer_id=buyer_id, key=key, sku=self.sku,
             product_id=self.product_id, quantity=quantity,
             price_minor=deal.price_minor if deal else self.price_minor, currency=self.currency,
             deal_id=deal.deal_id if deal else None, room_id=room_id, at=now,
@@ -447,6 +466,25 @@ class Inventory:
         for k in old:
             del self.answers[k]
         return len(old)
+
+    def take_back(self, cmd: ReturnStock, now: float) -> dict[str, Any]:
+        """Sold units come back on hand (an order cancelled or returned). The actor applies
+        each return once: its row is marked applied in the same commit."""
+        _check_quantity(cmd.quantity)
+        if cmd.quantity > self.sold:
+            raise Conflict(f"only {self.sold} units are sold; cannot take {cmd.quantity} back")
+        if self.on_hand + cmd.quantity > MAX_QUANTITY:
+            raise InvalidRequest(f"on hand would exceed {MAX_QUANTITY}")
+        self.on_hand += cmd.quantity
+        self.sold -= cmd.quantity
+        _bump(self.bought, cmd.buyer_id, -min(cmd.quantity, self.bought.get(cmd.buyer_id, 0)))
+        if self._in_deal(cmd.deal_id):
+            self.deal_sold -= min(cmd.quantity, self.deal_sold)
+            mine = self.deal_bought.get(cmd.buyer_id, 0)
+            _bump(self.deal_bought, cmd.buyer_id, -min(cmd.quantity, mine))
+        self.changes.returned.append(cmd.ref)
+        self._log("return", cmd.quantity, 0, -cmd.quantity, cmd.ref, now)
+        return self.counts()
 
     # -- operators ----------------------------------------------------------------------------
 
@@ -562,6 +600,7 @@ class Inventory:
     # -- internals ----------------------------------------------------------------------------
 
     def _seq(self) -> int:
+        # Ids are "<sku>~r<n>" and "<sku>~o<n>": "~" is URL-safe and never in a SKU id.
         seq = self.next_seq
         self.next_seq += 1
         self.changes.state = True

@@ -5,6 +5,7 @@ viewers use, with host/moderator/service roles); the dev token endpoint takes th
 in ``X-Admin-Key``. Errors are JSON: ``{"error": {"code", "message", "temporary"}}``.
 """
 
+import asyncio
 import hmac
 import logging
 import secrets
@@ -19,6 +20,7 @@ from redis.exceptions import RedisError
 
 from liveshop import __version__, clock
 from liveshop.commerce import inventory as inv
+from liveshop.commerce.order import STATUSES, ShipmentLine
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import (
@@ -35,14 +37,13 @@ from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
-from liveshop.serve.ops import command_for, sku_command_for
+from liveshop.serve.commerce import Commerce
+from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
-from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
-from liveshop.storage.skus import SkuStore
 from liveshop.storage.wallets import WalletStore
 from liveshop.tokens import ANY_ROOM, Identity, Role, issue_token, verify_token
 
@@ -162,6 +163,41 @@ class CommitIn(BaseModel):
     order_id: str = Field(min_length=1, max_length=140)
 
 
+class CardIn(BaseModel):
+    #: Goes to the provider to be tokenized; liveshop keeps only the token and last four.
+    number: str = Field(min_length=12, max_length=23)
+    exp_month: int = Field(ge=1, le=12)
+    exp_year: int = Field(ge=2000, le=2100)
+
+
+class PayIn(BaseModel):
+    method_id: str | None = Field(default=None, min_length=1, max_length=64)
+    key: str = Field(min_length=1, max_length=64)
+
+
+class ConfirmIn(BaseModel):
+    code: str = Field(min_length=1, max_length=32)
+
+
+class NoteIn(BaseModel):
+    note: str = Field(default="", max_length=500)
+
+
+class ShipmentLineIn(BaseModel):
+    line: int = Field(ge=1, le=1000)
+    quantity: int = Field(ge=1, le=1_000_000)
+
+
+class ShipmentIn(BaseModel):
+    carrier: str = Field(min_length=1, max_length=64)
+    tracking: str = Field(min_length=1, max_length=128)
+    lines: list[ShipmentLineIn] = Field(min_length=1, max_length=1000)
+
+
+UserId = Annotated[str, Path(min_length=1, max_length=64)]
+OrderId = Annotated[str, Path(min_length=1, max_length=140)]
+
+
 class TokenIn(BaseModel):
     user_id: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=64)
@@ -183,8 +219,11 @@ class Api:
         self.room_store = RoomStore(self.pool)
         self.products = ProductStore(self.pool)
         self.wallets = WalletStore(self.pool)
-        self.sku_store = SkuStore(self.pool)
-        self.skus = SkuClient(settings, self.sku_store)
+        self.commerce = Commerce(settings, self.pool)
+        self.sku_store = self.commerce.sku_store
+        self.skus = self.commerce.skus
+        self.orders = self.commerce.orders
+        self._reconciler = asyncio.get_running_loop().create_task(self.commerce.reconcile_forever())
         self.rooms = RoomClient(settings, self.room_store)
         self.redis = RedisPublisher(settings.redis_url)
 
@@ -197,6 +236,13 @@ class Api:
         identity = self._identity(authorization)
         if Role.SERVICE not in identity.grants.get(ANY_ROOM, frozenset()):
             raise Forbidden("needs the service role on all rooms ('*')")
+        return identity
+
+    def _self_or_service(self, authorization: str | None, user_id: str) -> Identity:
+        identity = self._identity(authorization)
+        is_service = Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
+        if identity.user_id != user_id and not is_service:
+            raise Forbidden("only the user themself or a service may do this")
         return identity
 
     # -- health ----------------------------------------------------------------------------
@@ -386,7 +432,7 @@ class Api:
         return await self.skus.send(sku, inv.Commit(reservation, body.order_id))
 
     @app.post("/rooms/{room_id}/commerce/{op}")
-    async def commerce(
+    async def commerce_op(
         self,
         room_id: RoomId,
         op: str,
@@ -400,15 +446,153 @@ class Api:
         if model is None:
             raise UnknownOp(f"unknown commerce op {op!r}; see docs/protocol.md")
         params = validate_params(model, {**body, "room": room_id}, op)
+        return await self.commerce.run(op, self._identity(authorization), params)
+
+    # -- orders and payments -----------------------------------------------------------------
+
+    @app.get("/orders")
+    async def search_orders(
+        self,
+        authorization: Annotated[str | None, Header()] = None,
+        buyer_id: Annotated[str | None, Query(max_length=64)] = None,
+        status: Annotated[str | None, Query(max_length=16)] = None,
+        room_id: Annotated[str | None, Query(max_length=64)] = None,
+        sku: Annotated[str | None, Query(max_length=64)] = None,
+        since: Annotated[float | None, Query(description="epoch seconds")] = None,
+        until: Annotated[float | None, Query(description="epoch seconds")] = None,
+        before: Annotated[str | None, Query(max_length=140)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> list[dict[str, Any]]:
+        """Search orders (service): newest first, page with ``before`` = the last id."""
+        self._service(authorization)
+        if status is not None and status not in STATUSES:
+            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
+        return await self.orders.search(
+            buyer_id=buyer_id, status=status, room_id=room_id, sku=sku, since=since,
+            until=until, before=before, limit=limit,
+        )  # fmt: skip
+
+    @app.get("/users/{user_id}/orders")
+    async def order_history(
+        self,
+        user_id: UserId,
+        authorization: Annotated[str | None, Header()] = None,
+        status: Annotated[str | None, Query(max_length=16)] = None,
+        before: Annotated[str | None, Query(max_length=140)] = None,
+        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+    ) -> list[dict[str, Any]]:
+        """A customer's order history (their own token, or a service)."""
+        self._self_or_service(authorization, user_id)
+        return await self.orders.search(buyer_id=user_id, status=status, before=before, limit=limit)
+
+    @app.get("/orders/{order_id}")
+    async def get_order(
+        self, order_id: OrderId, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """One order with its lines, shipments, status history and payments."""
+        order = await self.orders.get(order_id)
+        self._self_or_service(authorization, order["buyer_id"])
+        return order
+
+    @app.post("/orders/{order_id}/pay")
+    async def pay(
+        self,
+        order_id: OrderId,
+        body: PayIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Charge the order with a saved method (the newest when none is named)."""
         identity = self._identity(authorization)
-        if not identity.roles_in(room_id):
-            raise Forbidden(f"your token grants no role in room {room_id!r}")
-        if op == "stock":
-            return await self.skus.view(params.sku)
-        command = sku_command_for(
-            op, identity, params, hold_seconds=self.settings.hold_seconds, now=clock.now()
+        return await self.commerce.cashier.pay(order_id, identity.user_id, body.method_id, body.key)
+
+    @app.post("/orders/{order_id}/cancel")
+    async def cancel_order(
+        self,
+        order_id: OrderId,
+        body: NoteIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Cancel (the buyer, while unpaid; a service, also once paid: refunded)."""
+        identity = self._identity(authorization)
+        is_service = Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
+        order = await self.orders.get(order_id)
+        if not is_service and (
+            identity.user_id != order["buyer_id"] or order["status"] != "pending"
+        ):
+            raise Forbidden("buyers can cancel their own unpaid orders; ask the seller")
+        return await self.commerce.cancel(order_id, by=identity.user_id, note=body.note)
+
+    @app.post("/orders/{order_id}/fulfil")
+    async def fulfil(
+        self,
+        order_id: OrderId,
+        body: NoteIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        identity = self._service(authorization)
+        return await self.orders.transition(
+            order_id, "fulfilled", by=identity.user_id, note=body.note
         )
-        return await self.skus.send(params.sku, command)
+
+    @app.post("/orders/{order_id}/shipments", status_code=201)
+    async def ship(
+        self,
+        order_id: OrderId,
+        body: ShipmentIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Ship some or all units (split shipments); the order is shipped once all are."""
+        identity = self._service(authorization)
+        lines = [ShipmentLine(item.line, item.quantity) for item in body.lines]
+        return await self.orders.ship(
+            order_id, carrier=body.carrier, tracking=body.tracking, lines=lines,
+            by=identity.user_id,
+        )  # fmt: skip
+
+    @app.post("/orders/{order_id}/deliver")
+    async def deliver(
+        self,
+        order_id: OrderId,
+        body: NoteIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        identity = self._service(authorization)
+        return await self.orders.transition(
+            order_id, "delivered", by=identity.user_id, note=body.note
+        )
+
+    @app.post("/payments/{payment_id}/confirm")
+    async def confirm_payment(
+        self,
+        payment_id: Annotated[str, Path(min_length=1, max_length=64)],
+        body: ConfirmIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Complete a payment's challenge (3-D Secure) with the buyer's code."""
+        identity = self._identity(authorization)
+        return await self.commerce.cashier.confirm(payment_id, identity.user_id, body.code)
+
+    @app.post("/users/{user_id}/payment-methods", status_code=201)
+    async def add_payment_method(
+        self,
+        user_id: UserId,
+        body: CardIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Save a card for 1-tap checkout (the user's own token)."""
+        identity = self._identity(authorization)
+        if identity.user_id != user_id:
+            raise Forbidden("you can only save your own payment methods")
+        provider = self.commerce.cashier.provider
+        card = await provider.tokenize(body.number, body.exp_month, body.exp_year)
+        return await self.commerce.payments.save_method(user_id, provider.name, card)
+
+    @app.get("/users/{user_id}/payment-methods")
+    async def payment_methods(
+        self, user_id: UserId, authorization: Annotated[str | None, Header()] = None
+    ) -> list[dict[str, Any]]:
+        self._self_or_service(authorization, user_id)
+        return await self.commerce.payments.methods(user_id)
 
     # -- gifts and coins --------------------------------------------------------------------
 

@@ -57,15 +57,14 @@ from liveshop.protocol import (
 )
 from liveshop.ratelimit import TokenBucket
 from liveshop.rooms.commands import Actor, Joined, ReportViewers
+from liveshop.serve.commerce import Commerce
 from liveshop.serve.hub import Hub, server_frame, write_all
-from liveshop.serve.ops import command_for, sku_command_for
+from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
-from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.broker import RedisSubscriber
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
-from liveshop.storage.skus import SkuStore
 from liveshop.tokens import Identity, verify_token
 
 log = logging.getLogger(__name__)
@@ -109,7 +108,7 @@ class Gateway:
         self.connections = 0
         self._pool: asyncpg.Pool | None = None
         self.rooms: RoomClient | None = None
-        self.skus: SkuClient | None = None
+        self.commerce: Commerce | None = None
         self.products: ProductStore | None = None
         #: Live sessions by socket, to act on room events about a user (a ban).
         self._sessions: dict[ServerConnection, Session] = {}
@@ -126,7 +125,7 @@ class Gateway:
         assert self.settings.database_url and self.settings.redis_url
         self._pool = await create_pool(self.settings.database_url, min_size=1, max_size=4)
         self.rooms = RoomClient(self.settings, RoomStore(self._pool))
-        self.skus = SkuClient(self.settings, SkuStore(self._pool))
+        self.commerce = Commerce(self.settings, self._pool)
         self.products = ProductStore(self._pool)
         self.hub.on_ban = self._kick
         self.subscriber = RedisSubscriber(
@@ -163,9 +162,10 @@ class Gateway:
                 await asyncio.wait_for(self.server.wait_closed(), 5)
         if self.subscriber is not None:
             await self.subscriber.close()
-        for client in (self.rooms, self.skus):
-            if client is not None:
-                await client.close()
+        if self.rooms is not None:
+            await self.rooms.close()
+        if self.commerce is not None:
+            await self.commerce.close()
         if self._pool is not None:
             await self._pool.close()
 
@@ -381,25 +381,11 @@ class Gateway:
             command = await command_for(request.op, by, request.params, self.products)
             return await self.rooms.send(room_id, command)
         if request.op in COMMERCE_OPS:
-            return await self._commerce(session, request)
+            # Buys, holds and deals go to the SKU's actor, payments to the cashier; the room
+            # only names where they happened, so the caller needs a role there.
+            assert self.commerce is not None
+            return await self.commerce.run(request.op, session.identity, request.params)
         raise InternalError(f"op {request.op!r} has no handler")
-
-    async def _commerce(self, session: Session, request: Request) -> dict[str, Any]:
-        """Buys, holds and deals go to the SKU's actor; the room only names where they
-        happened, so the caller needs a role there."""
-        assert self.skus is not None
-        params = request.params
-        self._require_role(session, params.room)
-        if request.op == "stock":
-            return await self.skus.view(params.sku)
-        command = sku_command_for(
-            request.op,
-            session.identity,
-            params,
-            hold_seconds=self.settings.hold_seconds,
-            now=clock.now(),
-        )
-        return await self.skus.send(params.sku, command)
 
     @staticmethod
     def _require_role(session: Session, room_id: str) -> None:

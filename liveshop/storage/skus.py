@@ -26,6 +26,10 @@ from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, NotFound, SkuNotFound
 
 
+class ReturnAlreadyApplied(Exception):
+    """A bug or a zombie actor; the batch is rolled back and the actor reloads."""
+
+
 def buy_scope(sku: str) -> str:
     """The idempotency scope of a SKU's direct buys on ``orders``."""
     return "sku:" + sku
@@ -118,13 +122,16 @@ class SkuStore:
                 buy_scope(sku),
                 since,
             )
+            # Bought: direct buys' lines and committed holds, less what came back.
             units = await conn.fetch(
                 "SELECT buyer_id, deal_id, sum(quantity)::bigint AS units FROM ("
                 "  SELECT o.buyer_id, l.deal_id, l.quantity FROM order_lines l "
                 "  JOIN orders o ON o.id = l.order_id "
-                "  WHERE l.sku = $1 AND l.reservation_id IS NULL AND o.status <> 'cancelled' "
+                "  WHERE l.sku = $1 AND l.reservation_id IS NULL "
                 "  UNION ALL SELECT buyer_id, deal_id, quantity FROM sku_reservations "
-                "  WHERE sku = $1 AND status = 'committed'"
+                "  WHERE sku = $1 AND status = 'committed' "
+                "  UNION ALL SELECT buyer_id, deal_id, -quantity FROM stock_returns "
+                "  WHERE sku = $1 AND applied_at IS NOT NULL"
                 ") bought GROUP BY buyer_id, deal_id",
                 sku,
             )
@@ -158,6 +165,9 @@ class SkuStore:
             stored.bought[buyer] = stored.bought.get(buyer, 0) + count
             if deal_id is not None and u["deal_id"] == deal_id:
                 stored.deal_bought[buyer] = stored.deal_bought.get(buyer, 0) + count
+        # Buyers whose units all came back hold nothing.
+        stored.bought = {b: n for b, n in stored.bought.items() if n}
+        stored.deal_bought = {b: n for b, n in stored.deal_bought.items() if n}
         return stored
 
     async def save(self, row: dict[str, object], changes: Changes) -> None:
@@ -238,6 +248,16 @@ class SkuStore:
                 [h.room_id for h in holds],
                 [h.expires_at for h in holds],
             )
+        if changes.returned:
+            marked = await conn.fetch(
+                "UPDATE stock_returns SET applied_at = now() WHERE sku = $1 AND ref = ANY($2) "
+                "AND applied_at IS NULL RETURNING ref",
+                sku,
+                changes.returned,
+            )
+            if len(marked) != len(set(changes.returned)):
+                # Another incarnation applied one already: roll the whole batch back.
+                raise ReturnAlreadyApplied(f"SKU {sku}: a stock return was applied twice")
         if changes.closed:
             closed = changes.closed
             await conn.execute(
@@ -268,9 +288,13 @@ class SkuStore:
                 sku,
             )
             on_orders = await conn.fetchval(
-                "SELECT coalesce(sum(l.quantity), 0)::bigint FROM order_lines l "
-                "JOIN orders o ON o.id = l.order_id "
-                "WHERE l.sku = $1 AND l.reservation_id IS NULL AND o.status <> 'cancelled'",
+                "SELECT coalesce(sum(quantity), 0)::bigint FROM order_lines "
+                "WHERE sku = $1 AND reservation_id IS NULL",
+                sku,
+            )
+            returned = await conn.fetchval(
+                "SELECT coalesce(sum(quantity), 0)::bigint FROM stock_returns "
+                "WHERE sku = $1 AND applied_at IS NOT NULL",
                 sku,
             )
             committed = await conn.fetchval(
@@ -297,10 +321,10 @@ class SkuStore:
             problems.append(f"stock below zero: {counts}")
         if counts["sold"] + available + counts["reserved"] != ledger["stock_in"]:
             problems.append(f"sold + available + reserved != {ledger['stock_in']} units taken in")
-        if on_orders + committed != counts["sold"]:
+        if on_orders + committed - returned != counts["sold"]:
             problems.append(
-                f"{on_orders} units on orders + {committed} committed holds "
-                f"!= {counts['sold']} sold"
+                f"{on_orders} units on orders + {committed} committed holds - {returned} "
+                f"returned != {counts['sold']} sold"
             )
         if held != counts["reserved"]:
             problems.append(f"{held} units in open holds != {counts['reserved']} reserved")
@@ -312,8 +336,18 @@ class SkuStore:
             "available": available,
             "stock_in": ledger["stock_in"],
             "on_orders": on_orders,
+            "returned": returned,
             "problems": problems,
         }
+
+    async def returns_due(self, sku: str) -> list[tuple[str, str, int, str | None]]:
+        """Stock returns not yet applied: ``(ref, buyer_id, quantity, deal_id)``."""
+        rows = await self.pool.fetch(
+            "SELECT ref, buyer_id, quantity, deal_id FROM stock_returns "
+            "WHERE sku = $1 AND applied_at IS NULL ORDER BY created_at",
+            sku,
+        )
+        return [(r["ref"], r["buyer_id"], r["quantity"], r["deal_id"]) for r in rows]
 
     # -- rooms that pin the SKU's product -----------------------------------------------------
 

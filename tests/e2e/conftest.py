@@ -60,6 +60,9 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             dashboard_port=free_port(),
             connect_timeout=1.0,
             gateways=1,
+            # Payments left pending by a provider timeout are reconciled within seconds.
+            payment_timeout=0.5,
+            reconcile_interval=0.5,
         ).with_keys()
         stack = Stack(settings)
         try:

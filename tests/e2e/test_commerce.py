@@ -251,3 +251,95 @@ async def test_killing_the_sku_actor_during_a_sale_loses_nothing(
     assert {(o["buyer_id"], o["idem_key"]): o["id"] for o in orders} == acknowledged
     async with running.http() as http:
         assert (await http.get(f"/skus/{sku}/audit")).json()["problems"] == []
+
+
+async def test_one_tap_buy_pay_cancel_ship_and_history(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room, sku = new_id("pay"), new_id("sku")
+    async with running.http() as http:
+        await http.post("/rooms", json={"id": room, "title": "Pay"})
+        product = {"id": sku, "title": "Blender", "price_minor": 8900, "currency": "GBP"}
+        await http.post("/products", json=product)
+        await http.post("/skus", json={"id": sku, "product_id": sku, "on_hand": 5})
+        ann_auth = {"Authorization": f"Bearer {running.token('ann', {room: ['viewer']})}"}
+        card = {"number": "4242 4242 4242 4242", "exp_month": 12, "exp_year": 2035}
+        saved = await http.post("/users/ann/payment-methods", json=card, headers=ann_auth)
+        assert saved.status_code == 201 and saved.json()["last4"] == "4242", saved.text
+        bad = await http.post(
+            "/users/ann/payment-methods", json={**card, "number": "4242424242424241"},
+            headers=ann_auth,
+        )  # fmt: skip
+        assert bad.json()["error"]["code"] == "invalid_request"
+        other = await http.post("/users/bob/payment-methods", json=card, headers=ann_auth)
+        assert other.status_code == 403
+    url = running.settings.ws_url
+    ann = await Client.open(url, running.token("ann", {room: ["viewer"]}))
+    bob = await Client.open(url, running.token("bob", {room: ["viewer"]}))
+    try:
+        # 1-tap: buy and pay with the saved card in one request.
+        bought = await ann.result("buy", room=room, sku=sku, quantity=2, key="t1", pay=True)
+        assert bought["payment"]["status"] == "succeeded"
+        assert bought["payment"]["amount_minor"] == 17800
+        # Without a saved card the purchase stands and the answer says why it is unpaid.
+        unpaid = await bob.result("buy", room=room, sku=sku, key="b1", pay=True)
+        assert unpaid["payment"]["error"]["code"] == "payment_method_not_found"
+        refused = await bob.request("pay", room=room, order=bought["order"], key="x")
+        assert refused["error"]["code"] == "order_not_found"  # not bob's order
+        assert (await ann.result("stock", room=room, sku=sku))["available"] == 2
+
+        async with running.http() as http:
+            bob_auth = {"Authorization": f"Bearer {running.token('bob', {room: ['viewer']})}"}
+            cancelled = await http.post(
+                f"/orders/{unpaid['order']}/cancel", json={"note": "changed my mind"},
+                headers=bob_auth,
+            )  # fmt: skip
+            assert cancelled.json()["status"] == "cancelled", cancelled.text
+            view = (await http.get(f"/skus/{sku}")).json()
+            assert view["available"] == 3  # the cancelled unit is back on sale
+            not_yours = await http.post(
+                f"/orders/{bought['order']}/cancel", json={}, headers=bob_auth
+            )
+            assert not_yours.status_code == 403
+            # The seller ships in two parcels; the buyer sees it all in their history.
+            order = bought["order"]
+            parcel = {"carrier": "royal-mail", "tracking": "RM1"}
+            one = await http.post(
+                f"/orders/{order}/shipments",
+                json={**parcel, "lines": [{"line": 1, "quantity": 1}]},
+            )
+            assert one.status_code == 201 and one.json()["status"] == "fulfilled", one.text
+            two = await http.post(
+                f"/orders/{order}/shipments",
+                json={"carrier": "dpd", "tracking": "D2", "lines": [{"line": 1, "quantity": 1}]},
+            )
+            assert two.json()["status"] == "shipped"
+            delivered = await http.post(f"/orders/{order}/deliver", json={})
+            assert delivered.json()["status"] == "delivered"
+            mine = await http.get("/users/ann/orders", headers=ann_auth)
+            mine_here = [(o["id"], o["status"]) for o in mine.json() if o["id"].startswith(sku)]
+            assert mine_here == [(order, "delivered")]  # ann shopped in other tests too
+            detail = (await http.get(f"/orders/{order}", headers=ann_auth)).json()
+            assert [h["status"] for h in detail["history"]] == [
+                "paid", "fulfilled", "shipped", "delivered",
+            ]  # fmt: skip
+            found = await http.get("/orders", params={"room_id": room, "status": "cancelled"})
+            assert [o["id"] for o in found.json()] == [unpaid["order"]]
+            assert (await http.get(f"/skus/{sku}/audit")).json()["problems"] == []
+
+            # A provider that never answers: the order stays pending, then is reconciled.
+            slow = {"number": "4000 0000 0000 0119", "exp_month": 1, "exp_year": 2035}
+            await http.post("/users/ann/payment-methods", json=slow, headers=ann_auth)
+        late = await ann.result("buy", room=room, sku=sku, key="t2", pay=True)
+        assert late["payment"]["status"] == "pending"
+        async with running.http() as http:
+            for _ in range(100):
+                status = (await http.get(f"/orders/{late['order']}")).json()["status"]
+                if status == "paid":
+                    break
+                assert status == "pending"
+                await asyncio.sleep(0.1)
+            assert status == "paid"
+    finally:
+        for client in (ann, bob):
+            await client.close()

@@ -43,6 +43,9 @@ async def pool(postgres_url: str) -> AsyncIterator[asyncpg.Pool]:
     pool = await create_pool(postgres_url, min_size=1, max_size=4)
     async with pool.acquire() as conn:
         await migrate(conn)
-        await conn.execute("TRUNCATE room_events, rooms, channels, products, orders CASCADE")
+        await conn.execute(
+            "TRUNCATE room_events, rooms, channels, products, orders, payment_methods, "
+            "test_provider_charges CASCADE"
+        )
     yield pool
     await pool.close()

@@ -52,7 +52,7 @@ async def test_a_restart_rebuilds_counts_holds_answers_and_limits(pool: asyncpg.
     with pytest.raises(LimitExceeded):
         back.buy("k5", "ann", 1, T0 + 6)  # 2 bought + 1 held in a deal limited to 3
     # Ids go on where they stopped.
-    assert back.buy("k6", "dan", 1, T0 + 7)["order"] == f"p1/o{inv.next_seq}"
+    assert back.buy("k6", "dan", 1, T0 + 7)["order"] == f"p1~o{inv.next_seq}"
 
 
 async def test_the_ledger_and_orders_explain_the_counts(pool: asyncpg.Pool) -> None:

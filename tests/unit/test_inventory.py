@@ -101,11 +101,11 @@ def test_a_buy_places_an_order_at_the_price_and_moves_stock_to_sold() -> None:
     inv = stocked(5, price=1999)
     answer = inv.buy("k1", "ann", 2, T0, room_id="show-1")
     assert answer == {
-        "order": "sku-1/o1", "sku": "sku-1", "quantity": 2, "price_minor": 1999,
+        "order": "sku-1~o1", "sku": "sku-1", "quantity": 2, "price_minor": 1999,
         "total_minor": 3998, "currency": "USD", "deal_id": None,
     }  # fmt: skip
     changes = inv.drain()
-    assert [o.order_id for o in changes.orders] == ["sku-1/o1"]
+    assert [o.order_id for o in changes.orders] == ["sku-1~o1"]
     assert changes.orders[0].room_id == "show-1"
     assert [e.kind for e in changes.ledger] == ["restock", "buy"]
     assert inv.counts() == {"on_hand": 3, "reserved": 0, "available": 3, "sold": 2}

@@ -1,0 +1,100 @@
+"""Commerce operations for a caller, shared by the gateway (WebSocket) and the API (HTTP):
+buys, holds and deals go to SKU actors; payments to the cashier; cancellations owe stock
+back and poke the SKUs to take it."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import asyncpg
+
+from liveshop import clock
+from liveshop.config import Settings
+from liveshop.errors import ClientError, Forbidden, LiveshopError
+from liveshop.payments.cashier import Cashier
+from liveshop.payments.providers import make_provider
+from liveshop.serve.ops import sku_command_for
+from liveshop.serve.sku_client import SkuClient
+from liveshop.storage.orders import OrderStore
+from liveshop.storage.payments import PaymentStore
+from liveshop.storage.skus import SkuStore
+from liveshop.tokens import Identity
+
+log = logging.getLogger(__name__)
+
+
+class Commerce:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
+        self.settings = settings
+        self.sku_store = SkuStore(pool)
+        self.skus = SkuClient(settings, self.sku_store)
+        self.orders = OrderStore(pool)
+        self.payments = PaymentStore(pool)
+        self.cashier = Cashier(
+            make_provider(settings.payment_provider, pool),
+            self.payments,
+            self.orders,
+            timeout=settings.payment_timeout,
+        )
+
+    async def run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
+        """One validated commerce op (protocol.COMMERCE_OPS) for ``who``."""
+        if not who.roles_in(params.room):
+            raise Forbidden(f"your token grants no role in room {params.room!r}")
+        match op:
+            case "stock":
+                return await self.skus.view(params.sku)
+            case "pay":
+                return await self.cashier.pay(params.order, who.user_id, params.method, params.key)
+            case "confirm_payment":
+                return await self.cashier.confirm(params.payment, who.user_id, params.code)
+        command = sku_command_for(
+            op, who, params, hold_seconds=self.settings.hold_seconds, now=clock.now()
+        )
+        answer = await self.skus.send(params.sku, command)
+        if op == "buy" and params.pay:
+            # 1-tap: the purchase stands whatever the payment does; the answer says both.
+            try:
+                answer = {
+                    **answer,
+                    "payment": await self.cashier.pay(
+                        answer["order"], who.user_id, params.method, params.key
+                    ),
+                }
+            except ClientError as exc:
+                answer = {**answer, "payment": {"status": "failed", "error": exc.to_dict()}}
+        return answer
+
+    async def cancel(self, order_id: str, *, by: str, note: str) -> dict[str, Any]:
+        """Cancel an order: its units are owed back (and taken back now), a paid one is
+        refunded."""
+        order, before = await self.orders.cancel(order_id, by=by, note=note)
+        await self.return_stock(order_id)
+        if before == "paid":
+            order["refunded_minor"] = await self.cashier.refund(order_id)
+        return order
+
+    async def return_stock(self, order_id: str) -> None:
+        """Poke the order's SKUs to take their units back (they also look by themselves)."""
+        for sku in await self.orders.skus_of(order_id):
+            with contextlib.suppress(LiveshopError):
+                await self.skus.call(sku, "take_returns")
+
+    async def reconcile_forever(self) -> None:
+        """Settle payments left pending; cancel orders unpaid past the payment window."""
+        while True:
+            await asyncio.sleep(self.settings.reconcile_interval)
+            try:
+                now = clock.now()
+                await self.cashier.reconcile(now - self.settings.payment_timeout * 2)
+                for order_id in await self.orders.unpaid(now - self.settings.payment_window):
+                    with contextlib.suppress(ClientError):  # paid or cancelled meanwhile
+                        await self.cancel(order_id, by="liveshop", note="not paid in time")
+            except Exception:
+                log.exception("reconciling payments failed")
+
+    async def close(self) -> None:
+        await self.skus.close()
