@@ -231,6 +231,22 @@ class PaymentNotFound(NotFound):
     code = "payment_not_found"
 
 
+class AuctionNotFound(NotFound):
+    code = "auction_not_found"
+
+
+class AuctionNotLive(Conflict):
+    """The auction has not started yet, or it has ended."""
+
+    code = "auction_not_live"
+
+
+class BidTooLow(Conflict):
+    """Below the minimum bid (``details.minimum``)."""
+
+    code = "bid_too_low"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 

@@ -24,6 +24,7 @@ import asyncpg
 from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune
+from liveshop.actors.group_commit import GroupCommit
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
@@ -49,9 +50,13 @@ class SkuActor:
         self.store = SkuStore(self.pool)
         self.inventory = Inventory.restore(await self.store.load(sku, now=clock.now()))
         self.watchers: set[str] = set(await self.store.watchers(sku))
-        self._waiters: list[asyncio.Future[None]] = []
-        self._wake = asyncio.Event()
-        self._committing = False
+        self.group = GroupCommit(
+            take=self._take,
+            save=lambda batch: self.store.save(batch[0], batch[1]),
+            committed=self._committed,
+            failed=self._failed,
+            error=Unavailable("stock could not be saved, try again with the same key"),
+        )
         #: Set when a commit failed: memory may hold decisions PostgreSQL does not.
         self._stale = False
         self._reload_lock = asyncio.Lock()
@@ -64,12 +69,11 @@ class SkuActor:
         self._returned: set[str] = set()
         self._returns_lock = asyncio.Lock()
         self.decisions = 0
-        self.commits = 0
         self.batches = 0
         gctune.tune()
         loop = asyncio.get_running_loop()
         self._tasks = [
-            loop.create_task(self._commit_loop()),
+            loop.create_task(self.group.run()),
             loop.create_task(self._clock_loop()),
             loop.create_task(self._push_loop()),
             loop.create_task(self.take_returns()),
@@ -107,8 +111,8 @@ class SkuActor:
         self.batches += 1
         self.decisions += len(batch)
         # A replayed answer may belong to the commit in flight: wait for it as well.
-        if inventory.changes or self._committing:
-            await self._next_commit()
+        if inventory.changes or self.group.in_flight:
+            await self.group.wait()
         return results
 
     async def take_returns(self) -> int:
@@ -127,7 +131,7 @@ class SkuActor:
                     continue
                 self._returned.add(ref)
             if due:
-                await self._next_commit()
+                await self.group.wait()
             return len(due)
 
     async def view(self) -> dict[str, Any]:
@@ -147,60 +151,35 @@ class SkuActor:
             "sku": self.sku,
             "batches": self.batches,
             "decisions": self.decisions,
-            "commits": self.commits,
+            "commits": self.group.commits,
             **self.inventory.counts(),
         }
 
     # -- group commit -------------------------------------------------------------------------
 
-    def _next_commit(self) -> asyncio.Future[None]:
-        fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._waiters.append(fut)
-        self._wake.set()
-        return fut
+    def _take(self) -> tuple[dict[str, Any], Changes, dict[str, Any], dict[str, int]] | None:
+        """What to commit, with the view and counts it leads to (shown once committed)."""
+        changes = self.inventory.drain()
+        if not changes:
+            return None
+        inventory = self.inventory
+        return inventory.row(), changes, inventory.snapshot(clock.now()), inventory.counts()
 
-    async def _commit_loop(self) -> None:
-        while True:
-            await self._wake.wait()
-            self._wake.clear()
-            if not self._waiters and not self.inventory.changes:
-                continue
-            waiters, self._waiters = self._waiters, []
-            changes: Changes = self.inventory.drain()
-            row = self.inventory.row()
-            view = self.inventory.snapshot(clock.now())
-            counts = self.inventory.counts()
-            self._committing = True
-            try:
-                if changes:
-                    await self.store.save(row, changes)
-                    self.commits += 1
-            except Exception as exc:
-                self._fail(waiters, exc)
-                continue
-            finally:
-                self._committing = False
-            for fut in waiters:
-                if not fut.done():
-                    fut.set_result(None)
-            self._counts = counts
-            if view != self._view:
-                self._view = view
-                self._push_due.set()
+    def _committed(
+        self, batch: tuple[dict[str, Any], Changes, dict[str, Any], dict[str, int]]
+    ) -> None:
+        _, _, view, self._counts = batch
+        if view != self._view:
+            self._view = view
+            self._push_due.set()
 
-    def _fail(self, waiters: list[asyncio.Future[None]], exc: Exception) -> None:
-        """Every decision since the last good commit is void: refuse their callers and
-        reload before deciding again."""
+    def _failed(self, exc: Exception) -> None:
+        """Every decision since the last good commit is void: reload before deciding again."""
         if isinstance(exc, TRANSIENT_DB_ERRORS):
             log.warning("SKU %s cannot commit: %s", self.sku, exc)
         else:
             log.exception("SKU %s failed to commit", self.sku, exc_info=exc)
         self._stale = True
-        error = Unavailable("stock could not be saved, try again with the same key")
-        for fut in waiters + self._waiters:
-            if not fut.done():
-                fut.set_exception(error)
-        self._waiters = []
 
     async def _reload(self) -> None:
         async with self._reload_lock:
@@ -229,7 +208,7 @@ class SkuActor:
                 continue
             now = clock.now()
             if self.inventory.expire(now):
-                self._wake.set()
+                self.group.poke()
             if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
                 self.inventory.prune_answers(now)
                 pruned_at = time.monotonic()
