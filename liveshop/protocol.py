@@ -207,6 +207,29 @@ class DealParams(SkuParams):
     limit_per_buyer: int | None = Field(default=None, ge=1, le=1_000_000)
 
 
+class AuctionParams(SkuParams):
+    """Start an auction of one unit of ``sku`` (held from its stock until the end)."""
+
+    start_price: int = Field(ge=0, le=10**12, strict=True)
+    min_increment: int = Field(ge=1, le=10**12, strict=True)
+    duration: float = Field(ge=1, le=7 * 86400)
+    starts_in: float = Field(default=0, ge=0, le=7 * 86400)
+    reserve_price: int | None = Field(default=None, ge=0, le=10**12, strict=True)
+    mode: Literal["extend", "sudden_death"] = "extend"
+    extend_window: float = Field(default=15, ge=1, le=600)
+
+
+class AuctionIdParams(RoomParams):
+    auction: str = Field(min_length=1, max_length=64)
+
+
+class BidParams(AuctionIdParams):
+    amount: int = Field(ge=0, le=10**12, strict=True)
+    #: Proxy bidding: liveshop bids for you up to this amount.
+    max_amount: int | None = Field(default=None, ge=0, le=10**12, strict=True)
+    key: str = Field(min_length=1, max_length=64)
+
+
 class PingParams(_Params):
     pass
 
@@ -253,6 +276,9 @@ COMMERCE_OPS: dict[str, type[RoomParams]] = {
     "end_deal": SkuParams,
     "pay": PayParams,
     "confirm_payment": ConfirmParams,
+    "start_auction": AuctionParams,
+    "bid": BidParams,
+    "auction": AuctionIdParams,
 }
 
 OPS: dict[str, type[_Params]] = {

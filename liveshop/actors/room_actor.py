@@ -24,7 +24,15 @@ from liveshop import clock, gctune
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
-from liveshop.rooms.commands import Chat, Command, GiftSent, Reply, SendGift, StockChanged
+from liveshop.rooms.commands import (
+    AuctionChanged,
+    Chat,
+    Command,
+    GiftSent,
+    Reply,
+    SendGift,
+    StockChanged,
+)
 from liveshop.rooms.event import Event
 from liveshop.rooms.gift import GiftReceipt
 from liveshop.rooms.room import Room
@@ -147,7 +155,14 @@ class RoomActor:
     async def stock(self, view: dict[str, Any]) -> Reply:
         """A SKU actor's counter for the pinned product; ``watching: false`` if the room
         no longer pins it."""
-        result = (await self.handle([StockChanged(view)]))[0]
+        return await self._from_actor(StockChanged(view))
+
+    async def auction(self, view: dict[str, Any]) -> Reply:
+        """An auction actor's live view of an auction held in this room."""
+        return await self._from_actor(AuctionChanged(view))
+
+    async def _from_actor(self, command: Command) -> Reply:
+        result = (await self.handle([command]))[0]
         if isinstance(result, LiveshopError):
             raise result
         return result

@@ -11,12 +11,14 @@ from typing import Any
 
 import ray
 
+from liveshop.actors.auction_actor import AuctionActor
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
 from liveshop.config import NAMESPACE, Settings
 
 ROOM_ACTOR_PREFIX = "room:"
 SKU_ACTOR_PREFIX = "sku:"
+AUCTION_ACTOR_PREFIX = "auction:"
 
 #: Room actors mostly wait on I/O: they must not reserve a CPU each, or a 2-core machine
 #: could hold two rooms. max_concurrency bounds the batches in flight per room.
@@ -33,6 +35,7 @@ ROOM_ACTOR_OPTIONS: dict[str, Any] = {
 #: SKU actors likewise: the work is PostgreSQL round trips. A batch of buys is not
 #: idempotent as a whole (its keys are, one by one): never replay it behind the caller's back.
 SKU_ACTOR_OPTIONS: dict[str, Any] = dict(ROOM_ACTOR_OPTIONS)
+AUCTION_ACTOR_OPTIONS: dict[str, Any] = dict(ROOM_ACTOR_OPTIONS)
 
 #: Serve deployments. The gateway and API are I/O bound as well.
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
@@ -40,6 +43,7 @@ API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 
 _RemoteRoomActor: Any = ray.remote(RoomActor)
 _RemoteSkuActor: Any = ray.remote(SkuActor)
+_RemoteAuctionActor: Any = ray.remote(AuctionActor)
 
 #: Ray's handle types are not precise enough to type-check calls through; keep it honest.
 RoomHandle = Any
@@ -86,6 +90,17 @@ def create_sku_actor(sku: str, settings: Settings) -> SkuHandle:
     return handle
 
 
+def get_auction_actor(auction_id: str) -> Any | None:
+    return _get_actor(AUCTION_ACTOR_PREFIX + auction_id)
+
+
+def create_auction_actor(auction_id: str, settings: Settings) -> Any:
+    """Get or create the auction's detached actor (blocking GCS call); it must exist."""
+    return _RemoteAuctionActor.options(
+        name=AUCTION_ACTOR_PREFIX + auction_id, get_if_exists=True, **AUCTION_ACTOR_OPTIONS
+    ).remote(auction_id, settings)
+
+
 def list_actor_names(prefix: str) -> list[str]:
     from ray.util.state import list_actors
 
@@ -96,9 +111,9 @@ def list_actor_names(prefix: str) -> list[str]:
 
 
 def kill_domain_actors() -> int:
-    """Stop every room and SKU actor (for `liveshop down` on a shared cluster)."""
+    """Stop every room, SKU and auction actor (for `liveshop down` on a shared cluster)."""
     killed = 0
-    for prefix in (ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX):
+    for prefix in (ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX, AUCTION_ACTOR_PREFIX):
         for name in list_actor_names(prefix):
             handle = _get_actor(name)
             if handle is not None:

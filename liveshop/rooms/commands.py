@@ -256,12 +256,19 @@ class StockChanged:
     view: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class AuctionChanged:
+    """An auction's live view, pushed by its actor to the auction's room."""
+
+    view: dict[str, Any]
+
+
 Command = (
     Chat | DeleteMessage | PinMessage | UnpinMessage | Mute | Unmute | Ban | Unban
     | ChatSettings | GrantRole | RevokeRole | SystemMessage | React | ReportViewers | Joined
     | Pin | Unpin | QueueProduct | UnqueueProduct | CreatePoll | Vote | ClosePoll | Ask
     | Upvote | MarkAnswered | OpenGiveaway | EnterGiveaway | DrawGiveaway | SendGift | GiftSent
-    | StockChanged
+    | StockChanged | AuctionChanged
 )  # fmt: skip
 
 Reply = dict[str, Any]

@@ -31,6 +31,7 @@ from liveshop.rooms.chat import MAX_MUTE_SECONDS, ChatRules
 from liveshop.rooms.commands import (
     Actor,
     Ask,
+    AuctionChanged,
     Ban,
     Chat,
     ChatSettings,
@@ -87,6 +88,7 @@ MAX_OPEN_POLLS = 5
 MAX_QUESTIONS = 1000
 MAX_OPEN_GIVEAWAYS = 5
 RECENT_JOINERS = 20
+MAX_AUCTIONS_SHOWN = 5
 #: Unique viewers and recent joiners are published at most this often (seconds).
 PRESENCE_INTERVAL = 1.0
 #: Unique viewers are counted exactly up to this many, then the count stops growing.
@@ -148,6 +150,9 @@ class Room:
         #: The pinned product's SKUs as their actors last pushed them (stock and deal).
         self.stock: dict[str, dict[str, Any]] = {}
         self._stock_changed = False
+        #: The room's latest auctions as their actors last pushed them.
+        self.auctions: dict[str, dict[str, Any]] = {}
+        self._auctions_changed = False
         self.queue: list[Product] = []
         self.pinned_message: dict[str, Any] | None = None
         self.deleted: set[int] = set()
@@ -385,6 +390,8 @@ class Room:
                 return self._gift(receipt, now)
             case StockChanged(view=view):
                 return self._stock(view, now)
+            case AuctionChanged(view=view):
+                return self._auction(view, now)
             case SendGift():
                 raise InvalidRequest("gifts are paid by the room actor before the room sees them")
             case DrawGiveaway(by=by, giveaway_id=giveaway_id, winners=winners, seed=seed):
@@ -436,6 +443,23 @@ class Room:
             self.stock[sku] = view
             self._stock_changed = True
         return {"watching": True}
+
+    def _auction(self, view: dict[str, Any], now: float) -> Reply:
+        """An auction's clock, price and recent bids, published per tick; its start and its
+        result are events as well."""
+        auction_id = view["auction_id"]
+        before = self.auctions.get(auction_id) or {}
+        if view.get("phase") == "live" and before.get("phase") != "live":
+            self._emit("auction_started", {"auction": view}, now)
+        if view.get("result") is not None and before.get("result") is None:
+            data = {"auction_id": auction_id, "result": view["result"], "order": view.get("order")}
+            self._emit("auction_ended", data, now)
+        self.auctions.pop(auction_id, None)
+        self.auctions[auction_id] = view
+        while len(self.auctions) > MAX_AUCTIONS_SHOWN:
+            del self.auctions[next(iter(self.auctions))]
+        self._auctions_changed = True
+        return {}
 
     def _keep_stock_of(self, product_id: str | None) -> None:
         kept = {s: v for s, v in self.stock.items() if v.get("product_id") == product_id}
@@ -610,6 +634,9 @@ class Room:
         if self._stock_changed:
             tick.state["stock"] = dict(self.stock)
             self._stock_changed = False
+        if self._auctions_changed:
+            tick.state["auctions"] = dict(self.auctions)
+            self._auctions_changed = False
         if self._board_changed:
             tick.state["gift_leaderboard"] = self.gifts.top()
             self._board_changed = False
@@ -713,6 +740,7 @@ class Room:
             "offset": self.offset,
             "pinned": self.pinned.card() if self.pinned else None,
             "stock": dict(self.stock),
+            "auctions": dict(self.auctions),
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             "chat_settings": self.rules.settings(),
@@ -734,6 +762,7 @@ class Room:
         return {
             "pinned": self.pinned.card() if self.pinned else None,
             "stock": self.stock,
+            "auctions": self.auctions,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             # Older ids have left the history window: nothing can show them any more.
@@ -774,6 +803,7 @@ class Room:
         pinned = state.get("pinned")
         room.pinned = Product.from_card(pinned) if pinned else None
         room.stock = dict(state.get("stock") or {})
+        room.auctions = dict(state.get("auctions") or {})
         room.queue = [Product.from_card(c) for c in state.get("queue") or ()]
         room.pinned_message = state.get("pinned_message")
         room.deleted = set(state.get("deleted") or ())

@@ -24,6 +24,7 @@ from liveshop.commerce.order import STATUSES, ShipmentLine
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import (
+    AuctionNotFound,
     Forbidden,
     InternalError,
     InvalidRequest,
@@ -447,6 +448,27 @@ class Api:
             raise UnknownOp(f"unknown commerce op {op!r}; see docs/protocol.md")
         params = validate_params(model, {**body, "room": room_id}, op)
         return await self.commerce.run(op, self._identity(authorization), params)
+
+    # -- auctions -----------------------------------------------------------------------------
+
+    @app.get("/auctions/{auction_id}")
+    async def get_auction(
+        self, auction_id: Annotated[str, Path(min_length=1, max_length=64)]
+    ) -> dict[str, Any]:
+        """The live view: phase, price, leader, clock, recent bids; the result once ended."""
+        return await self.commerce.auctions.view(auction_id)
+
+    @app.get("/auctions/{auction_id}/bids")
+    async def auction_bids(
+        self,
+        auction_id: Annotated[str, Path(min_length=1, max_length=64)],
+        after: Annotated[int | None, Query(ge=0)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+    ) -> list[dict[str, Any]]:
+        """Every accepted bid as placed, oldest first (page with ``after`` = the last id)."""
+        if not await self.commerce.auction_store.exists(auction_id):
+            raise AuctionNotFound(f"no auction {auction_id!r}")
+        return await self.commerce.auction_store.bids(auction_id, limit=limit, after=after)
 
     # -- orders and payments -----------------------------------------------------------------
 

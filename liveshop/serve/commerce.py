@@ -7,17 +7,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import secrets
 from typing import Any
 
 import asyncpg
 
 from liveshop import clock
+from liveshop.commerce.auction import AuctionTerms
+from liveshop.commerce.inventory import Release, Reserve
 from liveshop.config import Settings
 from liveshop.errors import ClientError, Forbidden, LiveshopError
 from liveshop.payments.cashier import Cashier
 from liveshop.payments.providers import make_provider
-from liveshop.serve.ops import sku_command_for
+from liveshop.serve.auction_client import AuctionClient
+from liveshop.serve.ops import DEAL_ROLES, sku_command_for
 from liveshop.serve.sku_client import SkuClient
+from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.orders import OrderStore
 from liveshop.storage.payments import PaymentStore
 from liveshop.storage.skus import SkuStore
@@ -32,6 +37,8 @@ class Commerce:
         self.sku_store = SkuStore(pool)
         self.skus = SkuClient(settings, self.sku_store)
         self.orders = OrderStore(pool)
+        self.auction_store = AuctionStore(pool)
+        self.auctions = AuctionClient(settings, self.auction_store)
         self.payments = PaymentStore(pool)
         self.cashier = Cashier(
             make_provider(settings.payment_provider, pool),
@@ -51,6 +58,14 @@ class Commerce:
                 return await self.cashier.pay(params.order, who.user_id, params.method, params.key)
             case "confirm_payment":
                 return await self.cashier.confirm(params.payment, who.user_id, params.code)
+            case "bid":
+                return await self.auctions.bid(
+                    params.auction, who.user_id, params.amount, params.max_amount, params.key
+                )
+            case "auction":
+                return await self.auctions.view(params.auction)
+            case "start_auction":
+                return await self.start_auction(who, params)
         command = sku_command_for(
             op, who, params, hold_seconds=self.settings.hold_seconds, now=clock.now()
         )
@@ -67,6 +82,34 @@ class Commerce:
             except ClientError as exc:
                 answer = {**answer, "payment": {"status": "failed", "error": exc.to_dict()}}
         return answer
+
+    async def start_auction(self, who: Identity, p: Any) -> dict[str, Any]:
+        """Hold one unit of the SKU for the auction's whole life, record the auction, start
+        its actor (which pushes the auction to the room)."""
+        if not who.roles_in(p.room) & DEAL_ROLES:
+            raise Forbidden("auctions are run by the room's host or co-host")
+        now = clock.now()
+        auction_id = f"auc-{secrets.token_hex(5)}"
+        terms = AuctionTerms(
+            auction_id=auction_id, start_price=p.start_price, min_increment=p.min_increment,
+            starts_at=now + p.starts_in, ends_at=now + p.starts_in + p.duration,
+            currency=(await self.skus.view(p.sku))["currency"], reserve_price=p.reserve_price,
+            mode=p.mode, extend_window=p.extend_window,
+        )  # fmt: skip
+        terms.check()
+        # Long enough for any number of extensions; the auction releases it when it ends.
+        ttl = p.starts_in + p.duration + 86400
+        hold = await self.skus.send(p.sku, Reserve(f"auction:{auction_id}", 1, auction_id, ttl))
+        try:
+            await self.auction_store.create(
+                terms, room_id=p.room, sku=p.sku, reservation_id=hold["reservation"],
+                by=who.user_id,
+            )  # fmt: skip
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await self.skus.send(p.sku, Release(hold["reservation"]))
+            raise
+        return await self.auctions.view(auction_id)
 
     async def cancel(self, order_id: str, *, by: str, note: str) -> dict[str, Any]:
         """Cancel an order: its units are owed back (and taken back now), a paid one is
@@ -98,3 +141,4 @@ class Commerce:
 
     async def close(self) -> None:
         await self.skus.close()
+        await self.auctions.close()

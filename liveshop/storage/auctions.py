@@ -13,7 +13,7 @@ from typing import Any
 
 import asyncpg
 
-from liveshop.commerce.auction import Auction, AuctionTerms, BidPlaced
+from liveshop.commerce.auction import AuctionTerms, BidPlaced
 from liveshop.errors import AuctionNotFound
 
 
@@ -82,13 +82,14 @@ class AuctionStore:
             payment_done=row["payment_done"],
         )
 
-    async def save_bids(self, auction: Auction, bids: list[BidPlaced]) -> None:
+    async def save_bids(self, auction_id: str, bids: list[BidPlaced], view: dict[str, Any]) -> None:
+        """The bids and the price, leader and end they led to (``view``), in one go."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO auction_bids (auction_id, bidder, amount, max_amount, idem_key, at) "
                 "SELECT $1, b, a, m, k, t FROM unnest($2::text[], $3::bigint[], $4::bigint[], "
                 "$5::text[], $6::float8[]) AS u(b, a, m, k, t)",
-                auction.terms.auction_id,
+                auction_id,
                 [b.bidder for b in bids],
                 [b.amount for b in bids],
                 [b.max_amount for b in bids],
@@ -97,10 +98,10 @@ class AuctionStore:
             )
             await conn.execute(
                 "UPDATE auctions SET price = $2, leader = $3, current_ends_at = $4 WHERE id = $1",
-                auction.terms.auction_id,
-                auction.price,
-                auction.leader,
-                auction.ends_at,
+                auction_id,
+                view["price"],
+                view["leader"],
+                view["ends_at"],
             )
 
     async def settle(

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -342,4 +343,87 @@ async def test_one_tap_buy_pay_cancel_ship_and_history(
             assert status == "paid"
     finally:
         for client in (ann, bob):
+            await client.close()
+
+
+async def test_a_live_auction_with_proxy_bids_a_snipe_and_a_paid_winner(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room, sku = new_id("auct"), new_id("sku")
+    winner, rival = new_id("win"), new_id("riv")
+    async with running.http() as http:
+        await http.post("/rooms", json={"id": room, "title": "Collectibles"})
+        product = {"id": sku, "title": "Signed card", "price_minor": 1, "currency": "USD"}
+        await http.post("/products", json=product)
+        await http.post("/skus", json={"id": sku, "product_id": sku, "on_hand": 1})
+        auth = {"Authorization": f"Bearer {running.token(winner, {room: ['viewer']})}"}
+        card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035}
+        assert (
+            await http.post(f"/users/{winner}/payment-methods", json=card, headers=auth)
+        ).status_code == 201
+    url = running.settings.ws_url
+    host = await Client.open(url, running.token("host", {room: ["host"]}))
+    ann = await Client.open(url, running.token(winner, {room: ["viewer"]}))
+    bob = await Client.open(url, running.token(rival, {room: ["viewer"]}))
+    try:
+        for client in (host, ann, bob):
+            await client.result("subscribe", room=room)
+        refused = await bob.request(
+            "start_auction", room=room, sku=sku, start_price=1000, min_increment=100, duration=3
+        )
+        assert refused["error"]["code"] == "forbidden"
+        started = await host.result(
+            "start_auction", room=room, sku=sku, start_price=1000, min_increment=100,
+            duration=3, extend_window=2, reserve_price=1500,
+        )  # fmt: skip
+        auction = started["auction_id"]
+        assert started["phase"] == "live" and started["minimum_bid"] == 1000
+        for client in (ann, bob):
+            await client.wait_event("auction_started")
+        sold_out = await bob.request("buy", room=room, sku=sku, key="b0")
+        assert sold_out["error"]["code"] == "out_of_stock"  # the unit is held for the auction
+
+        first = await ann.result(
+            "bid", room=room, auction=auction, amount=1000, max_amount=5000, key="a1"
+        )
+        assert (first["leading"], first["price"]) == (True, 1500)  # raised to the reserve
+        low = await bob.request("bid", room=room, auction=auction, amount=1500, key="b1")
+        assert low["error"]["code"] == "bid_too_low" and low["error"]["details"]["minimum"] == 1600
+        outbid = await bob.result("bid", room=room, auction=auction, amount=2000, key="b2")
+        assert (outbid["leading"], outbid["price"]) == (False, 2100)  # ann's proxy answered
+        # A snipe in the last second extends the end.
+        view = await bob.result("auction", room=room, auction=auction)
+        await asyncio.sleep(max(0.0, view["ends_at"] - time.time() - 0.5))
+        snipe = await bob.result("bid", room=room, auction=auction, amount=4000, key="b3")
+        assert snipe["ends_at"] > view["ends_at"] and snipe["leading"] is False
+        ended = await ann.wait_event("auction_ended", timeout=15)
+        assert ended["result"] == {"winner": winner, "price": 4100, "reason": "sold"}
+        late = await bob.request("bid", room=room, auction=auction, amount=9000, key="b4")
+        assert late["error"]["code"] == "auction_not_live"
+
+        async with running.http() as http:
+            for _ in range(100):  # the winner's order is placed and paid with the saved card
+                final = (await http.get(f"/auctions/{auction}")).json()
+                if final.get("order"):
+                    order = (await http.get(f"/orders/{final['order']}")).json()
+                    if order["status"] == "paid":
+                        break
+                await asyncio.sleep(0.1)
+            assert (order["buyer_id"], order["total_minor"], order["status"]) == (
+                winner,
+                4100,
+                "paid",
+            )
+            bids = (await http.get(f"/auctions/{auction}/bids")).json()
+            assert [(b["bidder"], b["amount"]) for b in bids] == [
+                (winner, 1000), (rival, 2000), (rival, 4000),
+            ]  # fmt: skip
+            for _ in range(50):
+                audit = (await http.get(f"/skus/{sku}/audit")).json()
+                if audit["sold"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert (audit["problems"], audit["sold"], audit["reserved"]) == ([], 1, 0)
+    finally:
+        for client in (host, ann, bob):
             await client.close()

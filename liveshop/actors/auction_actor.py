@@ -1,0 +1,237 @@
+"""The auction actor: owns one :class:`~liveshop.commerce.auction.Auction`.
+
+Bids are decided in memory in arrival order, written in one transaction per group of batches
+(group commit) and only then answered; the live view (price, leader, clock, recent bids) is
+pushed to the auction's room once per tick. When the clock runs out the actor settles, each
+step durable and idempotent so a restart picks up where it stopped: the result and, for a
+sale, the winner's order on the held unit (one transaction); the SKU commits the held unit to
+that order (or releases it when nothing was sold); then a payment attempt with the winner's
+newest saved payment method. A failed payment leaves the order pending for the winner to pay
+(unpaid orders are cancelled after the payment window and the unit goes back on sale).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+from ray.exceptions import RayActorError
+
+from liveshop import clock, gctune
+from liveshop.actors.group_commit import GroupCommit
+from liveshop.commerce.auction import Auction, BidPlaced
+from liveshop.commerce.inventory import Commit, Release
+from liveshop.config import Settings
+from liveshop.errors import ClientError, LiveshopError, ReservationNotFound, Unavailable
+from liveshop.payments.cashier import Cashier
+from liveshop.payments.providers import make_provider
+from liveshop.storage.auctions import AuctionStore
+from liveshop.storage.orders import OrderStore
+from liveshop.storage.payments import PaymentStore
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
+
+log = logging.getLogger(__name__)
+
+#: How often the clock is looked at: the end is seen within this (the snipe drill needs it
+#: well under the extension window).
+CLOCK_INTERVAL = 0.05
+
+
+class AuctionActor:
+    async def __init__(self, auction_id: str, settings: Settings) -> None:  # type: ignore[misc]
+        assert settings.database_url
+        self.auction_id = auction_id
+        self.settings = settings
+        self.pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        self.store = AuctionStore(self.pool)
+        self.stored = await self.store.load(auction_id)
+        self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
+        self.cashier = Cashier(
+            make_provider(settings.payment_provider, self.pool),
+            PaymentStore(self.pool),
+            OrderStore(self.pool),
+            timeout=settings.payment_timeout,
+        )
+        self._stale = False
+        self.group: GroupCommit[tuple[list[BidPlaced], dict[str, Any]]] = GroupCommit(
+            take=self._take,
+            save=lambda batch: self.store.save_bids(self.auction_id, *batch),
+            committed=self._committed,
+            failed=self._failed,
+            error=Unavailable("the bid could not be saved, try again with the same key"),
+        )
+        self._push_due = asyncio.Event()
+        self._push_due.set()
+        self._room: Any = None
+        self._shown: dict[str, Any] | None = None
+        #: The view as of the last commit: viewers never see a bid that is not durable.
+        self._committed_view = self.auction.view(clock.now())
+        gctune.tune()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.group.run()),
+            loop.create_task(self._clock_loop()),
+            loop.create_task(self._push_loop()),
+        ]
+
+    # -- calls from gateways and the API ------------------------------------------------------
+
+    async def handle(
+        self, batch: list[tuple[str, int, int | None, str]]
+    ) -> list[dict[str, Any] | LiveshopError]:
+        """A batch of ``(bidder, amount, max_amount, key)``; answered once committed."""
+        if self._stale:
+            await self._reload()
+        now = clock.now()
+        results: list[dict[str, Any] | LiveshopError] = []
+        for bidder, amount, max_amount, key in batch:
+            try:
+                results.append(self.auction.bid(bidder, amount, max_amount, key, now))
+            except ClientError as exc:
+                results.append(exc)
+        if self.auction.pending or self.group.in_flight:
+            await self.group.wait()
+        return results
+
+    async def view(self) -> dict[str, Any]:
+        view = self.auction.view(clock.now())
+        return {**view, "room_id": self.stored.room_id, "sku": self.stored.sku,
+                "result": self.auction.result() if self.auction.ended else None,
+                "order": self.stored.order_id}  # fmt: skip
+
+    def _take(self) -> tuple[list[BidPlaced], dict[str, Any]] | None:
+        bids = self.auction.drain()
+        return (bids, self.auction.view(clock.now())) if bids else None
+
+    def _committed(self, batch: tuple[list[BidPlaced], dict[str, Any]]) -> None:
+        self._committed_view = batch[1]
+        self._push_due.set()
+
+    async def _shown_view(self) -> dict[str, Any]:
+        if self.auction.pending or self.group.in_flight:
+            return {**self._committed_view, "room_id": self.stored.room_id}
+        return await self.view()
+
+    # -- failures -----------------------------------------------------------------------------
+
+    def _failed(self, exc: Exception) -> None:
+        if isinstance(exc, TRANSIENT_DB_ERRORS):
+            log.warning("auction %s cannot commit: %s", self.auction_id, exc)
+        else:
+            log.exception("auction %s failed to commit", self.auction_id, exc_info=exc)
+        self._stale = True
+
+    async def _reload(self) -> None:
+        try:
+            self.stored = await self.store.load(self.auction_id)
+        except TRANSIENT_DB_ERRORS:
+            raise Unavailable("the auction is unavailable, try again") from None
+        self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
+        self._stale = False
+        self._push_due.set()
+
+    # -- the clock and the end ----------------------------------------------------------------
+
+    async def _clock_loop(self) -> None:
+        phase = None
+        while True:
+            try:
+                if self.auction.ended:
+                    await self._finish()
+                    if self.stored.stock_done and self.stored.payment_done:
+                        return
+                elif not self._stale and clock.now() >= self.auction.ends_at:
+                    await self._close()
+                current = self.auction.phase(clock.now())
+                if current != phase:
+                    phase = current
+                    self._push_due.set()
+            except Exception:
+                log.exception("auction %s: settling failed; retrying", self.auction_id)
+                await asyncio.sleep(1.0)
+            await asyncio.sleep(CLOCK_INTERVAL)
+
+    async def _close(self) -> None:
+        # Bids decided before the end are committed first; one of them may have extended it.
+        await self.group.wait()
+        if clock.now() < self.auction.ends_at:
+            return
+        result = self.auction.close(clock.now())
+        if result is None:
+            return
+        try:
+            order_id = await self.store.settle(
+                self.auction_id, result, room_id=self.stored.room_id, sku=self.stored.sku,
+                reservation_id=self.stored.reservation_id,
+                product_id=await self._product_id(),
+            )  # fmt: skip
+        except Exception:
+            self.auction.ended = False  # not durable: try again
+            raise
+        self.stored.ended, self.stored.order_id = True, order_id
+        log.info("auction %s ended: %s", self.auction_id, result)
+        self._push_due.set()
+
+    async def _product_id(self) -> str:
+        product_id: str = await self.pool.fetchval(
+            "SELECT product_id FROM skus WHERE id = $1", self.stored.sku
+        )
+        return product_id
+
+    async def _finish(self) -> None:
+        """After the end: the held unit goes to the order (or back), then the payment."""
+        from liveshop.actors import wiring  # wiring imports this module
+
+        stored = self.stored
+        if not stored.stock_done:
+            sku = await asyncio.to_thread(wiring.create_sku_actor, stored.sku, self.settings)
+            rid = stored.reservation_id
+            command = Commit(rid, stored.order_id) if stored.order_id else Release(rid)
+            try:
+                [outcome] = await asyncio.wait_for(
+                    sku.handle.remote([command]), self.settings.actor_call_timeout
+                )
+            except (RayActorError, TimeoutError) as exc:
+                raise Unavailable(f"SKU {stored.sku} did not answer") from exc
+            if isinstance(outcome, LiveshopError) and not isinstance(outcome, ReservationNotFound):
+                raise outcome
+            # ReservationNotFound: committed (or released) by an earlier incarnation.
+            await self.store.mark(self.auction_id, stock_done=True)
+            stored.stock_done = True
+        if not stored.payment_done:
+            if stored.order_id is not None:
+                result = self.auction.result()
+                with contextlib.suppress(ClientError):  # no saved card, declined: pay later
+                    await self.cashier.pay(
+                        stored.order_id, result["winner"], None, f"auction:{self.auction_id}"
+                    )
+            await self.store.mark(self.auction_id, payment_done=True)
+            stored.payment_done = True
+
+    # -- pushes to the room -------------------------------------------------------------------
+
+    async def _push_loop(self) -> None:
+        from liveshop.actors import wiring  # wiring imports this module
+
+        while True:
+            await self._push_due.wait()
+            await asyncio.sleep(self.settings.tick_interval)  # coalesce a tick of bids
+            self._push_due.clear()
+            view = await self._shown_view()
+            if view == self._shown:
+                continue
+            try:
+                if self._room is None:
+                    self._room = await asyncio.to_thread(wiring.get_room_actor, self.stored.room_id)
+                if self._room is not None:
+                    await asyncio.wait_for(
+                        self._room.auction.remote(view), self.settings.actor_call_timeout
+                    )
+                    self._shown = view
+            except Exception as exc:  # the room restarts: show it again later
+                log.info("auction %s could not reach its room: %r", self.auction_id, exc)
+                self._room = None
+                await asyncio.sleep(0.5)
+                self._push_due.set()

@@ -1,0 +1,36 @@
+"""How gateways and the API reach auction actors: bids batched per auction."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from liveshop.actors import wiring
+from liveshop.config import Settings
+from liveshop.errors import AuctionNotFound
+from liveshop.serve.actor_client import ActorClient
+from liveshop.storage.auctions import AuctionStore
+
+
+class AuctionClient(ActorClient):
+    kind = "auction"
+
+    def __init__(self, settings: Settings, store: AuctionStore) -> None:
+        super().__init__(
+            settings,
+            get=wiring.get_auction_actor,
+            create=wiring.create_auction_actor,
+            exists=store.exists,
+            missing=lambda auction_id: AuctionNotFound(f"no auction {auction_id!r}"),
+        )
+
+    async def bid(
+        self, auction_id: str, bidder: str, amount: int, max_amount: int | None, key: str
+    ) -> dict[str, Any]:
+        result: dict[str, Any] = await self.submit(
+            auction_id, "handle", (bidder, amount, max_amount, key)
+        )
+        return result
+
+    async def view(self, auction_id: str) -> dict[str, Any]:
+        result: dict[str, Any] = await self.call(auction_id, "view")
+        return result
