@@ -86,6 +86,8 @@ class Settings:
     payment_window: float = 900.0
     #: How often the API replicas reconcile pending payments and expire unpaid orders.
     reconcile_interval: float = 5.0
+    #: A cart nobody touched for this long emits one ``cart_abandoned`` event (seconds).
+    cart_abandon_after: float = 3600.0
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True

@@ -231,6 +231,14 @@ class PaymentNotFound(NotFound):
     code = "payment_not_found"
 
 
+class ReturnNotFound(NotFound):
+    code = "return_not_found"
+
+
+class CartItemNotFound(NotFound):
+    code = "not_in_cart"
+
+
 class AuctionNotFound(NotFound):
     code = "auction_not_found"
 

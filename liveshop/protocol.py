@@ -230,6 +230,32 @@ class BidParams(AuctionIdParams):
     key: str = Field(min_length=1, max_length=64)
 
 
+class CartItemParams(SkuParams):
+    quantity: int = Field(default=1, ge=0, le=1000)
+
+
+class CheckoutParams(RoomParams):
+    address: dict[str, Any]
+    key: str = Field(min_length=1, max_length=64)
+    email: str | None = Field(
+        default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+    )
+    method: str | None = Field(default=None, min_length=1, max_length=64)
+    skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
+    #: False: place the order and pay later (``pay``).
+    pay: bool = True
+
+
+class QuoteParams(RoomParams):
+    address: dict[str, Any]
+    skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
+
+
+class PolicyParams(RoomParams):
+    stock_policy: Literal["hold", "first_paid"]
+    hold_seconds: float | None = Field(default=None, gt=0, le=86400)
+
+
 class PingParams(_Params):
     pass
 
@@ -279,6 +305,13 @@ COMMERCE_OPS: dict[str, type[RoomParams]] = {
     "start_auction": AuctionParams,
     "bid": BidParams,
     "auction": AuctionIdParams,
+    "add_to_cart": CartItemParams,
+    "update_cart": CartItemParams,
+    "remove_from_cart": SkuParams,
+    "cart": RoomParams,
+    "quote": QuoteParams,
+    "checkout": CheckoutParams,
+    "commerce_settings": PolicyParams,
 }
 
 OPS: dict[str, type[_Params]] = {

@@ -12,6 +12,7 @@ from typing import Any
 import ray
 
 from liveshop.actors.auction_actor import AuctionActor
+from liveshop.actors.cart_actor import CartActor
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
 from liveshop.config import NAMESPACE, Settings
@@ -19,6 +20,7 @@ from liveshop.config import NAMESPACE, Settings
 ROOM_ACTOR_PREFIX = "room:"
 SKU_ACTOR_PREFIX = "sku:"
 AUCTION_ACTOR_PREFIX = "auction:"
+CART_ACTOR_PREFIX = "cart:"
 
 #: Room actors mostly wait on I/O: they must not reserve a CPU each, or a 2-core machine
 #: could hold two rooms. max_concurrency bounds the batches in flight per room.
@@ -36,6 +38,8 @@ ROOM_ACTOR_OPTIONS: dict[str, Any] = {
 #: idempotent as a whole (its keys are, one by one): never replay it behind the caller's back.
 SKU_ACTOR_OPTIONS: dict[str, Any] = dict(ROOM_ACTOR_OPTIONS)
 AUCTION_ACTOR_OPTIONS: dict[str, Any] = dict(ROOM_ACTOR_OPTIONS)
+#: One per shopper: many, mostly idle.
+CART_ACTOR_OPTIONS: dict[str, Any] = {**ROOM_ACTOR_OPTIONS, "max_concurrency": 100}
 
 #: Serve deployments. The gateway and API are I/O bound as well.
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
@@ -44,6 +48,7 @@ API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 _RemoteRoomActor: Any = ray.remote(RoomActor)
 _RemoteSkuActor: Any = ray.remote(SkuActor)
 _RemoteAuctionActor: Any = ray.remote(AuctionActor)
+_RemoteCartActor: Any = ray.remote(CartActor)
 
 #: Ray's handle types are not precise enough to type-check calls through; keep it honest.
 RoomHandle = Any
@@ -101,6 +106,17 @@ def create_auction_actor(auction_id: str, settings: Settings) -> Any:
     ).remote(auction_id, settings)
 
 
+def get_cart_actor(user_id: str) -> Any | None:
+    return _get_actor(CART_ACTOR_PREFIX + user_id)
+
+
+def create_cart_actor(user_id: str, settings: Settings) -> Any:
+    """Get or create the user's detached cart actor (blocking GCS call)."""
+    return _RemoteCartActor.options(
+        name=CART_ACTOR_PREFIX + user_id, get_if_exists=True, **CART_ACTOR_OPTIONS
+    ).remote(user_id, settings)
+
+
 def list_actor_names(prefix: str) -> list[str]:
     from ray.util.state import list_actors
 
@@ -111,9 +127,9 @@ def list_actor_names(prefix: str) -> list[str]:
 
 
 def kill_domain_actors() -> int:
-    """Stop every room, SKU and auction actor (for `liveshop down` on a shared cluster)."""
+    """Stop every room, SKU, auction and cart actor (for `liveshop down` on a shared cluster)."""
     killed = 0
-    for prefix in (ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX, AUCTION_ACTOR_PREFIX):
+    for prefix in (ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX, AUCTION_ACTOR_PREFIX, CART_ACTOR_PREFIX):
         for name in list_actor_names(prefix):
             handle = _get_actor(name)
             if handle is not None:

@@ -19,6 +19,8 @@ class Product:
     price_minor: int
     currency: str
     image_url: str | None = None
+    #: Who sells it: shipping rules and return windows are per seller.
+    seller_id: str = "liveshop"
 
     def __post_init__(self) -> None:
         # bool is an int subclass; a price of True is a bug, not one cent.

@@ -81,15 +81,20 @@ class Cashier:
             settled += 1
         return settled
 
-    async def refund(self, order_id: str) -> int:
-        """Refund a cancelled order's successful payment in full (idempotent)."""
+    async def refund(
+        self, order_id: str, *, amount_minor: int | None = None, key: str | None = None
+    ) -> int:
+        """Refund an order's payment, in full (a cancellation) or in part (a return);
+        idempotent per ``key``. Returns the total refunded so far."""
         payment = await self.payments.captured_of(order_id)
         if payment is None:
             return 0
+        amount = payment["amount_minor"] if amount_minor is None else amount_minor
         refunded = await self.provider.refund(
-            f"refund:{payment['payment']}", payment["payment"], payment["amount_minor"]
+            key or f"refund:{payment['payment']}", payment["payment"], amount
         )
-        await self.payments.mark_refunded(payment["payment"])
+        if refunded >= payment["amount_minor"]:
+            await self.payments.mark_refunded(payment["payment"])
         return refunded
 
     async def _record(

@@ -92,17 +92,17 @@ class ActorClient:
             )
         return batcher.submit(item)
 
-    async def call(self, key: str, method: str, *args: Any) -> Any:
-        handle = await self.actor(key)
+    async def call(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
+        handle = await self.actor(actor_id)
         try:
-            ref = getattr(handle, method).remote(*args)
+            ref = getattr(handle, method).remote(*args, **kwargs)
             return await asyncio.wait_for(ref, self.settings.actor_call_timeout)
         except LiveshopError:
             raise
         except ActorDiedError as exc:
             # Dead for good (e.g. its constructor failed): the next call makes a new one.
-            self.forget(key)
-            log.warning("%s actor %s died: %s", self.kind, key, exc)
+            self.forget(actor_id)
+            log.warning("%s actor %s died: %s", self.kind, actor_id, exc)
             raise Unavailable(f"{self.kind} is restarting, try again") from None
         except (RayActorError, GetTimeoutError, TimeoutError):
             raise Unavailable(f"{self.kind} did not answer in time, try again") from None

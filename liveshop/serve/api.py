@@ -20,6 +20,7 @@ from redis.exceptions import RedisError
 
 from liveshop import __version__, clock
 from liveshop.commerce import inventory as inv
+from liveshop.commerce.checkout import ShippingRule
 from liveshop.commerce.order import STATUSES, ShipmentLine
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
@@ -128,6 +129,7 @@ class ProductIn(BaseModel):
     price_minor: int = Field(ge=0, le=10**12, strict=True)
     currency: str = Field(pattern="^[A-Z]{3}$")
     image_url: str | None = Field(default=None, max_length=2000)
+    seller_id: RoomId = "liveshop"
 
 
 Quantity = Annotated[int, Field(ge=1, le=inv.MAX_QUANTITY, strict=True)]
@@ -199,6 +201,48 @@ UserId = Annotated[str, Path(min_length=1, max_length=64)]
 OrderId = Annotated[str, Path(min_length=1, max_length=140)]
 
 
+class CartItemIn(BaseModel):
+    sku: RoomId
+    quantity: int = Field(default=1, ge=1, le=1000)
+    room_id: RoomId | None = None
+
+
+class QuantityIn(BaseModel):
+    quantity: int = Field(ge=0, le=1000)
+
+
+class CheckoutIn(BaseModel):
+    address: dict[str, Any]
+    key: str = Field(min_length=1, max_length=64)
+    email: str | None = Field(
+        default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
+    )
+    method_id: str | None = Field(default=None, min_length=1, max_length=64)
+    #: Guest checkout: a card used for this order (tokenized; liveshop keeps the token only).
+    card: CardIn | None = None
+    skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
+    pay: bool = True
+
+
+class QuoteIn(BaseModel):
+    address: dict[str, Any]
+    skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
+
+
+class ShippingRuleIn(BaseModel):
+    seller_id: RoomId
+    country: str = Field(pattern=r"^([A-Z]{2}|\*)$")
+    base_minor: int = Field(ge=0, le=10**9, strict=True)
+    per_item_minor: int = Field(default=0, ge=0, le=10**9, strict=True)
+    free_over_minor: int | None = Field(default=None, ge=0, le=10**12, strict=True)
+
+
+class ReturnIn(BaseModel):
+    lines: list[ShipmentLineIn] = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=500)
+    key: str = Field(min_length=1, max_length=64)
+
+
 class TokenIn(BaseModel):
     user_id: str = Field(min_length=1, max_length=64)
     name: str = Field(default="", max_length=64)
@@ -237,6 +281,12 @@ class Api:
         identity = self._identity(authorization)
         if Role.SERVICE not in identity.grants.get(ANY_ROOM, frozenset()):
             raise Forbidden("needs the service role on all rooms ('*')")
+        return identity
+
+    def _own(self, authorization: str | None, user_id: str) -> Identity:
+        identity = self._identity(authorization)
+        if identity.user_id != user_id:
+            raise Forbidden("only the user themself may do this")
         return identity
 
     def _self_or_service(self, authorization: str | None, user_id: str) -> Identity:
@@ -342,7 +392,9 @@ class Api:
         self, body: ProductIn, authorization: Annotated[str | None, Header()] = None
     ) -> dict[str, Any]:
         self._service(authorization)
-        product = Product(body.id, body.title, body.price_minor, body.currency, body.image_url)
+        product = Product(
+            body.id, body.title, body.price_minor, body.currency, body.image_url, body.seller_id
+        )
         return (await self.products.create(product)).card()
 
     @app.get("/products")
@@ -448,6 +500,122 @@ class Api:
             raise UnknownOp(f"unknown commerce op {op!r}; see docs/protocol.md")
         params = validate_params(model, {**body, "room": room_id}, op)
         return await self.commerce.run(op, self._identity(authorization), params)
+
+    # -- carts, checkout, returns, events ------------------------------------------------------
+
+    @app.get("/users/{user_id}/cart")
+    async def get_cart(
+        self, user_id: UserId, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        self._self_or_service(authorization, user_id)
+        return await self.commerce.carts.run(user_id, "view")
+
+    @app.post("/users/{user_id}/cart/items")
+    async def add_to_cart(
+        self, user_id: UserId, body: CartItemIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Add units; from a room, the room's stock policy applies (and it is remembered)."""
+        self._own(authorization, user_id)
+        return await self.commerce.carts.run(user_id, "add", body.sku, body.quantity, body.room_id)
+
+    @app.put("/users/{user_id}/cart/items/{sku}")
+    async def update_cart(
+        self, user_id: UserId, sku: RoomId, body: QuantityIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        self._own(authorization, user_id)
+        return await self.commerce.carts.run(user_id, "set_quantity", sku, body.quantity)
+
+    @app.delete("/users/{user_id}/cart/items/{sku}")
+    async def remove_from_cart(
+        self, user_id: UserId, sku: RoomId, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        self._own(authorization, user_id)
+        return await self.commerce.carts.run(user_id, "remove", sku)
+
+    @app.post("/users/{user_id}/checkout/quote")
+    async def quote(
+        self, user_id: UserId, body: QuoteIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """What checkout would charge now: lines at today's prices, shipping, tax."""
+        self._own(authorization, user_id)
+        return await self.commerce.carts.run(user_id, "quote", body.address, body.skus)
+
+    @app.post("/users/{user_id}/checkout", status_code=201)
+    async def checkout(
+        self, user_id: UserId, body: CheckoutIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Check the cart out: as a guest (``email`` and a ``card``) or with a saved method."""
+        self._own(authorization, user_id)
+        method_id = body.method_id
+        if body.card is not None:
+            provider = self.commerce.cashier.provider
+            card = await provider.tokenize(
+                body.card.number, body.card.exp_month, body.card.exp_year
+            )
+            method_id = (await self.commerce.payments.save_method(user_id, provider.name, card))[
+                "id"
+            ]
+        return await self.commerce.checkout(
+            user_id, body.address, body.key, email=body.email, method_id=method_id, pay=body.pay,
+            skus=body.skus,
+        )  # fmt: skip
+
+    @app.post("/orders/{order_id}/returns", status_code=201)
+    async def request_return(
+        self, order_id: OrderId, body: ReturnIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Ask to return delivered units within the return window (the buyer)."""
+        identity = self._identity(authorization)
+        lines = [ShipmentLine(item.line, item.quantity) for item in body.lines]
+        return await self.orders.request_return(
+            order_id, identity.user_id, lines, body.reason, body.key, now=clock.now()
+        )
+
+    @app.post("/returns/{return_id}/approve")
+    async def approve_return(
+        self, return_id: Annotated[str, Path(min_length=1, max_length=64)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        """Approve a return (service): the units go back to stock, the buyer is refunded."""
+        self._service(authorization)
+        return await self.commerce.approve_return(return_id, approve=True)
+
+    @app.post("/returns/{return_id}/reject")
+    async def reject_return(
+        self, return_id: Annotated[str, Path(min_length=1, max_length=64)],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:  # fmt: skip
+        self._service(authorization)
+        return await self.commerce.approve_return(return_id, approve=False)
+
+    @app.put("/shipping-rules")
+    async def set_shipping_rule(
+        self, body: ShippingRuleIn, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """A seller's shipping cost to a country ("*": anywhere else)."""
+        self._service(authorization)
+        rule = ShippingRule(body.seller_id, body.country, body.base_minor, body.per_item_minor,
+                            body.free_over_minor)  # fmt: skip
+        await self.commerce.cart_store.set_shipping_rule(rule)
+        return body.model_dump()
+
+    @app.get("/events")
+    async def events(
+        self,
+        authorization: Annotated[str | None, Header()] = None,
+        after: Annotated[int | None, Query(ge=0)] = None,
+        kind: Annotated[str | None, Query(max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> list[dict[str, Any]]:
+        """Commerce events for other services (cart_abandoned, order_placed,
+        return_requested), oldest first; poll with ``after`` = the last id."""
+        self._service(authorization)
+        return await self.commerce.cart_store.events(after=after, kind=kind, limit=limit)
 
     # -- auctions -----------------------------------------------------------------------------
 
@@ -605,6 +773,9 @@ class Api:
         identity = self._identity(authorization)
         if identity.user_id != user_id:
             raise Forbidden("you can only save your own payment methods")
+        return await self._save_card(user_id, body)
+
+    async def _save_card(self, user_id: str, body: CardIn) -> dict[str, Any]:
         provider = self.commerce.cashier.provider
         card = await provider.tokenize(body.number, body.exp_month, body.exp_year)
         return await self.commerce.payments.save_method(user_id, provider.name, card)

@@ -14,15 +14,17 @@ import asyncpg
 
 from liveshop import clock
 from liveshop.commerce.auction import AuctionTerms
-from liveshop.commerce.inventory import Release, Reserve
+from liveshop.commerce.inventory import Commit, Release, Reserve
 from liveshop.config import Settings
-from liveshop.errors import ClientError, Forbidden, LiveshopError
+from liveshop.errors import ClientError, Forbidden, InvalidRequest, LiveshopError
 from liveshop.payments.cashier import Cashier
 from liveshop.payments.providers import make_provider
 from liveshop.serve.auction_client import AuctionClient
+from liveshop.serve.cart_client import CartClient
 from liveshop.serve.ops import DEAL_ROLES, sku_command_for
 from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
+from liveshop.storage.carts import CartStore
 from liveshop.storage.orders import OrderStore
 from liveshop.storage.payments import PaymentStore
 from liveshop.storage.skus import SkuStore
@@ -39,6 +41,8 @@ class Commerce:
         self.orders = OrderStore(pool)
         self.auction_store = AuctionStore(pool)
         self.auctions = AuctionClient(settings, self.auction_store)
+        self.cart_store = CartStore(pool)
+        self.carts = CartClient(settings)
         self.payments = PaymentStore(pool)
         self.cashier = Cashier(
             make_provider(settings.payment_provider, pool),
@@ -66,6 +70,33 @@ class Commerce:
                 return await self.auctions.view(params.auction)
             case "start_auction":
                 return await self.start_auction(who, params)
+            case "add_to_cart":
+                if params.quantity < 1:
+                    raise InvalidRequest("add at least one unit (update_cart removes)")
+                return await self.carts.run(
+                    who.user_id, "add", params.sku, params.quantity, params.room
+                )
+            case "update_cart":
+                return await self.carts.run(
+                    who.user_id, "set_quantity", params.sku, params.quantity
+                )
+            case "remove_from_cart":
+                return await self.carts.run(who.user_id, "remove", params.sku)
+            case "cart":
+                return await self.carts.run(who.user_id, "view")
+            case "quote":
+                return await self.carts.run(who.user_id, "quote", params.address, params.skus)
+            case "checkout":
+                return await self.checkout(who.user_id, params.address, params.key,
+                                           email=params.email, method_id=params.method,
+                                           pay=params.pay, skus=params.skus)  # fmt: skip
+            case "commerce_settings":
+                if not who.roles_in(params.room) & DEAL_ROLES:
+                    raise Forbidden("the room's commerce settings are the host's")
+                hold = params.hold_seconds or self.settings.hold_seconds
+                await self.cart_store.set_room_policy(params.room, params.stock_policy, hold)
+                return {"room": params.room, "stock_policy": params.stock_policy,
+                        "hold_seconds": hold}  # fmt: skip
         command = sku_command_for(
             op, who, params, hold_seconds=self.settings.hold_seconds, now=clock.now()
         )
@@ -111,10 +142,20 @@ class Commerce:
             raise
         return await self.auctions.view(auction_id)
 
+    async def checkout(
+        self, user_id: str, address: dict[str, Any], key: str, **options: Any
+    ) -> dict[str, Any]:
+        """Check the user's cart out (see CartActor.checkout)."""
+        result: dict[str, Any] = await self.carts.run(
+            user_id, "checkout", address=address, key=key, **options
+        )
+        return result
+
     async def cancel(self, order_id: str, *, by: str, note: str) -> dict[str, Any]:
-        """Cancel an order: its units are owed back (and taken back now), a paid one is
-        refunded."""
+        """Cancel an order: its sold units are owed back (and taken back now), units still
+        on hold are released, a paid order is refunded."""
         order, before = await self.orders.cancel(order_id, by=by, note=note)
+        await self.settle_holds()
         await self.return_stock(order_id)
         if before == "paid":
             order["refunded_minor"] = await self.cashier.refund(order_id)
@@ -126,13 +167,39 @@ class Commerce:
             with contextlib.suppress(LiveshopError):
                 await self.skus.call(sku, "take_returns")
 
+    async def settle_holds(self) -> int:
+        """Holds of orders paid meanwhile become sold; holds of cancelled orders go back."""
+        settled = 0
+        for order_id, status, sku, rid in await self.orders.unsettled_holds():
+            command = Release(rid) if status == "cancelled" else Commit(rid, order_id)
+            with contextlib.suppress(LiveshopError):  # expired or taken: the audit tells
+                await self.skus.send(sku, command)
+                settled += 1
+        return settled
+
+    async def approve_return(self, return_id: str, *, approve: bool) -> dict[str, Any]:
+        """Approve: the units go back to stock and the buyer is refunded (idempotent)."""
+        decided = await self.orders.decide_return(return_id, approve)
+        if not approve or decided["status"] == "refunded":
+            return decided
+        await self.return_stock(decided["order"])
+        decided["refunded_minor"] = await self.cashier.refund(
+            decided["order"], amount_minor=decided["refund_minor"], key=f"return:{return_id}"
+        )
+        return {
+            **await self.orders.mark_refunded(return_id),
+            "refunded_minor": decided["refunded_minor"],
+        }
+
     async def reconcile_forever(self) -> None:
-        """Settle payments left pending; cancel orders unpaid past the payment window."""
+        """Settle payments left pending; settle holds; cancel orders unpaid past the payment
+        window."""
         while True:
             await asyncio.sleep(self.settings.reconcile_interval)
             try:
                 now = clock.now()
                 await self.cashier.reconcile(now - self.settings.payment_timeout * 2)
+                await self.settle_holds()
                 for order_id in await self.orders.unpaid(now - self.settings.payment_window):
                     with contextlib.suppress(ClientError):  # paid or cancelled meanwhile
                         await self.cancel(order_id, by="liveshop", note="not paid in time")
@@ -142,3 +209,4 @@ class Commerce:
     async def close(self) -> None:
         await self.skus.close()
         await self.auctions.close()
+        await self.carts.close()

@@ -10,12 +10,15 @@ the same transaction, and the SKU actors apply each return exactly once.
 from __future__ import annotations
 
 import datetime
+import secrets
 from typing import Any
 
 import asyncpg
 
+from liveshop.commerce.checkout import Address, Quote, return_window_days, tax_on
 from liveshop.commerce.order import ShipmentLine, check_shipment, check_transition, sources_of
-from liveshop.errors import InvalidTransition, OrderNotFound
+from liveshop.errors import InvalidTransition, OrderNotFound, ReturnNotFound
+from liveshop.storage.carts import add_event
 
 ORDER_COLUMNS = (
     "id, buyer_id, status, currency, subtotal_minor, tax_minor, shipping_minor, total_minor, "
@@ -123,7 +126,8 @@ class OrderStore:
         self, conn: asyncpg.Connection, order_id: str, target: str, *, by: str, note: str
     ) -> dict[str, Any]:
         row = await conn.fetchrow(
-            f"UPDATE orders SET status = $2, updated_at = now() "
+            f"UPDATE orders SET status = $2, updated_at = now(), delivered_at = CASE "
+            f"WHEN $2 = 'delivered' THEN now() ELSE delivered_at END "
             f"WHERE id = $1 AND status = ANY($3::text[]) RETURNING {ORDER_COLUMNS}",
             order_id,
             target,
@@ -155,11 +159,15 @@ class OrderStore:
             if before is None:
                 raise OrderNotFound(f"no order {order_id!r}")
             order = await self._transition(conn, order_id, "cancelled", by=by, note=note)
+            # Only sold units come back; units still on a hold are released instead
+            # (Commerce.settle_holds), never counted twice.
             await conn.execute(
                 "INSERT INTO stock_returns (ref, sku, order_id, buyer_id, quantity, deal_id) "
                 "SELECT 'cancel:' || l.order_id, l.sku, l.order_id, o.buyer_id, "
                 "sum(l.quantity), min(l.deal_id) FROM order_lines l "
-                "JOIN orders o ON o.id = l.order_id WHERE l.order_id = $1 "
+                "JOIN orders o ON o.id = l.order_id "
+                "LEFT JOIN sku_reservations r ON r.id = l.reservation_id "
+                "WHERE l.order_id = $1 AND (l.reservation_id IS NULL OR r.status = 'committed') "
                 "GROUP BY l.order_id, l.sku, o.buyer_id",
                 order_id,
             )
@@ -224,6 +232,165 @@ class OrderStore:
                 await self._transition(conn, order_id, "shipped", by=by, note="")
         return await self.get(order_id)
 
+    # -- checkout -----------------------------------------------------------------------------
+
+    async def checkout_order(self, buyer_id: str, key: str) -> str | None:
+        order_id: str | None = await self.pool.fetchval(
+            "SELECT order_id FROM checkouts WHERE buyer_id = $1 AND idem_key = $2", buyer_id, key
+        )
+        return order_id
+
+    async def place_checkout(
+        self,
+        *,
+        buyer_id: str,
+        key: str,
+        quote: Quote,
+        holds: dict[str, str],
+        address: Address,
+        email: str | None,
+        room_id: str | None,
+    ) -> str:
+        """The order of a checkout (pending, on the given holds), once per key."""
+        order_id = f"chk-{secrets.token_hex(6)}"
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, tax_minor, "
+                "shipping_minor, total_minor, room_id, idem_scope, idem_key, created_at, "
+                "shipping_address, email, tax_basis_points) VALUES ($1, $2, $3, $4, $5, $6, $7, "
+                "$8, 'checkout', $9, now(), $10, $11, $12)",
+                order_id, buyer_id, quote.currency, quote.subtotal_minor, quote.tax_minor,
+                quote.shipping_minor, quote.total_minor, room_id, key, address.to_wire(), email,
+                quote.tax_basis_points,
+            )  # fmt: skip
+            await conn.executemany(
+                "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, price_minor, "
+                "deal_id, reservation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                [
+                    (order_id, i, ln.sku, ln.product_id, ln.quantity, ln.price_minor,
+                     ln.deal_id, holds[ln.sku])
+                    for i, ln in enumerate(quote.lines, start=1)
+                ],
+            )  # fmt: skip
+            await conn.execute(
+                "INSERT INTO checkouts (buyer_id, idem_key, order_id) VALUES ($1, $2, $3)",
+                buyer_id,
+                key,
+                order_id,
+            )
+            await add_event(
+                conn,
+                "order_placed",
+                buyer_id,
+                {"order": order_id, "total_minor": quote.total_minor},
+            )
+        return order_id
+
+    async def unsettled_holds(self) -> list[tuple[str, str, str, str]]:
+        """``(order, status, sku, reservation)`` of order lines whose units are still on a
+        hold although the order was paid (commit it) or cancelled (release it)."""
+        rows = await self.pool.fetch(
+            "SELECT o.id, o.status, l.sku, l.reservation_id FROM order_lines l "
+            "JOIN orders o ON o.id = l.order_id "
+            "JOIN sku_reservations r ON r.id = l.reservation_id AND r.status = 'held' "
+            "WHERE o.status <> 'pending' LIMIT 1000"
+        )
+        return [(r["id"], r["status"], r["sku"], r["reservation_id"]) for r in rows]
+
+    # -- returns ------------------------------------------------------------------------------
+
+    async def request_return(
+        self, order_id: str, buyer_id: str, lines: list[ShipmentLine], reason: str, key: str,
+        *, now: float,
+    ) -> dict[str, Any]:  # fmt: skip
+        """A return of some delivered units, within the return window; refunds their price
+        and their share of tax (shipping is not refunded)."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            existing = await conn.fetchrow(
+                "SELECT * FROM returns WHERE order_id = $1 AND idem_key = $2", order_id, key
+            )
+            if existing is not None:
+                return _return(existing)
+            order = await conn.fetchrow(
+                "SELECT buyer_id, status, delivered_at, shipping_address, tax_basis_points "
+                "FROM orders WHERE id = $1 FOR UPDATE",
+                order_id,
+            )
+            if order is None or order["buyer_id"] != buyer_id:
+                raise OrderNotFound(f"no order {order_id!r} of yours")
+            if order["status"] != "delivered":
+                raise InvalidTransition(f"an order that is {order['status']} cannot be returned")
+            country = (order["shipping_address"] or {}).get("country", "")
+            days = return_window_days(country)
+            if now - order["delivered_at"].timestamp() > days * 86400:
+                raise InvalidTransition(f"the {days}-day return window has closed")
+            ordered = {
+                r["line"]: (r["quantity"], r["price_minor"])
+                for r in await conn.fetch(
+                    "SELECT line, quantity, price_minor FROM order_lines WHERE order_id = $1",
+                    order_id,
+                )
+            }
+            returned = await conn.fetch(
+                "SELECT lines FROM returns WHERE order_id = $1 AND status <> 'rejected'", order_id
+            )
+            already: dict[int, int] = {}
+            for r in returned:
+                for item in r["lines"]:
+                    already[item["line"]] = already.get(item["line"], 0) + item["quantity"]
+            check_shipment({k: q for k, (q, _) in ordered.items()}, already, lines)
+            goods = sum(ordered[item.line][1] * item.quantity for item in lines)
+            refund = goods + tax_on(goods, order["tax_basis_points"])
+            row = await conn.fetchrow(
+                "INSERT INTO returns (id, order_id, buyer_id, lines, reason, refund_minor, "
+                "idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",
+                f"ret-{secrets.token_hex(6)}", order_id, buyer_id,
+                [{"line": i.line, "quantity": i.quantity} for i in lines], reason[:500], refund,
+                key,
+            )  # fmt: skip
+            await add_event(conn, "return_requested", buyer_id, {"return": row["id"]})
+        assert row is not None
+        return _return(row)
+
+    async def decide_return(self, return_id: str, approve: bool) -> dict[str, Any]:
+        """Approve (the units are owed back to their SKUs) or reject a requested return."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            row = await conn.fetchrow(
+                "UPDATE returns SET status = $2, updated_at = now() "
+                "WHERE id = $1 AND status = 'requested' RETURNING *",
+                return_id,
+                "approved" if approve else "rejected",
+            )
+            if row is None:
+                current = await conn.fetchrow("SELECT * FROM returns WHERE id = $1", return_id)
+                if current is None:
+                    raise ReturnNotFound(f"no return {return_id!r}")
+                if current["status"] == ("approved" if approve else "rejected") or (
+                    approve and current["status"] == "refunded"
+                ):
+                    return _return(current)  # a retry
+                raise InvalidTransition(f"the return is {current['status']}")
+            if approve:
+                await conn.execute(
+                    "INSERT INTO stock_returns (ref, sku, order_id, buyer_id, quantity, deal_id) "
+                    "SELECT 'return:' || $1, l.sku, l.order_id, $2, sum(r.quantity), "
+                    "min(l.deal_id) FROM jsonb_to_recordset($3::jsonb) AS r(line int, quantity "
+                    "int) JOIN order_lines l ON l.order_id = $4 AND l.line = r.line "
+                    "GROUP BY l.sku, l.order_id ON CONFLICT DO NOTHING",
+                    return_id, row["buyer_id"], row["lines"], row["order_id"],
+                )  # fmt: skip
+        return _return(row)
+
+    async def mark_refunded(self, return_id: str) -> dict[str, Any]:
+        row = await self.pool.fetchrow(
+            "UPDATE returns SET status = 'refunded', updated_at = now() "
+            "WHERE id = $1 AND status IN ('approved', 'refunded') RETURNING *",
+            return_id,
+        )
+        if row is None:
+            raise ReturnNotFound(f"no approved return {return_id!r}")
+        return _return(row)
+
     async def unpaid(self, older_than: float) -> list[str]:
         """Pending orders older than ``older_than`` (epoch s) with no payment under way."""
         rows = await self.pool.fetch(
@@ -234,3 +401,14 @@ class OrderStore:
             older_than,
         )
         return [r["id"] for r in rows]
+
+
+def _return(row: asyncpg.Record) -> dict[str, Any]:
+    return {
+        "return": row["id"],
+        "order": row["order_id"],
+        "status": row["status"],
+        "lines": row["lines"],
+        "reason": row["reason"],
+        "refund_minor": row["refund_minor"],
+    }

@@ -15,6 +15,7 @@ def _product(row: asyncpg.Record) -> Product:
         price_minor=row["price_minor"],
         currency=row["currency"],
         image_url=row["image_url"],
+        seller_id=row["seller_id"],
     )
 
 
@@ -26,19 +27,20 @@ class ProductStore:
         conflict = (
             "ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title, "
             "price_minor = EXCLUDED.price_minor, currency = EXCLUDED.currency, "
-            "image_url = EXCLUDED.image_url"
+            "image_url = EXCLUDED.image_url, seller_id = EXCLUDED.seller_id"
             if upsert
             else ""
         )
         try:
             row = await self.pool.fetchrow(
-                "INSERT INTO products (id, title, price_minor, currency, image_url) "
-                f"VALUES ($1, $2, $3, $4, $5) {conflict} RETURNING *",
+                "INSERT INTO products (id, title, price_minor, currency, image_url, seller_id) "
+                f"VALUES ($1, $2, $3, $4, $5, $6) {conflict} RETURNING *",
                 product.product_id,
                 product.title,
                 product.price_minor,
                 product.currency,
                 product.image_url,
+                product.seller_id,
             )
         except asyncpg.UniqueViolationError:
             raise Conflict(f"product {product.product_id!r} already exists") from None

@@ -63,6 +63,7 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             # Payments left pending by a provider timeout are reconciled within seconds.
             payment_timeout=0.5,
             reconcile_interval=0.5,
+            cart_abandon_after=1.0,
         ).with_keys()
         stack = Stack(settings)
         try:

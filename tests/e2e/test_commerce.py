@@ -427,3 +427,157 @@ async def test_a_live_auction_with_proxy_bids_a_snipe_and_a_paid_winner(
     finally:
         for client in (host, ann, bob):
             await client.close()
+
+
+async def test_cart_across_rooms_checkout_guest_and_returns(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    hold_room, open_room = new_id("hold"), new_id("open")
+    mug, lamp = new_id("mug"), new_id("lamp")
+    buyer, guest = new_id("buyer"), new_id("guest")
+    async with running.http() as http:
+        for room in (hold_room, open_room):
+            await http.post("/rooms", json={"id": room, "title": room, "host_id": f"host-{room}"})
+        for sku, price, seller in ((mug, 1200, "acme"), (lamp, 4500, "bolt")):
+            product = {"id": sku, "title": sku, "price_minor": price, "currency": "USD",
+                       "seller_id": seller}  # fmt: skip
+            assert (await http.post("/products", json=product)).status_code == 201
+            await http.post("/skus", json={"id": sku, "product_id": sku, "on_hand": 3})
+        rule = {"seller_id": "acme", "country": "US", "base_minor": 500, "per_item_minor": 100}
+        assert (await http.put("/shipping-rules", json=rule)).status_code == 200
+    url = running.settings.ws_url
+    host = await Client.open(url, running.token("host", {hold_room: ["host"], open_room: ["host"]}))
+    me = await Client.open(
+        url, running.token(buyer, {hold_room: ["viewer"], open_room: ["viewer"]})
+    )
+    address = {"name": "Ann Lee", "line1": "1 Main St", "city": "Austin", "region": "TX",
+               "postcode": "78701", "country": "US"}  # fmt: skip
+    try:
+        # The hold room keeps units for carts; the other is first paid, first served.
+        refused = await me.request("commerce_settings", room=hold_room, stock_policy="hold")
+        assert refused["error"]["code"] == "forbidden"
+        await host.result(
+            "commerce_settings", room=hold_room, stock_policy="hold", hold_seconds=120
+        )
+        held = await me.result("add_to_cart", room=hold_room, sku=mug, quantity=2)
+        assert held["policy"] == "hold" and held["lines"][0]["holds"]
+        assert held["lines"][0]["room_id"] == hold_room
+        assert held["lines"][0]["creator_id"] == f"host-{hold_room}"
+        assert (await me.result("stock", room=hold_room, sku=mug))["available"] == 1
+        loose = await me.result("add_to_cart", room=open_room, sku=lamp, quantity=1)
+        assert loose["policy"] == "first_paid" and loose["units"] == 3
+        assert (await me.result("stock", room=open_room, sku=lamp))["available"] == 3
+        missing = await me.request("add_to_cart", room=open_room, sku="nope")
+        assert missing["error"]["code"] == "sku_not_found"
+
+        priced = await me.result("quote", room=open_room, address=address)
+        assert priced["subtotal_minor"] == 2 * 1200 + 4500
+        assert priced["shipping_by_seller"] == {"acme": 600, "bolt": 599}
+        assert priced["tax_basis_points"] == 625
+        bad = await me.request(
+            "checkout", room=open_room, address={**address, "postcode": "1"}, key="c0"
+        )
+        assert bad["error"]["code"] == "invalid_request"
+        assert bad["error"]["details"][0]["field"] == "postcode"
+
+        # No saved card: the order is placed (units held for it) and waits for payment.
+        done = await me.result("checkout", room=open_room, address=address, key="c1")
+        order = done["order"]
+        assert (order["status"], order["total_minor"]) == ("pending", priced["total_minor"])
+        assert done["payment"]["error"]["code"] == "payment_method_not_found"
+        assert (await me.result("cart", room=open_room))["lines"] == []
+        again = await me.result("checkout", room=open_room, address=address, key="c1")
+        assert again["order"]["id"] == order["id"] and again["replayed"] is True
+        async with running.http() as http:
+            auth = {"Authorization": f"Bearer {running.token(buyer, {})}"}
+            card = {"number": "4242424242424242", "exp_month": 12, "exp_year": 2035}
+            await http.post(f"/users/{buyer}/payment-methods", json=card, headers=auth)
+            paid = await http.post(f"/orders/{order['id']}/pay", json={"key": "p1"}, headers=auth)
+            assert paid.json()["status"] == "succeeded", paid.text
+            for _ in range(50):  # the sweeper turns the paid order's holds into sales
+                views = [(await http.get(f"/skus/{s}")).json() for s in (mug, lamp)]
+                if [v["sold"] for v in views] == [2, 1]:
+                    break
+                await asyncio.sleep(0.1)
+            assert [(v["sold"], v["reserved"]) for v in views] == [(2, 0), (1, 0)]
+
+            # Delivered, then one mug comes back: refunded with its tax, back on sale.
+            oid = order["id"]
+            mug_line = next(ln["line"] for ln in order["lines"] if ln["sku"] == mug)
+            one_mug = {
+                "lines": [{"line": mug_line, "quantity": 1}],
+                "reason": "chipped",
+                "key": "r1",
+            }
+            early = await http.post(f"/orders/{oid}/returns", headers=auth, json=one_mug)
+            assert early.json()["error"]["code"] == "invalid_transition"  # not delivered yet
+            everything = [{"line": ln["line"], "quantity": ln["quantity"]} for ln in order["lines"]]
+            parcel = {"carrier": "ups", "tracking": "1Z", "lines": everything}
+            assert (await http.post(f"/orders/{oid}/shipments", json=parcel)).status_code == 201
+            assert (await http.post(f"/orders/{oid}/deliver", json={})).status_code == 200
+            asked = await http.post(f"/orders/{oid}/returns", headers=auth, json=one_mug)
+            assert asked.status_code == 201, asked.text
+            refund = asked.json()["refund_minor"]
+            assert refund == 1200 + tax_share(1200, 625)
+            approved = await http.post(f"/returns/{asked.json()['return']}/approve")
+            assert approved.json()["status"] == "refunded", approved.text
+            assert approved.json()["refunded_minor"] == refund
+            twice = await http.post(f"/returns/{asked.json()['return']}/approve")
+            assert twice.json()["status"] == "refunded"
+            for _ in range(50):
+                audit = (await http.get(f"/skus/{mug}/audit")).json()
+                if audit["returned"] == 1:
+                    break
+                await asyncio.sleep(0.1)
+            assert (audit["problems"], audit["sold"], audit["available"]) == ([], 1, 2)
+
+            # A guest checks out with a one-time card; an abandoned cart is an event.
+            gauth = {"Authorization": f"Bearer {running.token(guest, {})}"}
+            await http.post(
+                f"/users/{guest}/cart/items", json={"sku": lamp, "quantity": 2}, headers=gauth
+            )
+            short = await http.post(
+                f"/users/{guest}/checkout", headers=gauth,
+                json={"address": address, "key": "g0", "skus": [lamp, mug]},
+            )  # fmt: skip
+            assert short.json()["error"]["message"].startswith("not in the cart")
+            guest_order = await http.post(
+                f"/users/{guest}/checkout", headers=gauth,
+                json={"address": address, "key": "g1", "email": "g@example.com",
+                      "card": {"number": "4242 4242 4242 4242", "exp_month": 1, "exp_year": 2036}},
+            )  # fmt: skip
+            assert guest_order.status_code == 201, guest_order.text
+            assert guest_order.json()["payment"]["status"] == "succeeded"
+            assert guest_order.json()["order"]["status"] == "paid"
+            await http.post(
+                f"/users/{guest}/cart/items", json={"sku": mug, "quantity": 1}, headers=gauth
+            )
+            for _ in range(60):
+                abandoned = (await http.get("/events", params={"kind": "cart_abandoned"})).json()
+                if any(e["user_id"] == guest for e in abandoned):
+                    break
+                await asyncio.sleep(0.1)
+            assert any(
+                e["user_id"] == guest and e["data"]["lines"][0]["sku"] == mug for e in abandoned
+            )
+            placed = (await http.get("/events", params={"kind": "order_placed"})).json()
+            assert {order["id"], guest_order.json()["order"]["id"]} <= {
+                e["data"]["order"] for e in placed
+            }
+            oversold = await http.post(
+                f"/users/{guest}/cart/items", json={"sku": lamp, "quantity": 1}, headers=gauth
+            )
+            assert oversold.status_code == 200  # first paid: added; checkout finds none left
+            gone = await http.post(
+                f"/users/{guest}/checkout", headers=gauth,
+                json={"address": address, "key": "g2", "skus": [lamp]},
+            )  # fmt: skip
+            assert gone.json()["error"]["code"] == "out_of_stock"
+            assert gone.json()["error"]["details"]["available"] == {lamp: 0}
+    finally:
+        for client in (host, me):
+            await client.close()
+
+
+def tax_share(amount: int, basis_points: int) -> int:
+    return (amount * basis_points + 5000) // 10000

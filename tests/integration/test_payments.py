@@ -179,3 +179,39 @@ async def test_split_shipments_and_delivery(pool: asyncpg.Pool) -> None:
     found = await orders.search(buyer_id="ann", status="delivered")
     assert [o["id"] for o in found] == [order_id]
     assert await orders.search(buyer_id="bob") == []
+
+
+async def test_returns_within_the_window_only_and_never_more_than_delivered(
+    pool: asyncpg.Pool,
+) -> None:
+    skus, inv, cashier, orders = await _shop(pool)
+    order_id = await _order(skus, inv, "ann", "k1", qty=2)
+    await _card(cashier, "ann", VISA)
+    await cashier.pay(order_id, "ann", None, "p1")
+    await orders.ship(order_id, carrier="dhl", tracking="A", lines=[ShipmentLine(1, 2)], by="s")
+    await orders.transition(order_id, "delivered", by="svc")
+    delivered = (await orders.get(order_id))["updated_at"]
+    one = [ShipmentLine(1, 1)]
+    with pytest.raises(InvalidTransition, match="30-day return window"):
+        await orders.request_return(order_id, "ann", one, "late", "r0", now=delivered + 31 * 86400)
+    from liveshop.errors import OrderNotFound
+
+    with pytest.raises(OrderNotFound):
+        await orders.request_return(order_id, "bob", one, "not mine", "r0", now=delivered)
+    first = await orders.request_return(order_id, "ann", one, "too big", "r1", now=delivered)
+    assert first["refund_minor"] == 1500  # no tax on an order without an address
+    assert (await orders.request_return(order_id, "ann", one, "x", "r1", now=delivered)) == first
+    second = await orders.request_return(order_id, "ann", one, "too", "r2", now=delivered)
+    with pytest.raises(InvalidRequest, match="0 units left"):
+        await orders.request_return(order_id, "ann", one, "and", "r3", now=delivered)
+    rejected = await orders.decide_return(second["return"], approve=False)
+    assert rejected["status"] == "rejected"
+    with pytest.raises(InvalidTransition):
+        await orders.decide_return(second["return"], approve=True)
+    approved = await orders.decide_return(first["return"], approve=True)
+    assert approved["status"] == "approved"
+    assert await skus.returns_due("p1") == [(f"return:{first['return']}", "ann", 1, None)]
+    assert (
+        await cashier.refund(order_id, amount_minor=1500, key=f"return:{first['return']}") == 1500
+    )
+    assert (await orders.mark_refunded(first["return"]))["status"] == "refunded"

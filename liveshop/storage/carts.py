@@ -1,0 +1,111 @@
+"""Carts, the commerce event feed, rooms' stock policies and sellers' shipping rules in
+PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import asyncpg
+
+from liveshop.commerce.cart import Cart
+from liveshop.commerce.checkout import DEFAULT_SHIPPING, ShippingRule
+from liveshop.errors import InvalidRequest
+
+POLICIES = ("hold", "first_paid")
+
+
+class CartStore:
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def load(self, user_id: str) -> Cart:
+        state = await self.pool.fetchval("SELECT state FROM carts WHERE user_id = $1", user_id)
+        return Cart.from_state(user_id, state) if state else Cart(user_id)
+
+    async def save(self, cart: Cart, *, event: tuple[str, dict[str, Any]] | None = None) -> None:
+        """The cart, and an event about it if any, together."""
+        async with self.pool.acquire() as conn, conn.transaction():
+            await conn.execute(
+                "INSERT INTO carts (user_id, state) VALUES ($1, $2) ON CONFLICT (user_id) "
+                "DO UPDATE SET state = EXCLUDED.state, updated_at = now()",
+                cart.user_id,
+                cart.to_state(),
+            )
+            if event is not None:
+                await add_event(conn, event[0], cart.user_id, event[1])
+
+    # -- events -------------------------------------------------------------------------------
+
+    async def events(
+        self, *, after: int | None, kind: str | None, limit: int
+    ) -> list[dict[str, Any]]:
+        rows = await self.pool.fetch(
+            "SELECT id, kind, user_id, data, at FROM commerce_events "
+            "WHERE ($1::bigint IS NULL OR id > $1) AND ($2::text IS NULL OR kind = $2) "
+            "ORDER BY id LIMIT $3",
+            after,
+            kind,
+            limit,
+        )
+        return [{**dict(r), "at": r["at"].timestamp()} for r in rows]
+
+    # -- rooms and sellers --------------------------------------------------------------------
+
+    async def room_policy(self, room_id: str, default_hold: float) -> tuple[str, float]:
+        row = await self.pool.fetchrow(
+            "SELECT stock_policy, hold_seconds FROM room_commerce WHERE room_id = $1", room_id
+        )
+        return (row["stock_policy"], row["hold_seconds"]) if row else ("first_paid", default_hold)
+
+    async def set_room_policy(self, room_id: str, policy: str, hold_seconds: float) -> None:
+        if policy not in POLICIES:
+            raise InvalidRequest(f"stock_policy must be one of {', '.join(POLICIES)}")
+        await self.pool.execute(
+            "INSERT INTO room_commerce (room_id, stock_policy, hold_seconds) VALUES ($1, $2, $3) "
+            "ON CONFLICT (room_id) DO UPDATE SET stock_policy = EXCLUDED.stock_policy, "
+            "hold_seconds = EXCLUDED.hold_seconds",
+            room_id,
+            policy,
+            hold_seconds,
+        )
+
+    async def room_host(self, room_id: str | None) -> str | None:
+        if room_id is None:
+            return None
+        host: str | None = await self.pool.fetchval(
+            "SELECT host_id FROM rooms WHERE id = $1", room_id
+        )
+        return host
+
+    async def shipping_rules(self) -> list[ShippingRule]:
+        """Sellers' own rules first; the built-in ones fill the gaps."""
+        rows = await self.pool.fetch("SELECT * FROM shipping_rules")
+        own = [
+            ShippingRule(r["seller_id"], r["country"], r["base_minor"], r["per_item_minor"],
+                         r["free_over_minor"])
+            for r in rows
+        ]  # fmt: skip
+        taken = {(r.seller_id, r.country) for r in own}
+        return own + [r for r in DEFAULT_SHIPPING if (r.seller_id, r.country) not in taken]
+
+    async def set_shipping_rule(self, rule: ShippingRule) -> None:
+        await self.pool.execute(
+            "INSERT INTO shipping_rules (seller_id, country, base_minor, per_item_minor, "
+            "free_over_minor) VALUES ($1, $2, $3, $4, $5) ON CONFLICT (seller_id, country) DO "
+            "UPDATE SET base_minor = EXCLUDED.base_minor, per_item_minor = "
+            "EXCLUDED.per_item_minor, free_over_minor = EXCLUDED.free_over_minor",
+            rule.seller_id, rule.country, rule.base_minor, rule.per_item_minor,
+            rule.free_over_minor,
+        )  # fmt: skip
+
+
+async def add_event(
+    conn: asyncpg.Connection | asyncpg.Pool, kind: str, user_id: str, data: dict[str, Any]
+) -> None:
+    await conn.execute(
+        "INSERT INTO commerce_events (kind, user_id, data) VALUES ($1, $2, $3)",
+        kind,
+        user_id,
+        json.loads(json.dumps(data)),
+    )
