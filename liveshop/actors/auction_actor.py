@@ -20,7 +20,7 @@ from typing import Any
 from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune
-from liveshop.actors.group_commit import GroupCommit
+from liveshop.actors.group_commit import GroupCommit, report_failure
 from liveshop.commerce.auction import Auction, BidPlaced
 from liveshop.commerce.inventory import Commit, Release
 from liveshop.config import Settings
@@ -30,7 +30,7 @@ from liveshop.payments.providers import make_provider
 from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.orders import OrderStore
 from liveshop.storage.payments import PaymentStore
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +44,9 @@ class AuctionActor:
         assert settings.database_url
         self.auction_id = auction_id
         self.settings = settings
-        self.pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        self.pool = await connect_retrying(
+            settings.database_url, max_size=2, who=f"auction {auction_id}"
+        )
         self.store = AuctionStore(self.pool)
         self.stored = await self.store.load(auction_id)
         self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
@@ -117,10 +119,7 @@ class AuctionActor:
     # -- failures -----------------------------------------------------------------------------
 
     def _failed(self, exc: Exception) -> None:
-        if isinstance(exc, TRANSIENT_DB_ERRORS):
-            log.warning("auction %s cannot commit: %s", self.auction_id, exc)
-        else:
-            log.exception("auction %s failed to commit", self.auction_id, exc_info=exc)
+        report_failure(f"auction {self.auction_id}", exc)
         self._stale = True
 
     async def _reload(self) -> None:

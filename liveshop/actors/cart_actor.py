@@ -39,7 +39,7 @@ from liveshop.payments.providers import make_provider
 from liveshop.storage.carts import CartStore
 from liveshop.storage.orders import OrderStore
 from liveshop.storage.payments import PaymentStore
-from liveshop.storage.pool import create_pool
+from liveshop.storage.pool import connect_retrying
 from liveshop.storage.products import ProductStore
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,7 @@ class CartActor:
         assert settings.database_url
         self.user_id = user_id
         self.settings = settings
-        self.pool = await create_pool(settings.database_url, min_size=1, max_size=2)
+        self.pool = await connect_retrying(settings.database_url, max_size=2, who=f"cart {user_id}")
         self.store = CartStore(self.pool)
         self.orders = OrderStore(self.pool)
         self.products = ProductStore(self.pool)

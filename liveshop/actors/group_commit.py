@@ -12,10 +12,14 @@ commit, and every caller who arrived meanwhile (their decisions may build on it)
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import Awaitable, Callable
 from typing import Generic, TypeVar
 
 from liveshop.errors import LiveshopError
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS
+
+log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
@@ -78,3 +82,11 @@ class GroupCommit(Generic[T]):
                     fut.set_result(None)
             if batch is not None:
                 self._committed(batch)
+
+
+def report_failure(who: str, exc: Exception) -> None:
+    """Log a failed commit: an outage briefly, anything else with its traceback."""
+    if isinstance(exc, TRANSIENT_DB_ERRORS):
+        log.warning("%s cannot commit: %s", who, exc)
+    else:
+        log.error("%s failed to commit", who, exc_info=exc)

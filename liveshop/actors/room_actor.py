@@ -16,7 +16,6 @@ import logging
 import time
 from typing import Any
 
-import asyncpg
 import msgpack
 from redis.exceptions import RedisError
 
@@ -37,7 +36,7 @@ from liveshop.rooms.event import Event
 from liveshop.rooms.gift import GiftReceipt
 from liveshop.rooms.room import Room
 from liveshop.storage.broker import RedisPublisher
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.skus import SkuStore
 from liveshop.storage.wallets import WalletStore
@@ -81,7 +80,7 @@ class RoomActor:
         self.room_id = room_id
         self.settings = settings
         self.publisher = RedisPublisher(settings.redis_url)
-        self.pool = await self._connect(settings.database_url)
+        self.pool = await connect_retrying(settings.database_url, max_size=2, who=f"room {room_id}")
         self.store = RoomStore(self.pool)
         self.wallets = WalletStore(self.pool)
         stored = await self.store.load(room_id, history=settings.history_size)
@@ -115,18 +114,6 @@ class RoomActor:
         gctune.tune()
         self._loop_task = asyncio.get_running_loop().create_task(self._tick_loop())
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
-
-    @staticmethod
-    async def _connect(url: str) -> asyncpg.Pool:
-        """Keep trying: a restart during a database outage must wait, not die."""
-        delay = 0.1
-        while True:
-            try:
-                return await create_pool(url, min_size=1, max_size=2)
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("room actor cannot reach PostgreSQL yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     # -- calls from gateways and the API -----------------------------------------------------
 

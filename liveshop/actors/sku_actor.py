@@ -20,15 +20,14 @@ import logging
 import time
 from typing import Any
 
-import asyncpg
 from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune
-from liveshop.actors.group_commit import GroupCommit
+from liveshop.actors.group_commit import GroupCommit, report_failure
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
 from liveshop.storage.skus import SkuStore
 
 log = logging.getLogger(__name__)
@@ -46,7 +45,7 @@ class SkuActor:
         assert settings.database_url
         self.sku = sku
         self.settings = settings
-        self.pool = await self._connect(settings.database_url)
+        self.pool = await connect_retrying(settings.database_url, max_size=3, who=f"SKU {sku}")
         self.store = SkuStore(self.pool)
         self.inventory = Inventory.restore(await self.store.load(sku, now=clock.now()))
         self.watchers: set[str] = set(await self.store.watchers(sku))
@@ -81,18 +80,6 @@ class SkuActor:
         if self.watchers:
             self._push_due.set()
         log.info("SKU %s loaded: %s", sku, self.inventory.counts())
-
-    @staticmethod
-    async def _connect(url: str) -> asyncpg.Pool:
-        """Keep trying: a restart during a database outage must wait, not die."""
-        delay = 0.1
-        while True:
-            try:
-                return await create_pool(url, min_size=1, max_size=3)
-            except TRANSIENT_DB_ERRORS as exc:
-                log.warning("SKU actor cannot reach PostgreSQL yet: %s", exc)
-                await asyncio.sleep(delay)
-                delay = min(delay * 2, 2.0)
 
     # -- calls from gateways and the API ------------------------------------------------------
 
@@ -175,10 +162,7 @@ class SkuActor:
 
     def _failed(self, exc: Exception) -> None:
         """Every decision since the last good commit is void: reload before deciding again."""
-        if isinstance(exc, TRANSIENT_DB_ERRORS):
-            log.warning("SKU %s cannot commit: %s", self.sku, exc)
-        else:
-            log.exception("SKU %s failed to commit", self.sku, exc_info=exc)
+        report_failure(f"SKU {self.sku}", exc)
         self._stale = True
 
     async def _reload(self) -> None:

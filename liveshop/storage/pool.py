@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 
 import asyncpg
+
+log = logging.getLogger(__name__)
 
 #: Errors that mean "PostgreSQL did not answer": retry later, nothing was decided.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
@@ -28,3 +32,16 @@ async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> asyn
     )
     assert pool is not None
     return pool
+
+
+async def connect_retrying(url: str, *, max_size: int, who: str) -> asyncpg.Pool:
+    """A pool for an actor: keep trying, because an actor restarted during a database
+    outage must wait for it, not die."""
+    delay = 0.1
+    while True:
+        try:
+            return await create_pool(url, min_size=1, max_size=max_size)
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("%s cannot reach PostgreSQL yet: %s", who, exc)
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, 2.0)
