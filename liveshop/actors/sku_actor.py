@@ -28,9 +28,13 @@ from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuComm
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
-from liveshop.storage.skus import SkuStore
+from liveshop.storage.skus import SkuStore, Turn
 
 log = logging.getLogger(__name__)
+
+#: One commit: the SKU row, the changes, the view and counts after them, (version, next),
+#: and its turn among the batches in flight.
+Batch = tuple[dict[str, Any], Changes, dict[str, Any], dict[str, int], tuple[int, int], Turn]
 
 #: The clock loop's longest sleep: hold expiry and deal start/end are seen within this.
 CLOCK_INTERVAL = 0.25
@@ -47,11 +51,16 @@ class SkuActor:
         self.settings = settings
         self.pool = await connect_retrying(settings.database_url, max_size=3, who=f"SKU {sku}")
         self.store = SkuStore(self.pool)
-        self.inventory = Inventory.restore(await self.store.load(sku, now=clock.now()))
         self.watchers: set[str] = set(await self.store.watchers(sku))
+        stored = await self.store.load(sku, now=clock.now())
+        self.inventory = Inventory.restore(stored)
+        #: The version the last batch taken will set (see SkuStore.save).
+        self._version: int = stored.state["version"]
+        self._turn: Turn | None = None
         self.group = GroupCommit(
+            depth=2,
             take=self._take,
-            save=lambda batch: self.store.save(batch[0], batch[1]),
+            save=lambda batch: self.store.save(batch[0], batch[1], version=batch[4], turn=batch[5]),
             committed=self._committed,
             failed=self._failed,
             error=Unavailable("stock could not be saved, try again with the same key"),
@@ -144,18 +153,24 @@ class SkuActor:
 
     # -- group commit -------------------------------------------------------------------------
 
-    def _take(self) -> tuple[dict[str, Any], Changes, dict[str, Any], dict[str, int]] | None:
-        """What to commit, with the view and counts it leads to (shown once committed)."""
+    def _take(self) -> Batch | None:
+        """What to commit, with the view and counts it leads to (shown once committed) and
+        the versions that chain it to the batch before."""
         changes = self.inventory.drain()
         if not changes:
             return None
         inventory = self.inventory
-        return inventory.row(), changes, inventory.snapshot(clock.now()), inventory.counts()
+        version = (self._version, self._version + 1)
+        self._version += 1
+        turn = Turn(self._turn.mine if self._turn is not None else None)
+        self._turn = turn
+        return (
+            inventory.row(), changes, inventory.snapshot(clock.now()), inventory.counts(),
+            version, turn,
+        )  # fmt: skip
 
-    def _committed(
-        self, batch: tuple[dict[str, Any], Changes, dict[str, Any], dict[str, int]]
-    ) -> None:
-        _, _, view, self._counts = batch
+    def _committed(self, batch: Batch) -> None:
+        _, _, view, self._counts, _, _ = batch
         if view != self._view:
             self._view = view
             self._push_due.set()
@@ -174,6 +189,8 @@ class SkuActor:
             except TRANSIENT_DB_ERRORS:
                 raise Unavailable("stock is unavailable, try again") from None
             self.inventory = Inventory.restore(stored)
+            self._version = stored.state["version"]
+            self._turn = None
             self._returned.clear()  # what memory applied but PostgreSQL did not is due again
             self._stale = False
             self._view = self.inventory.snapshot(clock.now())

@@ -9,6 +9,8 @@ buyer's idempotency key is on at most one order per SKU (a unique constraint);
 
 from __future__ import annotations
 
+import asyncio
+from dataclasses import dataclass, field
 from typing import Any
 
 import asyncpg
@@ -28,6 +30,20 @@ from liveshop.errors import Conflict, NotFound, SkuNotFound
 
 class ReturnAlreadyApplied(Exception):
     """A bug or a zombie actor; the batch is rolled back and the actor reloads."""
+
+
+@dataclass
+class Turn:
+    """Orders pipelined batches: this one locks the SKU row after ``before`` did, and sets
+    ``mine`` once it holds the lock (or gave up)."""
+
+    before: asyncio.Event | None = None
+    mine: asyncio.Event = field(default_factory=asyncio.Event)
+
+
+class StaleVersion(Exception):
+    """The batch before this one did not commit (or another incarnation wrote the SKU):
+    roll back; the actor reloads."""
 
 
 def buy_scope(sku: str) -> str:
@@ -104,6 +120,7 @@ class SkuStore:
                 "deal": deal,
                 "deal_sold": row["deal_sold"],
                 "next_seq": row["next_seq"],
+                "version": row["version"],
             }
             since = now - ANSWER_TTL
             holds = await conn.fetch(
@@ -170,21 +187,59 @@ class SkuStore:
         stored.deal_bought = {b: n for b, n in stored.deal_bought.items() if n}
         return stored
 
-    async def save(self, row: dict[str, object], changes: Changes) -> None:
-        """One batch of decisions, all or nothing."""
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self._save(conn, row, changes)
+    async def save(
+        self,
+        row: dict[str, object],
+        changes: Changes,
+        *,
+        version: tuple[int, int],
+        turn: Turn | None = None,
+    ) -> None:
+        """One batch of decisions, all or nothing; ``version`` is (the version this batch
+        builds on, the one it sets): it commits only after, and only if, the batch before it
+        did (see 0008_sku_version.sql). With several batches in flight, ``turn`` orders
+        their locks of the SKU row (each takes it after the one before took it)."""
+        turn = turn or Turn()
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                await self._save(conn, row, changes, version, turn)
+        finally:
+            turn.mine.set()  # whatever happened, the next batch may go and find out
 
     @staticmethod
-    async def _save(conn: asyncpg.Connection, row: dict[str, object], changes: Changes) -> None:
+    async def _save(
+        conn: asyncpg.Connection, row: dict[str, object], changes: Changes,
+        version: tuple[int, int], turn: Turn,
+    ) -> None:  # fmt: skip
         sku = row["sku"]
-        await conn.execute(
-            "UPDATE skus SET price_minor = $2, on_hand = $3, reserved = $4, sold = $5, "
-            "limit_per_buyer = $6, deal = $7, deal_sold = $8, next_seq = $9, updated_at = now() "
-            "WHERE id = $1",
-            sku, row["price_minor"], row["on_hand"], row["reserved"], row["sold"],
-            row["limit_per_buyer"], row["deal"], row["deal_sold"], row["next_seq"],
-        )  # fmt: skip
+
+        async def chain() -> None:
+            if turn.before is not None:
+                await turn.before.wait()
+            # Waits while the previous batch's transaction holds the row, then reads the
+            # latest committed version; fails when that one rolled back. NO KEY: the foreign
+            # keys of the rows this batch inserts take KEY SHARE on the same row, and must
+            # not deadlock with the previous batch's lock.
+            current = await conn.fetchval(
+                "SELECT version FROM skus WHERE id = $1 FOR NO KEY UPDATE", sku
+            )
+            turn.mine.set()
+            if current != version[0]:
+                raise StaleVersion(f"SKU {sku}: at version {current}, not {version[0]}")
+            await conn.execute(
+                "UPDATE skus SET price_minor = $2, on_hand = $3, reserved = $4, sold = $5, "
+                "limit_per_buyer = $6, deal = $7, deal_sold = $8, next_seq = $9, "
+                "version = $10, updated_at = now() WHERE id = $1",
+                sku, row["price_minor"], row["on_hand"], row["reserved"], row["sold"],
+                row["limit_per_buyer"], row["deal"], row["deal_sold"], row["next_seq"],
+                version[1],
+            )  # fmt: skip
+
+        # Rows this batch updates may have been inserted by the previous batch: wait for it
+        # first. A batch that only inserts writes its rows in parallel and waits at the end.
+        dependent = bool(changes.closed or changes.returned)
+        if dependent:
+            await chain()
         if changes.ledger:
             ledger = changes.ledger
             await conn.execute(
@@ -269,6 +324,8 @@ class SkuStore:
                 [c.order_id for c in closed],
                 [c.at for c in closed],
             )
+        if not dependent:
+            await chain()
 
     async def audit(self, sku: str) -> dict[str, Any]:
         """Check a SKU's books (after an incident, or a drill): the ledger explains the row,

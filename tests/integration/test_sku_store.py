@@ -3,6 +3,8 @@ exactly what was committed, the constraints refuse what the domain must never pr
 
 from __future__ import annotations
 
+import asyncio
+
 import asyncpg
 import pytest
 
@@ -10,7 +12,7 @@ from liveshop.commerce.inventory import FlashDeal, Inventory
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, LimitExceeded, NotFound
 from liveshop.storage.products import ProductStore
-from liveshop.storage.skus import SkuStore
+from liveshop.storage.skus import SkuStore, StaleVersion, Turn
 
 T0 = 1_800_000_000.0
 
@@ -23,7 +25,9 @@ async def _setup(pool: asyncpg.Pool, on_hand: int = 10, limit: int | None = None
 
 
 async def _commit(store: SkuStore, inv: Inventory) -> None:
-    await store.save(inv.row(), inv.drain())
+    """Save the next batch on top of whatever the database holds now."""
+    version = await store.pool.fetchval("SELECT version FROM skus WHERE id = $1", inv.sku)
+    await store.save(inv.row(), inv.drain(), version=(version, version + 1))
 
 
 async def test_a_restart_rebuilds_counts_holds_answers_and_limits(pool: asyncpg.Pool) -> None:
@@ -97,6 +101,31 @@ async def test_a_failed_batch_writes_nothing(pool: asyncpg.Pool) -> None:
         await _commit(store, zombie)
     assert await pool.fetchval("SELECT on_hand FROM skus WHERE id = 'p1'") == 4
     assert await pool.fetchval("SELECT count(*) FROM inventory_ledger WHERE sku = 'p1'") == 2
+
+
+async def test_a_batch_commits_only_on_top_of_the_one_before_it(pool: asyncpg.Pool) -> None:
+    store = await _setup(pool, on_hand=5)
+    inv = Inventory.restore(await store.load("p1", now=T0))
+    inv.buy("k1", "ann", 1, T0)
+    first = (inv.row(), inv.drain())
+    inv.buy("k2", "bob", 1, T0)
+    second = (inv.row(), inv.drain())
+    # The second batch, written while the first is still open, waits for it and commits
+    # after it; had the first rolled back, the second would fail too.
+    async with pool.acquire() as conn:
+        tx = conn.transaction()
+        await tx.start()
+        await store._save(conn, *first, (0, 1), Turn())
+        later = asyncio.ensure_future(store.save(*second, version=(1, 2)))
+        await asyncio.sleep(0.2)
+        assert not later.done()  # blocked on the first batch's row
+        await tx.rollback()
+    with pytest.raises(StaleVersion):
+        await later
+    assert await pool.fetchval("SELECT count(*) FROM orders") == 0
+    await store.save(*first, version=(0, 1))
+    await store.save(*second, version=(1, 2))
+    assert await pool.fetchval("SELECT sold FROM skus WHERE id = 'p1'") == 2
 
 
 async def test_creating_twice_and_loading_a_missing_sku_are_refused(pool: asyncpg.Pool) -> None:
