@@ -251,6 +251,29 @@ class QuoteParams(RoomParams):
     skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
 
 
+class OrdersParams(RoomParams):
+    status: Literal["pending", "paid", "fulfilled", "shipped", "delivered", "cancelled"] | None = (
+        None
+    )
+    before: str | None = Field(default=None, min_length=1, max_length=140)
+    limit: int = Field(default=20, ge=1, le=100)
+
+
+class OrderParams(RoomParams):
+    order: str = Field(min_length=1, max_length=140)
+
+
+class ReturnLine(_Params):
+    line: int = Field(ge=1, le=1000)
+    quantity: int = Field(ge=1, le=1_000_000)
+
+
+class ReturnParams(OrderParams):
+    lines: list[ReturnLine] = Field(min_length=1, max_length=1000)
+    reason: str = Field(min_length=1, max_length=500)
+    key: str = Field(min_length=1, max_length=64)
+
+
 class PolicyParams(RoomParams):
     stock_policy: Literal["hold", "first_paid"]
     hold_seconds: float | None = Field(default=None, gt=0, le=86400)
@@ -312,6 +335,10 @@ COMMERCE_OPS: dict[str, type[RoomParams]] = {
     "quote": QuoteParams,
     "checkout": CheckoutParams,
     "commerce_settings": PolicyParams,
+    "orders": OrdersParams,
+    "order": OrderParams,
+    "cancel_order": OrderParams,
+    "request_return": ReturnParams,
 }
 
 OPS: dict[str, type[_Params]] = {

@@ -15,8 +15,9 @@ import asyncpg
 from liveshop import clock
 from liveshop.commerce.auction import AuctionTerms
 from liveshop.commerce.inventory import Commit, Release, Reserve
+from liveshop.commerce.order import ShipmentLine
 from liveshop.config import Settings
-from liveshop.errors import ClientError, Forbidden, InvalidRequest, LiveshopError
+from liveshop.errors import ClientError, Forbidden, InvalidRequest, LiveshopError, OrderNotFound
 from liveshop.payments.cashier import Cashier
 from liveshop.payments.providers import make_provider
 from liveshop.serve.auction_client import AuctionClient
@@ -90,6 +91,24 @@ class Commerce:
                 return await self.checkout(who.user_id, params.address, params.key,
                                            email=params.email, method_id=params.method,
                                            pay=params.pay, skus=params.skus)  # fmt: skip
+            case "orders":
+                found = await self.orders.search(
+                    buyer_id=who.user_id, status=params.status, before=params.before,
+                    limit=params.limit,
+                )  # fmt: skip
+                return {"orders": found}
+            case "order":
+                order = await self.orders.get(params.order)
+                if order["buyer_id"] != who.user_id:
+                    raise OrderNotFound(f"no order {params.order!r} of yours")
+                return order
+            case "cancel_order":
+                return await self.cancel_for(params.order, who.user_id, service=False)
+            case "request_return":
+                lines = [ShipmentLine(item.line, item.quantity) for item in params.lines]
+                return await self.orders.request_return(
+                    params.order, who.user_id, lines, params.reason, params.key, now=clock.now()
+                )
             case "commerce_settings":
                 if not who.roles_in(params.room) & DEAL_ROLES:
                     raise Forbidden("the room's commerce settings are the host's")
@@ -150,6 +169,15 @@ class Commerce:
             user_id, "checkout", address=address, key=key, **options
         )
         return result
+
+    async def cancel_for(
+        self, order_id: str, user_id: str, *, service: bool, note: str = "by the buyer"
+    ) -> dict[str, Any]:
+        """A cancellation asked for by a buyer (their own unpaid orders) or a service."""
+        order = await self.orders.get(order_id)
+        if not service and (order["buyer_id"] != user_id or order["status"] != "pending"):
+            raise Forbidden("buyers can cancel their own unpaid orders; ask the seller")
+        return await self.cancel(order_id, by=user_id, note=note)
 
     async def cancel(self, order_id: str, *, by: str, note: str) -> dict[str, Any]:
         """Cancel an order: its sold units are owed back (and taken back now), units still

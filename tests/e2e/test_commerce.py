@@ -317,6 +317,18 @@ async def test_one_tap_buy_pay_cancel_ship_and_history(
             assert two.json()["status"] == "shipped"
             delivered = await http.post(f"/orders/{order}/deliver", json={})
             assert delivered.json()["status"] == "delivered"
+            # The viewer's own orders over the socket: history, details, a return.
+            listed = await ann.result("orders", room=room, status="delivered")
+            assert order in [o["id"] for o in listed["orders"]]
+            theirs = await bob.request("order", room=room, order=order)
+            assert theirs["error"]["code"] == "order_not_found"
+            paid_already = await ann.request("cancel_order", room=room, order=order)
+            assert paid_already["error"]["code"] == "forbidden"
+            back = await ann.result(
+                "request_return", room=room, order=order, lines=[{"line": 1, "quantity": 1}],
+                reason="too big", key="r1",
+            )  # fmt: skip
+            assert (back["status"], back["refund_minor"]) == ("requested", 8900)
             mine = await http.get("/users/ann/orders", headers=ann_auth)
             mine_here = [(o["id"], o["status"]) for o in mine.json() if o["id"].startswith(sku)]
             assert mine_here == [(order, "delivered")]  # ann shopped in other tests too
