@@ -32,8 +32,10 @@ class ActorClient:
         create: Callable[[str, Settings], Any],
         exists: Callable[[str], Awaitable[bool]],
         missing: Callable[[str], NotFound],
+        max_batch: int | None = None,
     ) -> None:
         self.settings = settings
+        self._max_batch = max_batch or settings.max_batch
         self._get = get
         self._create = create
         self._exists = exists
@@ -88,7 +90,7 @@ class ActorClient:
             batcher = self._batchers[(key, method)] = Batcher(
                 lambda batch: self.call(key, method, batch),
                 window=self.settings.batch_window,
-                max_batch=self.settings.max_batch,
+                max_batch=self._max_batch,
             )
         return batcher.submit(item)
 

@@ -22,6 +22,7 @@ class SkuClient(ActorClient):
             create=wiring.create_sku_actor,
             exists=store.exists,
             missing=lambda sku: SkuNotFound(f"no SKU {sku!r}"),
+            max_batch=settings.sku_max_batch,
         )
 
     async def send(self, sku: str, command: SkuCommand) -> dict[str, Any]:
