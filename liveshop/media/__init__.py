@@ -1,1 +1,1 @@
-"""Media: ingest, transcoding, HLS packaging (a later issue)."""
+"""Media: ingest, transcoding, HLS packaging. So far the ladder, playlists and segment store."""

@@ -1,0 +1,97 @@
+"""The ABR ladder: which renditions a source gets, and how they are encoded. No I/O.
+
+Every rendition is encoded with the same frame rate and the same keyframe interval (one
+keyframe per segment, scene-cut keyframes off), so segment boundaries line up across
+renditions and a player can switch at any boundary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from liveshop.errors import InvalidRequest
+
+
+@dataclass(frozen=True)
+class Rung:
+    name: str
+    height: int
+    video_kbps: int
+    audio_kbps: int = 128
+
+
+#: The default ladder, top first (the issue's 1080p/720p/480p/360p).
+DEFAULT_LADDER: tuple[Rung, ...] = (
+    Rung("1080p", 1080, 5000),
+    Rung("720p", 720, 2800),
+    Rung("480p", 480, 1200, 96),
+    Rung("360p", 360, 700, 64),
+)
+
+
+@dataclass(frozen=True)
+class Rendition:
+    name: str
+    width: int
+    height: int
+    video_kbps: int
+    audio_kbps: int
+    fps: float
+    #: Frames between keyframes: one per segment, the same on every rendition.
+    gop: int
+
+    @property
+    def bandwidth(self) -> int:
+        """Bits per second as HLS's BANDWIDTH wants it (peak: 10% over the target)."""
+        return int((self.video_kbps + self.audio_kbps) * 1000 * 1.1)
+
+    def x264_options(self, preset: str = "veryfast") -> dict[str, str]:
+        """libx264 settings: aligned keyframes, no B-frames (low latency), capped rate."""
+        return {
+            "preset": preset,
+            "tune": "zerolatency",
+            "g": str(self.gop),
+            "keyint_min": str(self.gop),
+            "sc_threshold": "0",
+            "bf": "0",
+            "b": f"{self.video_kbps}k",
+            "maxrate": f"{self.video_kbps}k",
+            "bufsize": f"{self.video_kbps * 2}k",
+        }
+
+
+def _even(x: float) -> int:
+    """H.264 with 4:2:0 chroma needs even dimensions."""
+    return max(2, round(x / 2) * 2)
+
+
+def ladder_for(
+    width: int,
+    height: int,
+    fps: float,
+    *,
+    segment_seconds: float = 2.0,
+    rungs: Sequence[Rung] = DEFAULT_LADDER,
+) -> list[Rendition]:
+    """The renditions for a ``width`` x ``height`` source at ``fps``: every rung at or below
+    the source (never upscaled), keeping its aspect ratio; a source smaller than every rung
+    gets one rendition at its own size. A rung's height is the short side, so a vertical
+    phone stream's "1080p" is 1080 wide."""
+    if width < 16 or height < 16 or width > 8192 or height > 8192:
+        raise InvalidRequest(f"unsupported source size {width}x{height}")
+    if not 1 <= fps <= 120:
+        raise InvalidRequest(f"unsupported frame rate {fps}")
+    if not 0.5 <= segment_seconds <= 10:
+        raise InvalidRequest("segments must be 0.5..10 seconds")
+    gop = max(1, round(fps * segment_seconds))
+    short = min(width, height)
+    chosen = [r for r in rungs if r.height <= short] or [
+        Rung(f"{_even(short)}p", short, rungs[-1].video_kbps, rungs[-1].audio_kbps)
+    ]
+    out = []
+    for rung in chosen:
+        scale = rung.height / short
+        w, h = _even(width * scale), _even(height * scale)
+        out.append(Rendition(rung.name, w, h, rung.video_kbps, rung.audio_kbps, fps, gop))
+    return out
