@@ -1,0 +1,197 @@
+"""The ladder encoder: decode once, scale to every rendition, encode H.264 and AAC with
+aligned keyframes, cut MPEG-TS segments, publish them to the segment store with their HLS
+playlists.
+
+Each rendition writes through FFmpeg's segment muxer into a private work directory (it cuts
+at keyframes and starts every segment with its own PAT/PMT); a finished segment is moved into
+the store first and only then listed in the playlist, so a playlist never names a segment a
+player cannot fetch. Segment numbers continue from ``first_sequence`` after a restart, and the
+playlist marks the join with a discontinuity.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from fractions import Fraction
+from pathlib import Path
+
+import av
+
+from liveshop.media.hls import MediaPlaylist, master_playlist
+from liveshop.media.ladder import Rendition, ladder_for
+from liveshop.media.segments import SegmentStore
+
+log = logging.getLogger(__name__)
+
+AUDIO_RATE = 48_000
+
+
+class RenditionOutput:
+    def __init__(
+        self,
+        rendition: Rendition,
+        *,
+        work: Path,
+        store: SegmentStore,
+        prefix: str,
+        segment_seconds: float,
+        audio: bool,
+        started_at: float,
+        playlist: MediaPlaylist,
+        preset: str,
+    ) -> None:
+        self.rendition = rendition
+        self.store = store
+        self.prefix = f"{prefix}/{rendition.name}"
+        self.playlist = playlist
+        self.started_at = started_at
+        self.dir = work / rendition.name
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._list = self.dir / "segments.csv"
+        self._published = 0
+        self.container = av.open(
+            str(self.dir / "seg%06d.ts"),
+            "w",
+            format="segment",
+            options={
+                "segment_time": str(segment_seconds),
+                "segment_format": "mpegts",
+                "segment_list": str(self._list),
+                "segment_list_type": "csv",
+                "segment_list_flags": "live",
+                "segment_start_number": str(playlist.next_sequence),
+                "reset_timestamps": "0",
+            },
+        )
+        rate = Fraction(rendition.fps).limit_denominator(1001)
+        self.video_stream = self.container.add_stream(
+            "libx264", rate=rate, options=rendition.x264_options(preset)
+        )
+        self.video_stream.width = rendition.width
+        self.video_stream.height = rendition.height
+        self.video_stream.pix_fmt = "yuv420p"
+        self.audio_stream = None
+        if audio:
+            self.audio_stream = self.container.add_stream("aac", rate=AUDIO_RATE)
+            self.audio_stream.bit_rate = rendition.audio_kbps * 1000
+            self.audio_stream.layout = "stereo"
+
+    def video(self, frame: av.VideoFrame, index: int) -> None:
+        scaled = frame.reformat(
+            width=self.rendition.width, height=self.rendition.height, format="yuv420p"
+        )
+        scaled.pts = index
+        scaled.time_base = Fraction(1) / self.video_stream.codec_context.framerate
+        self.container.mux(self.video_stream.encode(scaled))
+        self._publish()
+
+    def audio(self, frame: av.AudioFrame) -> None:
+        if self.audio_stream is not None:
+            self.container.mux(self.audio_stream.encode(frame))
+
+    def close(self) -> None:
+        self.container.mux(self.video_stream.encode(None))
+        if self.audio_stream is not None:
+            self.container.mux(self.audio_stream.encode(None))
+        self.container.close()
+        self._publish()
+
+    def _publish(self) -> None:
+        """Move each segment the muxer finished into the store, then list it."""
+        try:
+            lines = self._list.read_text().splitlines()
+        except FileNotFoundError:
+            return
+        for line in lines[self._published :]:
+            name, start, end = line.rsplit(",", 2)
+            path = self.dir / name
+            self.store.put(f"{self.prefix}/{name}", path.read_bytes())
+            path.unlink(missing_ok=True)
+            self.playlist.add_segment(
+                name, float(end) - float(start), self.started_at + float(start)
+            )
+            self._published += 1
+        if len(lines) and self._published == len(lines):
+            self.store.put(f"{self.prefix}/index.m3u8", self.playlist.render().encode())
+
+
+class LadderEncoder:
+    """Feed it decoded frames; it keeps the HLS output of every rendition current."""
+
+    def __init__(
+        self,
+        *,
+        width: int,
+        height: int,
+        fps: float,
+        store: SegmentStore,
+        prefix: str,
+        work: Path,
+        now: Callable[[], float],
+        segment_seconds: float = 2.0,
+        audio: bool = True,
+        preset: str = "veryfast",
+        playlists: dict[str, MediaPlaylist] | None = None,
+    ) -> None:
+        self.renditions = ladder_for(width, height, fps, segment_seconds=segment_seconds)
+        self.fps = fps
+        self.playlists = playlists or {
+            r.name: MediaPlaylist(target_duration=segment_seconds) for r in self.renditions
+        }
+        started_at = now()
+        self.outputs = [
+            RenditionOutput(
+                r, work=work, store=store, prefix=prefix, segment_seconds=segment_seconds,
+                audio=audio, started_at=started_at, playlist=self.playlists[r.name],
+                preset=preset,
+            )
+            for r in self.renditions
+        ]  # fmt: skip
+        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        self._first: float | None = None
+        self._last_index = -1
+        self.frames = 0
+        store.put(f"{prefix}/master.m3u8", master_playlist(self.renditions).encode())
+
+    def video(self, frame: av.VideoFrame) -> None:
+        """A decoded source frame; frames are placed on the output's frame grid by their
+        time (a source running fast or with gaps does not shift the clock)."""
+        at = frame.time if frame.time is not None else self.frames / self.fps
+        if self._first is None:
+            self._first = at
+        index = round((at - self._first) * self.fps)
+        if index <= self._last_index:
+            return  # two source frames for one output slot: keep the first
+        self._last_index = index
+        self.frames += 1
+        for out in self.outputs:
+            out.video(frame, index)
+
+    def audio(self, frame: av.AudioFrame) -> None:
+        for resampled in self.resampler.resample(frame):
+            for out in self.outputs:
+                out.audio(resampled)
+
+    def close(self) -> None:
+        for out in self.outputs:
+            out.close()
+
+
+def transcode_file(source: Path, **options: object) -> LadderEncoder:
+    """Run a whole file through the ladder (tests, benchmarks, replays)."""
+    with av.open(str(source)) as container:
+        video = container.streams.video[0]
+        streams = [video, *container.streams.audio[:1]]
+        rate = float(video.average_rate or video.guessed_rate or 30)
+        encoder = LadderEncoder(
+            width=video.codec_context.width, height=video.codec_context.height, fps=rate,
+            audio=bool(container.streams.audio), **options,  # type: ignore[arg-type]
+        )  # fmt: skip
+        for frame in container.decode(*streams):
+            if isinstance(frame, av.VideoFrame):
+                encoder.video(frame)
+            elif isinstance(frame, av.AudioFrame):
+                encoder.audio(frame)
+    encoder.close()
+    return encoder

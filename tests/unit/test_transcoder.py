@@ -1,0 +1,92 @@
+"""The ladder encoder on a synthetic source: every rung's segments decode at their size, the
+playlists list exactly what the store holds, a restart continues with a discontinuity."""
+
+from __future__ import annotations
+
+import math
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+
+from liveshop.media.segments import LocalDiskStore
+from liveshop.media.transcoder import transcode_file
+
+T0 = 1_800_000_000.0
+
+
+def synthetic(path: Path, *, width: int, height: int, fps: int, seconds: float) -> None:
+    """A moving gradient with a 440 Hz tone, as H.264 + AAC in MPEG-TS."""
+    with av.open(str(path), "w", format="mpegts") as out:
+        video = out.add_stream("libx264", rate=fps, options={"preset": "ultrafast"})
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        audio = out.add_stream("aac", rate=48_000)
+        audio.layout = "stereo"
+        x = np.arange(width, dtype=np.uint16)
+        for i in range(int(seconds * fps)):
+            row = ((x + 4 * i) % 256).astype(np.uint8)
+            img = np.repeat(np.repeat(row[None, :, None], height, axis=0), 3, axis=2)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24")
+            frame.pts, frame.time_base = i, Fraction(1, fps)
+            out.mux(video.encode(frame))
+        samples = 1024
+        for n in range(int(seconds * 48_000 / samples)):
+            t = (np.arange(samples) + n * samples) / 48_000
+            tone = (0.2 * np.sin(2 * math.pi * 440 * t)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(
+                np.vstack([tone, tone]), format="fltp", layout="stereo"
+            )
+            frame.sample_rate, frame.pts = 48_000, n * samples
+            out.mux(audio.encode(frame))
+        out.mux(video.encode(None))
+        out.mux(audio.encode(None))
+
+
+def test_a_source_becomes_an_hls_ladder(tmp_path: Path) -> None:
+    source = tmp_path / "source.ts"
+    synthetic(source, width=854, height=480, fps=30, seconds=5)
+    store = LocalDiskStore(tmp_path / "hls")
+    encoder = transcode_file(
+        source, store=store, prefix="room-1", work=tmp_path / "work", now=lambda: T0,
+        segment_seconds=1.0, preset="ultrafast",
+    )  # fmt: skip
+    master = (store.get("room-1/master.m3u8") or b"").decode()
+    assert [r.name for r in encoder.renditions] == ["480p", "360p"]
+    assert "480p/index.m3u8" in master and "RESOLUTION=640x360" in master
+    for rendition in encoder.renditions:
+        playlist = (store.get(f"room-1/{rendition.name}/index.m3u8") or b"").decode()
+        names = [line for line in playlist.splitlines() if line.endswith(".ts")]
+        assert len(names) >= 4, playlist
+        durations = [
+            float(line[8:-1]) for line in playlist.splitlines() if line.startswith("#EXTINF")
+        ]
+        assert all(abs(d - 1.0) < 0.05 for d in durations[:-1])  # cut on the aligned keyframes
+        for name in names:
+            data = store.get(f"room-1/{rendition.name}/{name}")
+            assert data is not None
+            segment = tmp_path / "check.ts"
+            segment.write_bytes(data)
+            with av.open(str(segment)) as check:
+                first = next(check.decode(video=0))
+                assert (first.width, first.height) == (rendition.width, rendition.height)
+                assert first.key_frame  # every segment starts on a keyframe
+                assert check.streams.audio  # and carries the sound
+    assert not list((tmp_path / "work").rglob("*.ts"))  # everything moved into the store
+
+
+def test_a_restart_continues_the_playlist_with_a_discontinuity(tmp_path: Path) -> None:
+    source = tmp_path / "source.ts"
+    synthetic(source, width=640, height=360, fps=30, seconds=3)
+    store = LocalDiskStore(tmp_path / "hls")
+    options = {"store": store, "prefix": "r", "now": lambda: T0, "segment_seconds": 1.0,
+               "preset": "ultrafast"}  # fmt: skip
+    first = transcode_file(source, work=tmp_path / "w1", **options)
+    playlists = first.playlists
+    for playlist in playlists.values():
+        playlist.restart()
+    transcode_file(source, work=tmp_path / "w2", playlists=playlists, **options)
+    text = (store.get("r/360p/index.m3u8") or b"").decode()
+    assert "#EXT-X-DISCONTINUITY" in text
+    names = [line for line in text.splitlines() if line.endswith(".ts")]
+    assert len(names) == len(set(names))  # numbering went on: no segment overwritten
