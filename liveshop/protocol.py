@@ -230,8 +230,13 @@ class BidParams(AuctionIdParams):
     key: str = Field(min_length=1, max_length=64)
 
 
-class CartItemParams(SkuParams):
-    quantity: int = Field(default=1, ge=0, le=1000)
+class AddToCartParams(SkuParams):
+    quantity: int = Field(default=1, ge=1, le=1000)
+
+
+class UpdateCartParams(SkuParams):
+    #: 0 removes the line.
+    quantity: int = Field(ge=0, le=1000)
 
 
 class CheckoutParams(RoomParams):
@@ -328,8 +333,8 @@ COMMERCE_OPS: dict[str, type[RoomParams]] = {
     "start_auction": AuctionParams,
     "bid": BidParams,
     "auction": AuctionIdParams,
-    "add_to_cart": CartItemParams,
-    "update_cart": CartItemParams,
+    "add_to_cart": AddToCartParams,
+    "update_cart": UpdateCartParams,
     "remove_from_cart": SkuParams,
     "cart": RoomParams,
     "quote": QuoteParams,

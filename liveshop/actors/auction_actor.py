@@ -17,8 +17,6 @@ import contextlib
 import logging
 from typing import Any
 
-from ray.exceptions import RayActorError
-
 from liveshop import clock, gctune
 from liveshop.actors.group_commit import GroupCommit, report_failure
 from liveshop.commerce.auction import Auction, BidPlaced
@@ -26,11 +24,9 @@ from liveshop.commerce.inventory import Commit, Release
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, ReservationNotFound, Unavailable
 from liveshop.payments.cashier import Cashier
-from liveshop.payments.providers import make_provider
 from liveshop.storage.auctions import AuctionStore
-from liveshop.storage.orders import OrderStore
-from liveshop.storage.payments import PaymentStore
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
+from liveshop.storage.skus import SkuStore
 
 log = logging.getLogger(__name__)
 
@@ -50,12 +46,7 @@ class AuctionActor:
         self.store = AuctionStore(self.pool)
         self.stored = await self.store.load(auction_id)
         self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
-        self.cashier = Cashier(
-            make_provider(settings.payment_provider, self.pool),
-            PaymentStore(self.pool),
-            OrderStore(self.pool),
-            timeout=settings.payment_timeout,
-        )
+        self.cashier = Cashier.using(settings, self.pool)
         self._stale = False
         self.group: GroupCommit[tuple[list[BidPlaced], dict[str, Any]]] = GroupCommit(
             take=self._take,
@@ -115,6 +106,11 @@ class AuctionActor:
         if self.auction.pending or self.group.in_flight:
             return {**self._committed_view, "room_id": self.stored.room_id}
         return await self.view()
+
+    async def views(self, batch: list[None]) -> list[dict[str, Any]]:
+        """:meth:`view` for a batch of readers (a room full of bidders: one call)."""
+        view = await self.view()
+        return [view] * len(batch)
 
     # -- failures -----------------------------------------------------------------------------
 
@@ -181,19 +177,14 @@ class AuctionActor:
 
     async def _finish(self) -> None:
         """After the end: the held unit goes to the order (or back), then the payment."""
-        from liveshop.actors import wiring  # wiring imports this module
+        from liveshop.serve.sku_client import SkuClient  # it imports the wiring, which imports us
 
         stored = self.stored
         if not stored.stock_done:
-            sku = await asyncio.to_thread(wiring.create_sku_actor, stored.sku, self.settings)
             rid = stored.reservation_id
             command = Commit(rid, stored.order_id) if stored.order_id else Release(rid)
-            try:
-                [outcome] = await asyncio.wait_for(
-                    sku.handle.remote([command]), self.settings.actor_call_timeout
-                )
-            except (RayActorError, TimeoutError) as exc:
-                raise Unavailable(f"SKU {stored.sku} did not answer") from exc
+            skus = SkuClient(self.settings, SkuStore(self.pool))
+            [outcome] = await skus.batch(stored.sku, [command])
             if isinstance(outcome, LiveshopError) and not isinstance(outcome, ReservationNotFound):
                 raise outcome
             # ReservationNotFound: committed (or released) by an earlier incarnation.

@@ -33,14 +33,12 @@ from liveshop.commerce.checkout import QuoteLine, quote, validate_address
 from liveshop.commerce.inventory import Commit, Release, Reserve, SkuCommand
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
-from liveshop.errors import ClientError, LiveshopError, OutOfStock, SkuNotFound, Unavailable
+from liveshop.errors import ClientError, LiveshopError, OutOfStock
 from liveshop.payments.cashier import Cashier
-from liveshop.payments.providers import make_provider
 from liveshop.storage.carts import CartStore
-from liveshop.storage.orders import OrderStore
-from liveshop.storage.payments import PaymentStore
 from liveshop.storage.pool import connect_retrying
 from liveshop.storage.products import ProductStore
+from liveshop.storage.skus import SkuStore
 
 log = logging.getLogger(__name__)
 
@@ -55,14 +53,12 @@ class CartActor:
         self.settings = settings
         self.pool = await connect_retrying(settings.database_url, max_size=2, who=f"cart {user_id}")
         self.store = CartStore(self.pool)
-        self.orders = OrderStore(self.pool)
         self.products = ProductStore(self.pool)
-        self.cashier = Cashier(
-            make_provider(settings.payment_provider, self.pool),
-            PaymentStore(self.pool),
-            self.orders,
-            timeout=settings.payment_timeout,
-        )
+        from liveshop.serve.sku_client import SkuClient  # it imports the wiring, which imports us
+
+        self.skus = SkuClient(settings, SkuStore(self.pool))
+        self.cashier = Cashier.using(settings, self.pool)
+        self.orders = self.cashier.orders
         self.cart = await self.store.load(user_id)
         self._lock = asyncio.Lock()
         self._watcher = asyncio.get_running_loop().create_task(self._watch_abandonment())
@@ -88,7 +84,7 @@ class CartActor:
                 )
                 hold, expires = held["reservation"], held["expires_at"]
             else:
-                await self._sku(sku, [])  # the SKU exists (sku_not_found otherwise)
+                await self.skus.actor(sku)  # sku_not_found if there is no such SKU
             try:
                 self.cart.add(
                     sku, quantity, clock.now(), room_id=room_id, creator_id=creator, hold=hold,
@@ -239,13 +235,10 @@ class CartActor:
     # -- helpers ------------------------------------------------------------------------------
 
     async def _priced(self, sku: str, quantity: int) -> QuoteLine:
-        from liveshop.actors import wiring  # wiring imports this module
-
-        handle = await asyncio.to_thread(wiring.create_sku_actor, sku, self.settings)
-        view = await asyncio.wait_for(handle.view.remote(), self.settings.actor_call_timeout)
+        view = await self.skus.view(sku)
         deal = view.get("deal") or {}
         live = deal.get("phase") == "live"
-        product = await self._product_of(sku)
+        product = await self.products.get(view["product_id"])
         price = deal["price_minor"] if live else view["price_minor"]
         return QuoteLine(sku, product.product_id, product.seller_id, quantity, price,
                          view["currency"], deal.get("deal_id") if live else None)  # fmt: skip
@@ -257,22 +250,8 @@ class CartActor:
     async def _sku(
         self, sku: str, commands: list[SkuCommand], *, raise_errors: bool = True
     ) -> list[Any]:
-        """One batch to the SKU's actor (created if the SKU exists)."""
-        from liveshop.actors import wiring  # wiring imports this module
-
-        if not await self.pool.fetchval("SELECT 1 FROM skus WHERE id = $1", sku):
-            raise SkuNotFound(f"no SKU {sku!r}")
-        if not commands:
-            return []
-        handle = await asyncio.to_thread(wiring.create_sku_actor, sku, self.settings)
-        try:
-            results: list[Any] = await asyncio.wait_for(
-                handle.handle.remote(commands), self.settings.actor_call_timeout
-            )
-        except LiveshopError:
-            raise
-        except Exception as exc:
-            raise Unavailable(f"SKU {sku} did not answer, try again") from exc
+        """One batch to the SKU's actor; the first refusal is raised unless asked not to."""
+        results = await self.skus.batch(sku, commands)
         if raise_errors:
             for result in results:
                 if isinstance(result, LiveshopError):

@@ -134,6 +134,11 @@ class SkuActor:
         """The committed counter, deal and counts, for services and operators."""
         return {**self._view, **self._counts, "watchers": sorted(self.watchers)}
 
+    async def views(self, batch: list[None]) -> list[dict[str, Any]]:
+        """:meth:`view` for a batch of readers (viewers asking at once: one call)."""
+        view = await self.view()
+        return [view] * len(batch)
+
     async def watch(self, room_id: str) -> dict[str, Any]:
         """A room pinned this SKU's product: push it the counter now and after each change."""
         if room_id not in self.watchers:

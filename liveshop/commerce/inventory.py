@@ -19,6 +19,7 @@ taken in the deal are capped at its quantity, and each buyer at its per-buyer li
 
 from __future__ import annotations
 
+import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -290,10 +291,14 @@ class Inventory:
     deal_reserved: int = field(default=0, init=False)
     _holding: dict[str, int] = field(default_factory=dict, init=False)
     _deal_holding: dict[str, int] = field(default_factory=dict, init=False)
+    #: (expires_at, rid) of holds, earliest first: the clock looks at the head four times a
+    #: second instead of scanning every hold. Entries of closed holds are skipped lazily.
+    _expiries: list[tuple[float, str]] = field(default_factory=list, init=False)
 
     def __post_init__(self) -> None:
         for hold in self.reservations.values():
             self._count_hold(hold, +1)
+        self._expiries = sorted((r.expires_at, r.rid) for r in self.reservations.values())
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -399,6 +404,7 @@ class Inventory:
             deal_id=deal.deal_id if deal else None, key=key, ttl=float(ttl), room_id=room_id,
         )  # fmt: skip
         self.reservations[rid] = hold
+        heapq.heappush(self._expiries, (hold.expires_at, rid))
         self._count_hold(hold, +1)
         self.changes.holds.append(hold)
         self._log("reserve", 0, quantity, 0, rid, now)
@@ -451,14 +457,21 @@ class Inventory:
 
     def expire(self, now: float) -> list[str]:
         """Holds past their time go back to available; returns their ids."""
-        gone = [r for r in self.reservations.values() if r.expires_at <= now]
-        for hold in gone:
+        gone: list[str] = []
+        while (head := self.next_expiry()) is not None and head <= now:
+            _, rid = heapq.heappop(self._expiries)
+            hold = self.reservations[rid]
             self._close(hold, "expired", now)
-            self._log("expire", 0, -hold.quantity, 0, hold.rid, now)
-        return [r.rid for r in gone]
+            self._log("expire", 0, -hold.quantity, 0, rid, now)
+            gone.append(rid)
+        return gone
 
     def next_expiry(self) -> float | None:
-        return min((r.expires_at for r in self.reservations.values()), default=None)
+        """When the earliest open hold lapses (None: no holds)."""
+        expiries = self._expiries
+        while expiries and expiries[0][1] not in self.reservations:
+            heapq.heappop(expiries)  # released or committed since
+        return expiries[0][0] if expiries else None
 
     def prune_answers(self, now: float) -> int:
         """Forget answers older than :data:`ANSWER_TTL` (bounded memory for a 24/7 SKU)."""

@@ -16,8 +16,12 @@ import asyncio
 import logging
 from typing import Any
 
+import asyncpg
+
+from liveshop.config import Settings
 from liveshop.errors import InvalidTransition, PaymentDeclined
 from liveshop.payments.provider import DECLINED, REQUIRES_ACTION, SUCCEEDED, Charge, PaymentProvider
+from liveshop.payments.providers import make_provider
 from liveshop.storage.orders import OrderStore
 from liveshop.storage.payments import PaymentStore
 
@@ -33,6 +37,16 @@ class Cashier:
         self.payments = payments
         self.orders = orders
         self.timeout = timeout
+
+    @classmethod
+    def using(cls, settings: Settings, pool: asyncpg.Pool) -> Cashier:
+        """The cashier of a process: the configured provider over this pool."""
+        return cls(
+            make_provider(settings.payment_provider, pool),
+            PaymentStore(pool),
+            OrderStore(pool),
+            timeout=settings.payment_timeout,
+        )
 
     async def pay(
         self, order_id: str, buyer_id: str, method_id: str | None, key: str

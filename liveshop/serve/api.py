@@ -277,9 +277,13 @@ class Api:
             raise Unauthenticated("send 'Authorization: Bearer <token>'")
         return verify_token(self.settings.secret, authorization[7:].strip(), now=clock.now())
 
+    @staticmethod
+    def _is_service(identity: Identity) -> bool:
+        return Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
+
     def _service(self, authorization: str | None) -> Identity:
         identity = self._identity(authorization)
-        if Role.SERVICE not in identity.grants.get(ANY_ROOM, frozenset()):
+        if not self._is_service(identity):
             raise Forbidden("needs the service role on all rooms ('*')")
         return identity
 
@@ -291,8 +295,7 @@ class Api:
 
     def _self_or_service(self, authorization: str | None, user_id: str) -> Identity:
         identity = self._identity(authorization)
-        is_service = Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
-        if identity.user_id != user_id and not is_service:
+        if identity.user_id != user_id and not self._is_service(identity):
             raise Forbidden("only the user themself or a service may do this")
         return identity
 
@@ -571,9 +574,8 @@ class Api:
     ) -> dict[str, Any]:  # fmt: skip
         """Ask to return delivered units within the return window (the buyer)."""
         identity = self._identity(authorization)
-        lines = [ShipmentLine(item.line, item.quantity) for item in body.lines]
-        return await self.orders.request_return(
-            order_id, identity.user_id, lines, body.reason, body.key, now=clock.now()
+        return await self.commerce.request_return(
+            order_id, identity.user_id, body.lines, body.reason, body.key
         )
 
     @app.post("/returns/{return_id}/approve")
@@ -704,13 +706,10 @@ class Api:
     ) -> dict[str, Any]:
         """Cancel (the buyer, while unpaid; a service, also once paid: refunded)."""
         identity = self._identity(authorization)
-        is_service = Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
-        order = await self.orders.get(order_id)
-        if not is_service and (
-            identity.user_id != order["buyer_id"] or order["status"] != "pending"
-        ):
-            raise Forbidden("buyers can cancel their own unpaid orders; ask the seller")
-        return await self.commerce.cancel(order_id, by=identity.user_id, note=body.note)
+        return await self.commerce.cancel_for(
+            order_id, identity.user_id, service=self._is_service(identity),
+            note=body.note or "cancelled",
+        )  # fmt: skip
 
     @app.post("/orders/{order_id}/fulfil")
     async def fulfil(
@@ -719,10 +718,7 @@ class Api:
         body: NoteIn,
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
-        identity = self._service(authorization)
-        return await self.orders.transition(
-            order_id, "fulfilled", by=identity.user_id, note=body.note
-        )
+        return await self._advance(order_id, "fulfilled", body, authorization)
 
     @app.post("/orders/{order_id}/shipments", status_code=201)
     async def ship(
@@ -746,10 +742,14 @@ class Api:
         body: NoteIn,
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
+        return await self._advance(order_id, "delivered", body, authorization)
+
+    async def _advance(
+        self, order_id: str, target: str, body: NoteIn, authorization: str | None
+    ) -> dict[str, Any]:
+        """A service moves an order along its lifecycle (compare-and-set, logged)."""
         identity = self._service(authorization)
-        return await self.orders.transition(
-            order_id, "delivered", by=identity.user_id, note=body.note
-        )
+        return await self.orders.transition(order_id, target, by=identity.user_id, note=body.note)
 
     @app.post("/payments/{payment_id}/confirm")
     async def confirm_payment(
@@ -821,10 +821,7 @@ class Api:
         authorization: Annotated[str | None, Header()] = None,
     ) -> dict[str, Any]:
         """A balance: for the user themself or a service."""
-        identity = self._identity(authorization)
-        is_service = Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
-        if identity.user_id != user_id and not is_service:
-            raise Forbidden("you can only see your own wallet")
+        self._self_or_service(authorization, user_id)
         return {"user_id": user_id, "coins": await self.wallets.balance(user_id)}
 
     # -- development -----------------------------------------------------------------------

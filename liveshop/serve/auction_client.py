@@ -32,5 +32,6 @@ class AuctionClient(ActorClient):
         return result
 
     async def view(self, auction_id: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call(auction_id, "view")
+        # Reads are batched like writes: a room asking at once is one actor call.
+        result: dict[str, Any] = await self.submit(auction_id, "views", None)
         return result

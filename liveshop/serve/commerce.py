@@ -17,17 +17,14 @@ from liveshop.commerce.auction import AuctionTerms
 from liveshop.commerce.inventory import Commit, Release, Reserve
 from liveshop.commerce.order import ShipmentLine
 from liveshop.config import Settings
-from liveshop.errors import ClientError, Forbidden, InvalidRequest, LiveshopError, OrderNotFound
+from liveshop.errors import ClientError, Forbidden, LiveshopError, OrderNotFound
 from liveshop.payments.cashier import Cashier
-from liveshop.payments.providers import make_provider
 from liveshop.serve.auction_client import AuctionClient
 from liveshop.serve.cart_client import CartClient
-from liveshop.serve.ops import DEAL_ROLES, sku_command_for
+from liveshop.serve.ops import require_host, sku_command_for
 from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.carts import CartStore
-from liveshop.storage.orders import OrderStore
-from liveshop.storage.payments import PaymentStore
 from liveshop.storage.skus import SkuStore
 from liveshop.tokens import Identity
 
@@ -39,18 +36,13 @@ class Commerce:
         self.settings = settings
         self.sku_store = SkuStore(pool)
         self.skus = SkuClient(settings, self.sku_store)
-        self.orders = OrderStore(pool)
         self.auction_store = AuctionStore(pool)
         self.auctions = AuctionClient(settings, self.auction_store)
         self.cart_store = CartStore(pool)
         self.carts = CartClient(settings)
-        self.payments = PaymentStore(pool)
-        self.cashier = Cashier(
-            make_provider(settings.payment_provider, pool),
-            self.payments,
-            self.orders,
-            timeout=settings.payment_timeout,
-        )
+        self.cashier = Cashier.using(settings, pool)
+        self.payments = self.cashier.payments
+        self.orders = self.cashier.orders
 
     async def run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
         """One validated commerce op (protocol.COMMERCE_OPS) for ``who``."""
@@ -72,8 +64,6 @@ class Commerce:
             case "start_auction":
                 return await self.start_auction(who, params)
             case "add_to_cart":
-                if params.quantity < 1:
-                    raise InvalidRequest("add at least one unit (update_cart removes)")
                 return await self.carts.run(
                     who.user_id, "add", params.sku, params.quantity, params.room
                 )
@@ -105,13 +95,11 @@ class Commerce:
             case "cancel_order":
                 return await self.cancel_for(params.order, who.user_id, service=False)
             case "request_return":
-                lines = [ShipmentLine(item.line, item.quantity) for item in params.lines]
-                return await self.orders.request_return(
-                    params.order, who.user_id, lines, params.reason, params.key, now=clock.now()
+                return await self.request_return(
+                    params.order, who.user_id, params.lines, params.reason, params.key
                 )
             case "commerce_settings":
-                if not who.roles_in(params.room) & DEAL_ROLES:
-                    raise Forbidden("the room's commerce settings are the host's")
+                require_host(who, params.room, "the room's commerce settings")
                 hold = params.hold_seconds or self.settings.hold_seconds
                 await self.cart_store.set_room_policy(params.room, params.stock_policy, hold)
                 return {"room": params.room, "stock_policy": params.stock_policy,
@@ -136,8 +124,7 @@ class Commerce:
     async def start_auction(self, who: Identity, p: Any) -> dict[str, Any]:
         """Hold one unit of the SKU for the auction's whole life, record the auction, start
         its actor (which pushes the auction to the room)."""
-        if not who.roles_in(p.room) & DEAL_ROLES:
-            raise Forbidden("auctions are run by the room's host or co-host")
+        require_host(who, p.room, "auctions")
         now = clock.now()
         auction_id = f"auc-{secrets.token_hex(5)}"
         terms = AuctionTerms(
@@ -170,6 +157,15 @@ class Commerce:
         )
         return result
 
+    async def request_return(
+        self, order_id: str, user_id: str, lines: list[Any], reason: str, key: str
+    ) -> dict[str, Any]:
+        """A buyer's return of some delivered units (``lines`` of ``line``/``quantity``)."""
+        wanted = [ShipmentLine(item.line, item.quantity) for item in lines]
+        return await self.orders.request_return(
+            order_id, user_id, wanted, reason, key, now=clock.now()
+        )
+
     async def cancel_for(
         self, order_id: str, user_id: str, *, service: bool, note: str = "by the buyer"
     ) -> dict[str, Any]:
@@ -197,13 +193,14 @@ class Commerce:
 
     async def settle_holds(self) -> int:
         """Holds of orders paid meanwhile become sold; holds of cancelled orders go back."""
-        settled = 0
-        for order_id, status, sku, rid in await self.orders.unsettled_holds():
-            command = Release(rid) if status == "cancelled" else Commit(rid, order_id)
-            with contextlib.suppress(LiveshopError):  # expired or taken: the audit tells
-                await self.skus.send(sku, command)
-                settled += 1
-        return settled
+        sends = [
+            self.skus.send(sku, Release(rid) if status == "cancelled" else Commit(rid, order_id))
+            for order_id, status, sku, rid in await self.orders.unsettled_holds()
+        ]
+        # Sent together, they share one actor call and one commit per SKU. A refusal (an
+        # expired hold) is left to the audit.
+        outcomes = await asyncio.gather(*sends, return_exceptions=True)
+        return sum(not isinstance(o, BaseException) for o in outcomes)
 
     async def approve_return(self, return_id: str, *, approve: bool) -> dict[str, Any]:
         """Approve: the units go back to stock and the buyer is refunded (idempotent)."""

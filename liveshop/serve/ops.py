@@ -13,8 +13,13 @@ from liveshop.rooms.gift import TIP_GIFT
 from liveshop.storage.products import ProductStore
 from liveshop.tokens import Identity, Role
 
-#: Token roles that may run a room's flash deals.
-DEAL_ROLES = frozenset({Role.HOST, Role.COHOST, Role.SERVICE})
+#: Token roles that run a room's selling: flash deals, auctions, its stock policy.
+HOST_ROLES = frozenset({Role.HOST, Role.COHOST, Role.SERVICE})
+
+
+def require_host(who: Identity, room_id: str, what: str) -> None:
+    if not who.roles_in(room_id) & HOST_ROLES:
+        raise Forbidden(f"{what}: only the room's host or co-host (token roles)")
 
 
 async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c.Command:
@@ -95,8 +100,7 @@ def sku_command_for(
         case "release":
             return inv.Release(p.reservation, who.user_id)
         case "start_deal" | "end_deal":
-            if not who.roles_in(p.room) & DEAL_ROLES:
-                raise Forbidden("flash deals are run by the room's host or co-host")
+            require_host(who, p.room, "flash deals")
             if op == "end_deal":
                 return inv.EndDeal()
             deal = inv.FlashDeal(

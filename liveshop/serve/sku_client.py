@@ -30,6 +30,13 @@ class SkuClient(ActorClient):
         result: dict[str, Any] = await self.submit(sku, "handle", command)
         return result
 
+    async def batch(self, sku: str, commands: list[SkuCommand]) -> list[Any]:
+        """Several commands decided together, in order, in one commit (e.g. give a hold
+        back and take a new one with no moment in between): results or errors, per command."""
+        results: list[Any] = await self.call(sku, "handle", commands)
+        return results
+
     async def view(self, sku: str) -> dict[str, Any]:
-        result: dict[str, Any] = await self.call(sku, "view")
+        # Reads are batched like writes: a room asking at once is one actor call.
+        result: dict[str, Any] = await self.submit(sku, "views", None)
         return result
