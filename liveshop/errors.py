@@ -255,6 +255,33 @@ class BidTooLow(Conflict):
     code = "bid_too_low"
 
 
+# -- media (liveshop/media/) -----------------------------------------------------------------
+
+
+class InvalidStreamKey(Forbidden):
+    """The stream key is unknown or was revoked (rotated)."""
+
+    code = "invalid_stream_key"
+
+
+class StreamInUse(Conflict):
+    """Another publisher is already live on this stream key."""
+
+    code = "stream_in_use"
+
+
+class BadStream(ClientError):
+    """The ingest protocol or the media could not be understood (malformed RTMP, no video)."""
+
+    code = "bad_stream"
+
+
+class StreamNotLive(NotFound):
+    """The room has no live stream (nothing to play, or nothing to subscribe to)."""
+
+    code = "stream_not_live"
+
+
 class Unavailable(LiveshopError):
     """A dependency (room actor, PostgreSQL, Redis) did not answer; retry later."""
 

@@ -14,6 +14,7 @@ import math
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 from liveshop.media.ladder import Rendition
 
@@ -53,10 +54,12 @@ class Segment:
 @dataclass
 class MediaPlaylist:
     """One rendition's live playlist: the last ``window`` segments, the parts of the last
-    few, and the parts of the segment being written."""
+    few, and the parts of the segment being written. ``window=None`` keeps every segment:
+    the recording (``playlist_type`` EVENT while live, VOD once ended)."""
 
     target_duration: float
-    window: int = 6
+    window: int | None = 6
+    playlist_type: str | None = None
     part_target: float | None = None  # None: no LL-HLS parts
     #: Parts are listed for this many of the newest segments (older ones only as segments).
     parts_kept: int = 3
@@ -80,7 +83,7 @@ class MediaPlaylist:
         self._discontinuity_next = False
         self.next_sequence += 1
         self.segments.append(segment)
-        while len(self.segments) > self.window:
+        while self.window is not None and len(self.segments) > self.window:
             if self.segments.popleft().discontinuity:
                 self.discontinuity_sequence += 1
         return segment
@@ -93,16 +96,58 @@ class MediaPlaylist:
 
     def end(self) -> None:
         self.ended = True
+        if self.playlist_type == "EVENT":
+            self.playlist_type = "VOD"
+
+    def to_dict(self) -> dict[str, Any]:
+        """What a restarted transcoder needs to continue this playlist (parts are not kept:
+        the segment they belonged to is cut off by the restart anyway)."""
+        return {
+            "target_duration": self.target_duration,
+            "window": self.window,
+            "playlist_type": self.playlist_type,
+            "part_target": self.part_target,
+            "next_sequence": self.next_sequence,
+            "discontinuity_sequence": self.discontinuity_sequence,
+            "ended": self.ended,
+            "segments": [
+                [s.sequence, s.uri, s.duration, s.started_at, s.discontinuity]
+                for s in self.segments
+            ],
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> MediaPlaylist:
+        playlist = cls(
+            target_duration=float(data["target_duration"]),
+            window=data.get("window"),
+            playlist_type=data.get("playlist_type"),
+            part_target=data.get("part_target"),
+            next_sequence=int(data["next_sequence"]),
+            discontinuity_sequence=int(data["discontinuity_sequence"]),
+            ended=bool(data.get("ended")),
+        )
+        for seq, uri, duration, started_at, disc in data.get("segments", []):
+            playlist.segments.append(Segment(int(seq), uri, float(duration), started_at, disc))
+        return playlist
+
+    def _target(self) -> int:
+        """A segment cut long (a late keyframe from the source) must still fit: players
+        reject an EXTINF that rounds above the target."""
+        longest = max((round(s.duration) for s in self.segments), default=0)
+        return max(math.ceil(self.target_duration), longest)
 
     def render(self) -> str:
         ll = self.part_target is not None
         lines = [
             "#EXTM3U",
             f"#EXT-X-VERSION:{9 if ll else 6}",
-            f"#EXT-X-TARGETDURATION:{math.ceil(self.target_duration)}",
+            f"#EXT-X-TARGETDURATION:{self._target()}",
             f"#EXT-X-MEDIA-SEQUENCE:{self.segments[0].sequence if self.segments else 0}",
             f"#EXT-X-DISCONTINUITY-SEQUENCE:{self.discontinuity_sequence}",
         ]
+        if self.playlist_type:
+            lines.append(f"#EXT-X-PLAYLIST-TYPE:{self.playlist_type}")
         if ll:
             assert self.part_target is not None
             lines.append(

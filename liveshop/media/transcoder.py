@@ -40,11 +40,13 @@ class RenditionOutput:
         started_at: float,
         playlist: MediaPlaylist,
         preset: str,
+        recording: MediaPlaylist | None = None,
     ) -> None:
         self.rendition = rendition
         self.store = store
         self.prefix = f"{prefix}/{rendition.name}"
         self.playlist = playlist
+        self.recording = recording
         self.started_at = started_at
         self.dir = work / rendition.name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -77,14 +79,14 @@ class RenditionOutput:
             self.audio_stream.bit_rate = rendition.audio_kbps * 1000
             self.audio_stream.layout = "stereo"
 
-    def video(self, frame: av.VideoFrame, index: int) -> None:
+    def video(self, frame: av.VideoFrame, index: int) -> int:
         scaled = frame.reformat(
             width=self.rendition.width, height=self.rendition.height, format="yuv420p"
         )
         scaled.pts = index
         scaled.time_base = Fraction(1) / self.video_stream.codec_context.framerate
         self.container.mux(self.video_stream.encode(scaled))
-        self._publish()
+        return self._publish()
 
     def audio(self, frame: av.AudioFrame) -> None:
         if self.audio_stream is not None:
@@ -97,23 +99,39 @@ class RenditionOutput:
         self.container.close()
         self._publish()
 
-    def _publish(self) -> None:
-        """Move each segment the muxer finished into the store, then list it."""
+    def end(self) -> None:
+        """The stream is over: players stop at the last segment, the recording is a VOD."""
+        self.playlist.end()
+        if self.recording is not None:
+            self.recording.end()
+        self.write_playlists()
+
+    def _publish(self) -> int:
+        """Move each segment the muxer finished into the store, then list it; the number
+        of new segments."""
         try:
             lines = self._list.read_text().splitlines()
         except FileNotFoundError:
-            return
-        for line in lines[self._published :]:
+            return 0
+        new = lines[self._published :]
+        for line in new:
             name, start, end = line.rsplit(",", 2)
             path = self.dir / name
             self.store.put(f"{self.prefix}/{name}", path.read_bytes())
             path.unlink(missing_ok=True)
-            self.playlist.add_segment(
-                name, float(end) - float(start), self.started_at + float(start)
-            )
+            duration, at = float(end) - float(start), self.started_at + float(start)
+            self.playlist.add_segment(name, duration, at)
+            if self.recording is not None:
+                self.recording.add_segment(name, duration, at)
             self._published += 1
-        if len(lines) and self._published == len(lines):
-            self.store.put(f"{self.prefix}/index.m3u8", self.playlist.render().encode())
+        if new:
+            self.write_playlists()
+        return len(new)
+
+    def write_playlists(self) -> None:
+        self.store.put(f"{self.prefix}/index.m3u8", self.playlist.render().encode())
+        if self.recording is not None:
+            self.store.put(f"{self.prefix}/vod.m3u8", self.recording.render().encode())
 
 
 class LadderEncoder:
@@ -133,54 +151,103 @@ class LadderEncoder:
         audio: bool = True,
         preset: str = "veryfast",
         playlists: dict[str, MediaPlaylist] | None = None,
+        recordings: dict[str, MediaPlaylist] | None = None,
+        window: int = 6,
     ) -> None:
         self.renditions = ladder_for(width, height, fps, segment_seconds=segment_seconds)
         self.fps = fps
         self.playlists = playlists or {
-            r.name: MediaPlaylist(target_duration=segment_seconds) for r in self.renditions
+            r.name: MediaPlaylist(target_duration=segment_seconds, window=window)
+            for r in self.renditions
         }
+        self.recordings = recordings
         started_at = now()
         self.outputs = [
             RenditionOutput(
                 r, work=work, store=store, prefix=prefix, segment_seconds=segment_seconds,
                 audio=audio, started_at=started_at, playlist=self.playlists[r.name],
-                preset=preset,
+                preset=preset, recording=(recordings or {}).get(r.name),
             )
             for r in self.renditions
         ]  # fmt: skip
         self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
         self._first: float | None = None
+        self._base = 0
         self._last_index = -1
+        self._audio_samples = 0
         self.frames = 0
+        self.segments = 0
         store.put(f"{prefix}/master.m3u8", master_playlist(self.renditions).encode())
+        if recordings is not None:
+            replay = master_playlist(self.renditions, uri="{name}/vod.m3u8")
+            store.put(f"{prefix}/replay.m3u8", replay.encode())
 
-    def video(self, frame: av.VideoFrame) -> None:
+    @property
+    def media_time(self) -> float:
+        """Seconds of video encoded so far (the output clock)."""
+        return (self._last_index + 1) / self.fps
+
+    def rebase(self) -> None:
+        """The next frame comes from another source (failover, slate): it follows the last
+        frame on the output clock instead of jumping by the difference in source times, so
+        the encoders keep running and players see one continuous stream."""
+        self._first = None
+        self._base = self._last_index + 1
+
+    def video(self, frame: av.VideoFrame, at: float | None = None) -> None:
         """A decoded source frame; frames are placed on the output's frame grid by their
-        time (a source running fast or with gaps does not shift the clock).
+        time (``at``, else the frame's own), so a source running fast or with gaps does
+        not shift the clock.
 
         The rungs are encoded one after the other in this thread. Encoding them in a thread
         each (PyAV drops the GIL while encoding) deadlocked at 720p under PyAV 18 (every
         thread waiting on a futex in the first segment), so parallelism across rungs needs
         processes; measured: 2.4x real time against the ffmpeg command line's 3.4x."""
-        at = frame.time if frame.time is not None else self.frames / self.fps
+        if at is None:
+            at = frame.time if frame.time is not None else self.frames / self.fps
         if self._first is None:
             self._first = at
-        index = round((at - self._first) * self.fps)
+        index = self._base + round((at - self._first) * self.fps)
         if index <= self._last_index:
             return  # two source frames for one output slot: keep the first
         self._last_index = index
         self.frames += 1
         for out in self.outputs:
-            out.video(frame, index)
+            self.segments += out.video(frame, index)
 
     def audio(self, frame: av.AudioFrame) -> None:
         for resampled in self.resampler.resample(frame):
-            for out in self.outputs:
-                out.audio(resampled)
+            self._audio_out(resampled)
+
+    def pad_audio(self) -> None:
+        """Silence up to the video clock, for a source without sound (or the slate):
+        every rendition keeps an audio track, so players never see it come and go."""
+        target = int(self.media_time * AUDIO_RATE)
+        while self._audio_samples + 1024 <= target:
+            silence = av.AudioFrame(format="fltp", layout="stereo", samples=1024)
+            for plane in silence.planes:
+                plane.update(bytes(plane.buffer_size))
+            silence.sample_rate = AUDIO_RATE
+            self._audio_out(silence)
+
+    def _audio_out(self, frame: av.AudioFrame) -> None:
+        # Audio runs on its own sample clock, never behind the video after a rebase.
+        self._audio_samples = max(
+            self._audio_samples, int(self._base / self.fps * AUDIO_RATE) - AUDIO_RATE
+        )
+        frame.pts = self._audio_samples
+        frame.time_base = Fraction(1, AUDIO_RATE)
+        self._audio_samples += frame.samples
+        for out in self.outputs:
+            out.audio(frame)
 
     def close(self) -> None:
         for out in self.outputs:
             out.close()
+
+    def end(self) -> None:
+        for out in self.outputs:
+            out.end()
 
 
 def transcode_file(source: Path, **options: object) -> LadderEncoder:

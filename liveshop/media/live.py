@@ -1,0 +1,415 @@
+"""One live stream: its sources, the ladder encoder, failover, slate, thumbnails, recording,
+health, and the state a restarted transcoder continues from.
+
+The encoder runs on one thread of its own; sources decode on theirs; the owner (the
+transcoder actor) calls ``attach``/``feed``/``detach`` from its event loop. Output:
+
+    live/<room>/<stream>/master.m3u8            the live ladder (sliding window)
+    live/<room>/<stream>/<rung>/index.m3u8      each rendition's live playlist
+    live/<room>/<stream>/replay.m3u8            the recording: every segment, VOD once ended
+    live/<room>/<stream>/thumbs/000001.jpg      a thumbnail every few seconds
+    live/<room>/<stream>/state.json             what a restart continues from
+    live/<room>/current.json                    the room's current stream
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import queue
+import re
+import secrets
+import shutil
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import av
+import numpy as np
+
+from liveshop.errors import StreamInUse
+from liveshop.media import failover
+from liveshop.media.failover import SLATE, SourceState
+from liveshop.media.hls import MediaPlaylist
+from liveshop.media.ladder import ladder_for
+from liveshop.media.segments import SegmentStore
+from liveshop.media.sources import FlvSource, Source, TrackSource
+from liveshop.media.transcoder import LadderEncoder
+
+log = logging.getLogger(__name__)
+
+#: A publisher silent this long no longer holds its slot: a reconnecting encoder (OBS after
+#: a network drop) may take it over while the dead connection lingers.
+SLOT_TAKEOVER_AFTER = 5.0
+
+
+def media_name(room_id: str) -> str:
+    """A room id as one store path part, injectively (room ids may hold ':')."""
+    return re.sub(r"[^A-Za-z0-9.-]", lambda m: f"_{ord(m.group()):02x}", room_id)
+
+
+def new_stream_id(now: float) -> str:
+    return f"s{int(now * 1000):x}{secrets.token_hex(2)}"
+
+
+@dataclass(frozen=True)
+class LiveOptions:
+    segment_seconds: float = 1.0
+    window: int = 6
+    preset: str = "veryfast"
+    stall_after: float = 2.0
+    #: With no source attached for this long, the stream ends (ENDLIST, recording final).
+    idle_end: float = 60.0
+    thumbnail_interval: float = 5.0
+    thumbnail_width: int = 320
+    view_interval: float = 1.0
+
+
+def jpeg(frame: av.VideoFrame, width: int) -> bytes:
+    height = max(2, round(frame.height * width / frame.width / 2) * 2)
+    small = frame.reformat(width=width, height=height, format="yuvj420p")
+    codec = av.CodecContext.create("mjpeg", "w")
+    codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
+    codec.time_base = Fraction(1, 25)
+    small.pts = 0
+    return b"".join(bytes(p) for p in [*codec.encode(small), *codec.encode(None)])
+
+
+def slate_frame(width: int, height: int) -> av.VideoFrame:
+    """ "Be right back": dark bars a viewer can tell from a frozen picture."""
+    image = np.full((height, width, 3), 24, dtype=np.uint8)
+    bar = max(2, height // 12)
+    for i, colour in enumerate(((200, 40, 60), (230, 180, 40), (40, 160, 220))):
+        top = height // 2 - 2 * bar + i * bar * 3 // 2
+        image[top : top + bar, width // 4 : 3 * width // 4] = colour
+    return av.VideoFrame.from_ndarray(image, format="rgb24")
+
+
+class LiveStream:
+    def __init__(
+        self,
+        room_id: str,
+        *,
+        store: SegmentStore,
+        work: Path,
+        options: LiveOptions,
+        on_view: Callable[[dict[str, Any]], None] = lambda view: None,
+        wall: Callable[[], float] = time.time,
+    ) -> None:
+        self.room_id = room_id
+        self.store = store
+        self.options = options
+        self.on_view = on_view
+        self.wall = wall
+        self.room_path = f"live/{media_name(room_id)}"
+        self._lock = threading.Lock()
+        self.sources: dict[str, Source] = {}
+        self.active = SLATE
+        self.encoder: LadderEncoder | None = None
+        self.ended = False
+        self._stop = threading.Event()
+        self._slate: av.VideoFrame | None = None
+        self._idle_since: float | None = time.monotonic()
+        self._last_view = 0.0
+        self._next_thumb = 0.0
+        self._saved_segments = 0
+        self._next_slate = 0.0
+        self.failovers = 0
+        self._resume()
+        self.prefix = f"{self.room_path}/{self.stream_id}"
+        self.work = work / media_name(room_id) / self.stream_id / secrets.token_hex(4)
+        self._thread = threading.Thread(target=self._run, name="transcoder", daemon=True)
+        self._thread.start()
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _resume(self) -> None:
+        """Continue the room's stream after a restart (a discontinuity in every playlist),
+        or start a new one if the last one ended."""
+        current = self._read_json(f"{self.room_path}/current.json")
+        state = None
+        if current and not current.get("ended"):
+            state = self._read_json(f"{self.room_path}/{current['stream_id']}/state.json")
+        if state and not state.get("ended"):
+            self.stream_id = state["stream_id"]
+            self.started_at = state["started_at"]
+            self.playlists = {k: MediaPlaylist.from_dict(v) for k, v in state["playlists"].items()}
+            self.recordings = {
+                k: MediaPlaylist.from_dict(v) for k, v in state["recordings"].items()
+            }
+            for playlist in (*self.playlists.values(), *self.recordings.values()):
+                playlist.restart()
+            self.thumbnails = int(state.get("thumbnails", 0))
+            self.incarnation = int(state.get("incarnation", 0)) + 1
+            log.info("stream %s of room %s resumes", self.stream_id, self.room_id)
+        else:
+            self.started_at = self.wall()
+            self.stream_id = new_stream_id(self.started_at)
+            self.playlists, self.recordings = {}, {}
+            self.thumbnails = 0
+            self.incarnation = 0
+        self._save_current()
+
+    def _read_json(self, name: str) -> dict[str, Any] | None:
+        raw = self.store.get(name)
+        if raw is None:
+            return None
+        try:
+            value = json.loads(raw)
+        except ValueError:
+            log.warning("ignoring unreadable %s", name)
+            return None
+        return value if isinstance(value, dict) else None
+
+    def _save_current(self) -> None:
+        current = {"stream_id": self.stream_id, "ended": self.ended}
+        self.store.put(f"{self.room_path}/current.json", json.dumps(current).encode())
+
+    def _save_state(self) -> None:
+        state = {
+            "stream_id": self.stream_id,
+            "started_at": self.started_at,
+            "incarnation": self.incarnation,
+            "ended": self.ended,
+            "thumbnails": self.thumbnails,
+            "playlists": {k: p.to_dict() for k, p in self.playlists.items()},
+            "recordings": {k: p.to_dict() for k, p in self.recordings.items()},
+        }
+        self.store.put(f"{self.prefix}/state.json", json.dumps(state).encode())
+
+    # -- sources (called from the owner's event loop) ------------------------------------
+
+    def attach(self, slot: str, ingest_id: str, *, track: bool = False) -> Source:
+        """Give ``slot`` to a publisher; refused while another one holds it and is alive."""
+        if slot not in failover.SLOTS:
+            raise ValueError(f"unknown slot {slot!r}")
+        with self._lock:
+            held = self.sources.get(slot)
+            if held is not None and held.ingest_id != ingest_id:
+                if time.monotonic() - held.last_data_at < SLOT_TAKEOVER_AFTER:
+                    raise StreamInUse(f"another publisher is live on the {slot} key")
+                held.close()
+            if held is not None and held.ingest_id == ingest_id:
+                held.close()  # the same publisher starting over (resync)
+            source: Source = TrackSource(slot, ingest_id) if track else FlvSource(slot, ingest_id)
+            self.sources[slot] = source
+            self._idle_since = None
+            return source
+
+    def source_of(self, ingest_id: str) -> Source | None:
+        for source in self.sources.values():
+            if source.ingest_id == ingest_id:
+                return source
+        return None
+
+    def detach(self, ingest_id: str) -> None:
+        with self._lock:
+            for slot, source in list(self.sources.items()):
+                if source.ingest_id == ingest_id:
+                    source.close()
+                    del self.sources[slot]
+            if not self.sources:
+                self._idle_since = time.monotonic()
+
+    def stop(self) -> None:
+        """End the stream now (the host ended the show)."""
+        self._stop.set()
+        self._thread.join(timeout=30)
+
+    def join(self, timeout: float | None = None) -> None:
+        self._thread.join(timeout)
+
+    # -- the encoder thread --------------------------------------------------------------
+
+    def _run(self) -> None:
+        try:
+            while not self._stop.is_set():
+                self._step()
+                if self._idle_too_long():
+                    break
+            self._finish()
+        except Exception:
+            log.exception("transcoder of room %s failed", self.room_id)
+            raise
+
+    def _idle_too_long(self) -> bool:
+        idle = self._idle_since
+        return idle is not None and time.monotonic() - idle > self.options.idle_end
+
+    def _step(self) -> None:
+        now = time.monotonic()
+        states = {
+            slot: SourceState(s.last_frame_at, s.failed) for slot, s in list(self.sources.items())
+        }
+        choice = failover.choose(states, now, self.options.stall_after)
+        if choice != self.active:
+            self._switch(choice)
+        for slot, standby in list(self.sources.items()):
+            if slot != self.active:
+                _drain(standby)  # a standby keeps only its newest frames
+        if choice == SLATE:
+            self._slate_step()
+        else:
+            source = self.sources.get(choice)
+            if source is not None:
+                try:
+                    frame = source.frames.get(timeout=0.05)
+                except queue.Empty:
+                    pass
+                else:
+                    self._encode(frame, source)
+        if now - self._last_view >= self.options.view_interval:
+            self._last_view = now
+            self.on_view(self.view())
+
+    def _switch(self, choice: str) -> None:
+        log.info("room %s: %s -> %s", self.room_id, self.active, choice)
+        if self.active != SLATE and choice != failover.PRIMARY:
+            self.failovers += 1  # the source on air was lost (not a return to the primary)
+        self.active = choice
+        if self.encoder is not None:
+            self.encoder.rebase()
+        source = self.sources.get(choice)
+        if source is not None:
+            source.meter.source_reset()
+        self._next_slate = time.monotonic()
+        self.on_view(self.view())
+
+    def _ensure_encoder(self, frame: av.VideoFrame, fps: float) -> LadderEncoder:
+        """The ladder is fixed by the first frame ever shown (a restart keeps the same
+        renditions from the same source); later sources are scaled to it."""
+        if self.encoder is None:
+            if not self.recordings:
+                self.recordings = {
+                    r.name: MediaPlaylist(
+                        target_duration=self.options.segment_seconds, window=None,
+                        playlist_type="EVENT",
+                    )
+                    for r in ladder_for(
+                        frame.width, frame.height, fps,
+                        segment_seconds=self.options.segment_seconds,
+                    )
+                }  # fmt: skip
+            self.encoder = LadderEncoder(
+                width=frame.width, height=frame.height, fps=fps, store=self.store,
+                prefix=self.prefix, work=self.work, now=self.wall,
+                segment_seconds=self.options.segment_seconds, audio=True,
+                preset=self.options.preset, playlists=self.playlists or None,
+                recordings=self.recordings, window=self.options.window,
+            )  # fmt: skip
+            self.playlists = self.encoder.playlists
+            self._slate = slate_frame(frame.width, frame.height)
+        return self.encoder
+
+    def _encode(self, frame: av.VideoFrame | av.AudioFrame, source: Source) -> None:
+        if isinstance(frame, av.AudioFrame):
+            if self.encoder is not None:
+                self.encoder.audio(frame)
+            return
+        started = time.perf_counter()
+        encoder = self._ensure_encoder(frame, source.fps)
+        before = encoder.media_time
+        encoder.video(frame)
+        if not source.has_audio:
+            encoder.pad_audio()
+        self._after_frame(frame, encoder, before, started, source)
+
+    def _slate_step(self) -> None:
+        if self.encoder is None or self._slate is None:
+            time.sleep(0.05)  # nothing was ever shown: there is no picture to hold
+            return
+        period = 1 / self.encoder.fps
+        wait = self._next_slate - time.monotonic()
+        if wait > 0:
+            time.sleep(min(wait, 0.05))
+            return
+        self._next_slate += period
+        started = time.perf_counter()
+        before = self.encoder.media_time
+        self.encoder.video(self._slate, at=self._next_slate)
+        self.encoder.pad_audio()
+        self._after_frame(self._slate, self.encoder, before, started, None)
+
+    def _after_frame(
+        self,
+        frame: av.VideoFrame,
+        encoder: LadderEncoder,
+        before: float,
+        started: float,
+        source: Source | None,
+    ) -> None:
+        now = time.monotonic()
+        busy = time.perf_counter() - started
+        meter = source.meter if source is not None else None
+        if meter is not None:
+            meter.encoded(now, encoder.media_time - before, busy)
+            if source is not None and source.overflowed:
+                meter.dropped(now, source.overflowed)
+                source.overflowed = 0
+        if encoder.segments != self._saved_segments:
+            self._saved_segments = encoder.segments
+            self._save_state()
+        if encoder.media_time >= self._next_thumb:
+            self._next_thumb = encoder.media_time + self.options.thumbnail_interval
+            self.thumbnails += 1
+            name = f"{self.prefix}/thumbs/{self.thumbnails:06d}.jpg"
+            self.store.put(name, jpeg(frame, self.options.thumbnail_width))
+
+    def _finish(self) -> None:
+        with self._lock:
+            for source in self.sources.values():
+                source.close()
+            self.sources.clear()
+        if self.encoder is not None:
+            self.encoder.close()
+            self.encoder.end()
+        self.ended = True
+        self._save_state()
+        self._save_current()
+        shutil.rmtree(self.work, ignore_errors=True)
+        self.on_view(self.view())
+
+    # -- what the room and the host see --------------------------------------------------
+
+    def view(self) -> dict[str, Any]:
+        source = self.sources.get(self.active)
+        now = time.monotonic()
+        health: dict[str, Any]
+        if source is not None:
+            health = source.meter.report(now, source=self.active)
+        else:
+            failed = [s.meter for s in list(self.sources.values()) if s.failed]
+            health = {
+                "source": SLATE,
+                "alerts": ["no_input", *(m.source_error for m in failed if m.source_error)],
+                "error": failed[0].source_error_detail if failed else None,
+            }
+        base = f"/media/{self.prefix}"
+        return {
+            "stream_id": self.stream_id,
+            "status": "ended" if self.ended else ("live" if self.active != SLATE else "slate"),
+            "started_at": self.started_at,
+            "source": self.active,
+            "sources": sorted(self.sources),
+            "failovers": self.failovers,
+            "incarnation": self.incarnation,
+            "hls": f"{base}/master.m3u8" if self.encoder is not None else None,
+            "replay": f"{base}/replay.m3u8" if self.encoder is not None else None,
+            "thumbnail": (f"{base}/thumbs/{self.thumbnails:06d}.jpg" if self.thumbnails else None),
+            "renditions": (
+                [r.name for r in self.encoder.renditions] if self.encoder is not None else []
+            ),
+            "health": health,
+        }
+
+
+def _drain(source: Source) -> None:
+    try:
+        while source.frames.qsize() > 2:
+            source.frames.get_nowait()
+    except queue.Empty:
+        pass

@@ -1,0 +1,170 @@
+"""Where a live stream's decoded frames come from: an RTMP publisher's FLV bytes decoded on
+a thread of their own, or a WebRTC track whose frames aiortc has already decoded.
+
+Every source keeps a short queue of frames for the encoder and drops the oldest when it is
+full, so a slow encoder costs dropped frames (counted in the stream's health), never memory
+or latency, and a standby source (the backup, while the primary is fine) always holds its
+newest frames, ready to take over.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+
+import av
+
+from liveshop.media import health
+
+log = logging.getLogger(__name__)
+
+#: A publisher writing faster than the decoder reads, beyond this, is cut off.
+MAX_BUFFERED_BYTES = 32 * 1024 * 1024
+
+
+class BytePipe:
+    """A blocking byte stream from the actor's event loop to a decoder thread, read by
+    FFmpeg as a file (PyAV calls ``read``)."""
+
+    def __init__(self, limit: int = MAX_BUFFERED_BYTES) -> None:
+        self._buffer = bytearray()
+        self._cond = threading.Condition()
+        self._closed = False
+        self._limit = limit
+
+    def write(self, data: bytes) -> bool:
+        """False (and nothing written) when the reader is that far behind."""
+        with self._cond:
+            if self._closed or len(self._buffer) + len(data) > self._limit:
+                return False
+            self._buffer += data
+            self._cond.notify()
+            return True
+
+    def read(self, n: int = -1) -> bytes:
+        with self._cond:
+            while not self._buffer and not self._closed:
+                self._cond.wait()
+            size = len(self._buffer) if n < 0 else min(n, len(self._buffer))
+            out = bytes(self._buffer[:size])
+            del self._buffer[:size]
+            return out
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+
+Frame = av.VideoFrame | av.AudioFrame
+
+
+class Source:
+    """One ingest attached to a stream slot (primary or backup)."""
+
+    def __init__(self, slot: str, ingest_id: str, *, queue_frames: int = 60) -> None:
+        self.slot = slot
+        self.ingest_id = ingest_id
+        self.attached_at = time.monotonic()
+        self.last_data_at = self.attached_at
+        self.last_frame_at: float | None = None
+        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_frames)
+        self.meter = health.HealthMeter()
+        self.has_audio = False
+        #: The source's frame rate as it declares it; browsers and encoders mostly send 30.
+        self.fps = 30.0
+        self.failed = False
+        self.closed = False
+        self.overflowed = 0
+
+    def push(self, frame: Frame) -> None:
+        if isinstance(frame, av.VideoFrame):
+            now = time.monotonic()
+            self.last_frame_at = now
+            self.meter.source_frame(now, keyframe=frame.key_frame, media_time=frame.time)
+        else:
+            self.has_audio = True
+        while True:
+            try:
+                self.frames.put_nowait(frame)
+                return
+            except queue.Full:
+                try:
+                    self.frames.get_nowait()
+                    self.overflowed += 1
+                except queue.Empty:
+                    pass
+
+    def fail(self, code: str, detail: str) -> None:
+        self.failed = True
+        self.meter.source_error = code
+        self.meter.source_error_detail = detail
+        log.warning("source %s/%s failed: %s", self.slot, self.ingest_id, detail)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class FlvSource(Source):
+    """An RTMP publisher: FLV tags in, decoded frames out, on a decoder thread."""
+
+    def __init__(self, slot: str, ingest_id: str) -> None:
+        super().__init__(slot, ingest_id)
+        self.pipe = BytePipe()
+        self._thread = threading.Thread(target=self._decode, name=f"decode-{slot}", daemon=True)
+        self._thread.start()
+
+    def write(self, data: bytes) -> bool:
+        self.last_data_at = time.monotonic()
+        self.meter.input_bytes(len(data), self.last_data_at)
+        return self.pipe.write(data)
+
+    def _decode(self) -> None:
+        try:
+            # Small probe: the publisher's metadata and first packets name the codecs;
+            # waiting seconds to analyse them would add that much to the latency.
+            container = av.open(
+                self.pipe, mode="r", format="flv",
+                options={"probesize": "65536", "analyzeduration": "500000"},
+            )  # fmt: skip
+        except (av.FFmpegError, OSError, ValueError) as exc:
+            if not self.closed:
+                self.fail(health.UNDECODABLE, f"input is not a decodable FLV stream: {exc}")
+            return
+        with container:
+            if not container.streams.video:
+                self.fail(health.NO_VIDEO, "the stream has no video track (audio only?)")
+                return
+            video = container.streams.video[0]
+            rate = video.average_rate or video.guessed_rate
+            if rate and 1 <= float(rate) <= 120:
+                self.fps = float(rate)
+            streams = [video, *container.streams.audio[:1]]
+            errors = 0
+            while not self.closed:
+                try:
+                    for packet in container.demux(*streams):
+                        for frame in packet.decode():
+                            if isinstance(frame, av.VideoFrame | av.AudioFrame):
+                                self.push(frame)
+                    return  # end of input
+                except av.FFmpegError as exc:
+                    # One bad packet is skipped; a stream of them is not video.
+                    errors += 1
+                    if errors > 50:
+                        self.fail(health.UNDECODABLE, f"input could not be decoded: {exc}")
+                        return
+
+    def close(self) -> None:
+        super().close()
+        self.pipe.close()
+
+
+class TrackSource(Source):
+    """A WebRTC publisher: aiortc decodes, the actor's event loop pushes frames here."""
+
+    def receive(self, frame: Frame) -> None:
+        self.last_data_at = time.monotonic()
+        self.push(frame)
