@@ -91,6 +91,25 @@ class Settings:
     reconcile_interval: float = 5.0
     #: A cart nobody touched for this long emits one ``cart_abandoned`` event (seconds).
     cart_abandon_after: float = 3600.0
+    #: RTMP ingest (OBS, hardware encoders): where the listener binds, in every media replica.
+    rtmp_host: str = "127.0.0.1"
+    rtmp_port: int = 1935
+    media_replicas: int = 1
+    #: Live streams the local node transcodes at once (its ``media`` resource) when
+    #: ``liveshop up`` starts the cluster; joined clusters declare it per node.
+    media_slots: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
+    #: Live HLS: segment length (one keyframe each; short keeps latency low), how many the
+    #: live playlist lists, the x264 preset of the ladder.
+    segment_seconds: float = 1.0
+    hls_window: int = 6
+    media_preset: str = "veryfast"
+    #: An ingest silent this long is stalled: the stream fails over to the backup or slate.
+    stall_after: float = 2.0
+    #: With no publisher for this long the stream ends (its recording becomes a replay).
+    media_idle_end: float = 60.0
+    thumbnail_interval: float = 5.0
+    #: Where HLS segments, playlists, thumbnails and recordings live (None: data_dir/media).
+    media_dir: Path | None = None
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True
@@ -133,6 +152,14 @@ class Settings:
         secret = self.secret or _read_or_create(self.data_dir / "secret.key")
         admin_key = self.admin_key or _read_or_create(self.data_dir / "admin.key")
         return replace(self, secret=secret, admin_key=admin_key)
+
+    @property
+    def media_root(self) -> Path:
+        return self.media_dir or self.data_dir / "media"
+
+    @property
+    def rtmp_url(self) -> str:
+        return f"rtmp://{self.rtmp_host}:{self.rtmp_port}/live"
 
     @property
     def ws_url(self) -> str:

@@ -63,6 +63,8 @@ class Stack:
     def start_ray(self, address: str | None, progress: Progress = print) -> None:
         import ray
 
+        from liveshop.actors import wiring
+
         if address:
             info = ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         else:
@@ -76,6 +78,8 @@ class Stack:
                 dashboard_port=self.settings.dashboard_port,
                 log_to_driver=False,
                 configure_logging=False,
+                # This node transcodes too: one live stream per core.
+                resources={wiring.MEDIA_RESOURCE: float(self.settings.media_slots)},
             )
             self.ray_started_here = True
         self.ray_address = info.address_info.get("gcs_address") or address  # type: ignore[attr-defined]

@@ -31,6 +31,7 @@ from liveshop.rooms.commands import (
     Reply,
     SendGift,
     StockChanged,
+    StreamChanged,
 )
 from liveshop.rooms.event import Event
 from liveshop.rooms.gift import GiftReceipt
@@ -147,6 +148,10 @@ class RoomActor:
     async def auction(self, view: dict[str, Any]) -> Reply:
         """An auction actor's live view of an auction held in this room."""
         return await self._from_actor(AuctionChanged(view))
+
+    async def stream(self, view: dict[str, Any]) -> Reply:
+        """The transcoder actor's view of the room's live stream."""
+        return await self._from_actor(StreamChanged(view))
 
     async def _from_actor(self, command: Command) -> Reply:
         result = (await self.handle([command]))[0]

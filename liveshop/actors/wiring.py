@@ -15,12 +15,17 @@ from liveshop.actors.auction_actor import AuctionActor
 from liveshop.actors.cart_actor import CartActor
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
+from liveshop.actors.transcoder_actor import TranscoderActor
 from liveshop.config import NAMESPACE, Settings
 
 ROOM_ACTOR_PREFIX = "room:"
 SKU_ACTOR_PREFIX = "sku:"
 AUCTION_ACTOR_PREFIX = "auction:"
 CART_ACTOR_PREFIX = "cart:"
+TRANSCODER_ACTOR_PREFIX = "transcoder:"
+
+#: The custom resource media nodes offer; one unit per live stream a node can transcode.
+MEDIA_RESOURCE = "media"
 
 #: Room actors mostly wait on I/O: they must not reserve a CPU each, or a 2-core machine
 #: could hold two rooms. max_concurrency bounds the batches in flight per room.
@@ -41,6 +46,15 @@ AUCTION_ACTOR_OPTIONS: dict[str, Any] = dict(ROOM_ACTOR_OPTIONS)
 #: One per shopper: many, mostly idle.
 CART_ACTOR_OPTIONS: dict[str, Any] = {**ROOM_ACTOR_OPTIONS, "max_concurrency": 100}
 
+#: Transcoders are the CPU-heavy actors: they run only where a node offers ``media`` (media
+#: nodes), one unit each, so a cluster adds transcoding capacity by adding media nodes. The
+#: encoder's threads take what CPU the node has; the resource, not num_cpus, is the limit.
+TRANSCODER_ACTOR_OPTIONS: dict[str, Any] = {
+    **ROOM_ACTOR_OPTIONS,
+    "max_concurrency": 100,
+    "resources": {MEDIA_RESOURCE: 1},
+}
+
 #: Serve deployments. The gateway and API are I/O bound as well.
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
@@ -49,6 +63,7 @@ _RemoteRoomActor: Any = ray.remote(RoomActor)
 _RemoteSkuActor: Any = ray.remote(SkuActor)
 _RemoteAuctionActor: Any = ray.remote(AuctionActor)
 _RemoteCartActor: Any = ray.remote(CartActor)
+_RemoteTranscoderActor: Any = ray.remote(TranscoderActor)
 
 #: Ray's handle types are not precise enough to type-check calls through; keep it honest.
 RoomHandle = Any
@@ -117,6 +132,18 @@ def create_cart_actor(user_id: str, settings: Settings) -> Any:
     ).remote(user_id, settings)
 
 
+def get_transcoder_actor(room_id: str) -> Any | None:
+    return _get_actor(TRANSCODER_ACTOR_PREFIX + room_id)
+
+
+def create_transcoder_actor(room_id: str, settings: Settings) -> Any:
+    """Get or create the room's transcoder (blocking GCS call); it waits for a node with a
+    free ``media`` unit."""
+    return _RemoteTranscoderActor.options(
+        name=TRANSCODER_ACTOR_PREFIX + room_id, get_if_exists=True, **TRANSCODER_ACTOR_OPTIONS
+    ).remote(room_id, settings)
+
+
 def list_actor_names(prefix: str) -> list[str]:
     from ray.util.state import list_actors
 
@@ -127,9 +154,14 @@ def list_actor_names(prefix: str) -> list[str]:
 
 
 def kill_domain_actors() -> int:
-    """Stop every room, SKU, auction and cart actor (for `liveshop down` on a shared cluster)."""
+    """Stop every room, SKU, auction, cart and transcoder actor (for `liveshop down` on a
+    shared cluster)."""
     killed = 0
-    for prefix in (ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX, AUCTION_ACTOR_PREFIX, CART_ACTOR_PREFIX):
+    prefixes = (
+        ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX, AUCTION_ACTOR_PREFIX, CART_ACTOR_PREFIX,
+        TRANSCODER_ACTOR_PREFIX,
+    )  # fmt: skip
+    for prefix in prefixes:
         for name in list_actor_names(prefix):
             handle = _get_actor(name)
             if handle is not None:
@@ -145,6 +177,16 @@ def api_application(settings: Settings) -> Any:
     return Api.options(ray_actor_options=API_ACTOR_OPTIONS).bind(settings)  # type: ignore[attr-defined]
 
 
+def media_application(settings: Settings) -> Any:
+    """The Serve application for HLS, stream keys and WHIP/WHEP; each replica also runs an
+    RTMP listener (SO_REUSEPORT, like the gateway)."""
+    from liveshop.serve.media_api import MediaApi
+
+    return MediaApi.options(  # type: ignore[attr-defined]
+        num_replicas=settings.media_replicas, ray_actor_options=API_ACTOR_OPTIONS
+    ).bind(settings)
+
+
 def gateway_application(settings: Settings) -> Any:
     """The Serve application whose replicas each run a WebSocket gateway (SO_REUSEPORT)."""
     from liveshop.serve.gateway_app import GatewayDeployment
@@ -156,6 +198,8 @@ def gateway_application(settings: Settings) -> Any:
 
 API_APP = "liveshop-api"
 GATEWAY_APP = "liveshop-gateway"
+MEDIA_APP = "liveshop-media"
+MEDIA_PREFIX = "/media"
 
 
 def deploy(settings: Settings) -> None:
@@ -167,12 +211,13 @@ def deploy(settings: Settings) -> None:
         proxy_location="HeadOnly",
     )
     serve.run(gateway_application(settings), name=GATEWAY_APP, route_prefix=None)
+    serve.run(media_application(settings), name=MEDIA_APP, route_prefix=MEDIA_PREFIX)
     serve.run(api_application(settings), name=API_APP, route_prefix="/")
 
 
 def undeploy() -> None:
     from ray import serve
 
-    for app in (API_APP, GATEWAY_APP):
+    for app in (API_APP, MEDIA_APP, GATEWAY_APP):
         with contextlib.suppress(Exception):
             serve.delete(app)

@@ -263,12 +263,20 @@ class AuctionChanged:
     view: dict[str, Any]
 
 
+@dataclass(frozen=True)
+class StreamChanged:
+    """The room's live stream as its transcoder sees it (status, playback URLs, health),
+    pushed by the transcoder actor; never sent by clients."""
+
+    view: dict[str, Any]
+
+
 Command = (
     Chat | DeleteMessage | PinMessage | UnpinMessage | Mute | Unmute | Ban | Unban
     | ChatSettings | GrantRole | RevokeRole | SystemMessage | React | ReportViewers | Joined
     | Pin | Unpin | QueueProduct | UnqueueProduct | CreatePoll | Vote | ClosePoll | Ask
     | Upvote | MarkAnswered | OpenGiveaway | EnterGiveaway | DrawGiveaway | SendGift | GiftSent
-    | StockChanged | AuctionChanged
+    | StockChanged | AuctionChanged | StreamChanged
 )  # fmt: skip
 
 Reply = dict[str, Any]

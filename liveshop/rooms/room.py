@@ -56,6 +56,7 @@ from liveshop.rooms.commands import (
     RevokeRole,
     SendGift,
     StockChanged,
+    StreamChanged,
     SystemMessage,
     Unban,
     Unmute,
@@ -153,6 +154,9 @@ class Room:
         #: The room's latest auctions as their actors last pushed them.
         self.auctions: dict[str, dict[str, Any]] = {}
         self._auctions_changed = False
+        #: The live stream as the transcoder last pushed it (None: never went live).
+        self.stream: dict[str, Any] | None = None
+        self._stream_changed = False
         self.queue: list[Product] = []
         self.pinned_message: dict[str, Any] | None = None
         self.deleted: set[int] = set()
@@ -392,6 +396,8 @@ class Room:
                 return self._stock(view, now)
             case AuctionChanged(view=view):
                 return self._auction(view, now)
+            case StreamChanged(view=view):
+                return self._stream(view, now)
             case SendGift():
                 raise InvalidRequest("gifts are paid by the room actor before the room sees them")
             case DrawGiveaway(by=by, giveaway_id=giveaway_id, winners=winners, seed=seed):
@@ -459,6 +465,21 @@ class Room:
         while len(self.auctions) > MAX_AUCTIONS_SHOWN:
             del self.auctions[next(iter(self.auctions))]
         self._auctions_changed = True
+        return {}
+
+    def _stream(self, view: dict[str, Any], now: float) -> Reply:
+        """The stream's status and health, published per tick; going live and ending are
+        events, so a viewer who was away learns them on recovery."""
+        before = self.stream or {}
+        same_stream = before.get("stream_id") == view.get("stream_id")
+        status = view.get("status")
+        if status in ("live", "slate") and not (same_stream and before.get("status") != "ended"):
+            self._emit("stream_started", {"stream": view}, now)
+        elif status == "ended" and same_stream and before.get("status") != "ended":
+            self._emit("stream_ended", {"stream": view}, now)
+        if view != self.stream:
+            self.stream = view
+            self._stream_changed = True
         return {}
 
     def _keep_stock_of(self, product_id: str | None) -> None:
@@ -637,6 +658,9 @@ class Room:
         if self._auctions_changed:
             tick.state["auctions"] = dict(self.auctions)
             self._auctions_changed = False
+        if self._stream_changed:
+            tick.state["stream"] = self.stream
+            self._stream_changed = False
         if self._board_changed:
             tick.state["gift_leaderboard"] = self.gifts.top()
             self._board_changed = False
@@ -741,6 +765,7 @@ class Room:
             "pinned": self.pinned.card() if self.pinned else None,
             "stock": dict(self.stock),
             "auctions": dict(self.auctions),
+            "stream": self.stream,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             "chat_settings": self.rules.settings(),
@@ -763,6 +788,7 @@ class Room:
             "pinned": self.pinned.card() if self.pinned else None,
             "stock": self.stock,
             "auctions": self.auctions,
+            "stream": self.stream,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             # Older ids have left the history window: nothing can show them any more.
@@ -804,6 +830,7 @@ class Room:
         room.pinned = Product.from_card(pinned) if pinned else None
         room.stock = dict(state.get("stock") or {})
         room.auctions = dict(state.get("auctions") or {})
+        room.stream = state.get("stream")
         room.queue = [Product.from_card(c) for c in state.get("queue") or ()]
         room.pinned_message = state.get("pinned_message")
         room.deleted = set(state.get("deleted") or ())

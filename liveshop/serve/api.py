@@ -11,12 +11,10 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Path, Query, Request
-from fastapi.exceptions import RequestValidationError
+from fastapi import Body, FastAPI, Header, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
-from redis.exceptions import RedisError
 
 from liveshop import __version__, clock
 from liveshop.commerce import inventory as inv
@@ -27,31 +25,28 @@ from liveshop.config import Settings
 from liveshop.errors import (
     AuctionNotFound,
     Forbidden,
-    InternalError,
     InvalidRequest,
-    LiveshopError,
     NotFound,
     Unauthenticated,
-    Unavailable,
     UnknownOp,
 )
 from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
+from liveshop.serve.auth import bearer_identity, is_service
 from liveshop.serve.commerce import Commerce
+from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import command_for
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
+from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.wallets import WalletStore
-from liveshop.tokens import ANY_ROOM, Identity, Role, issue_token, verify_token
+from liveshop.tokens import Identity, Role, issue_token
 
 log = logging.getLogger(__name__)
-
-TRANSIENT_ERRORS = (*TRANSIENT_DB_ERRORS, RedisError)
 
 app = FastAPI(
     title="liveshop",
@@ -60,30 +55,7 @@ app = FastAPI(
 )
 
 
-@app.exception_handler(LiveshopError)
-async def _liveshop_error(_: Request, exc: LiveshopError) -> JSONResponse:
-    return JSONResponse(status_code=exc.status, content={"error": exc.to_dict()})
-
-
-@app.exception_handler(Exception)
-async def _unexpected_error(_: Request, exc: Exception) -> JSONResponse:
-    """A dependency that did not answer is temporary (503); anything else is a bug (500)."""
-    error: LiveshopError
-    if isinstance(exc, TRANSIENT_ERRORS):
-        error = Unavailable("a backing service did not answer, try again")
-    else:
-        log.error("unexpected error in the API", exc_info=exc)
-        error = InternalError("internal error")
-    return JSONResponse(status_code=error.status, content={"error": error.to_dict()})
-
-
-@app.exception_handler(RequestValidationError)
-async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
-    details = [
-        {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]} for e in exc.errors()
-    ]
-    error = InvalidRequest("request failed validation", details=details)
-    return JSONResponse(status_code=422, content={"error": error.to_dict()})
+install_error_handlers(app)
 
 
 class RoomCreate(BaseModel):
@@ -273,13 +245,9 @@ class Api:
         self.redis = RedisPublisher(settings.redis_url)
 
     def _identity(self, authorization: str | None) -> Identity:
-        if not authorization or not authorization.lower().startswith("bearer "):
-            raise Unauthenticated("send 'Authorization: Bearer <token>'")
-        return verify_token(self.settings.secret, authorization[7:].strip(), now=clock.now())
+        return bearer_identity(self.settings.secret, authorization)
 
-    @staticmethod
-    def _is_service(identity: Identity) -> bool:
-        return Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
+    _is_service = staticmethod(is_service)
 
     def _service(self, authorization: str | None) -> Identity:
         identity = self._identity(authorization)

@@ -64,6 +64,12 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             payment_timeout=0.5,
             reconcile_interval=0.5,
             cart_abandon_after=1.0,
+            # Media: an ingest on a free port, quick failover and a quick end when idle.
+            rtmp_port=free_port(),
+            stall_after=1.5,
+            media_idle_end=4.0,
+            media_slots=8,
+            thumbnail_interval=1.0,
         ).with_keys()
         stack = Stack(settings)
         try:

@@ -1,0 +1,131 @@
+"""The transcoder actor: one per live stream (room), on a node that offers ``media``.
+
+It owns a :class:`~liveshop.media.live.LiveStream` (decode once, encode the ladder, package
+HLS) and takes its input from ingests: RTMP listeners push FLV bytes with ``feed``; WHIP
+publishers connect to it directly (see ``whip``). The stream's view (status, URLs, health)
+goes to the room actor whenever it changes, at most once a second for health alone.
+
+Killed, Ray restarts it: the stream continues from its saved playlists with a
+discontinuity, and each ingest re-attaches and resends its codec headers (``feed`` answers
+False to an ingest it does not know).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from typing import Any
+
+import ray
+from ray.exceptions import RayActorError
+
+from liveshop.config import Settings
+from liveshop.errors import BadStream, LiveshopError
+from liveshop.media.live import LiveOptions, LiveStream
+from liveshop.media.segments import LocalDiskStore
+from liveshop.media.sources import FlvSource
+
+log = logging.getLogger(__name__)
+
+
+class TranscoderActor:
+    async def __init__(self, room_id: str, settings: Settings) -> None:  # type: ignore[misc]
+        self.room_id = room_id
+        self.settings = settings
+        self.loop = asyncio.get_running_loop()
+        self._view: dict[str, Any] = {}
+        self._view_due = asyncio.Event()
+        self._room: Any = None
+        options = LiveOptions(
+            segment_seconds=settings.segment_seconds,
+            window=settings.hls_window,
+            preset=settings.media_preset,
+            stall_after=settings.stall_after,
+            idle_end=settings.media_idle_end,
+            thumbnail_interval=settings.thumbnail_interval,
+        )
+        self.stream = await asyncio.to_thread(
+            LiveStream, room_id, store=LocalDiskStore(settings.media_root),
+            work=settings.data_dir / "media-work", options=options, on_view=self._on_view,
+        )  # fmt: skip
+        self._pusher = self.loop.create_task(self._push_loop())
+
+    # -- ingest --------------------------------------------------------------------------
+
+    async def attach(self, slot: str, ingest_id: str) -> dict[str, Any]:
+        """Claim ``slot`` for an RTMP ingest; StreamInUse while another publisher holds it."""
+        if self.stream.ended:
+            raise BadStream("this stream has ended; publish again to start a new one")
+        self.stream.attach(slot, ingest_id)
+        return self.stream.view()
+
+    async def feed(self, ingest_id: str, data: bytes) -> bool:
+        """FLV bytes from an attached ingest; False: attach again and start over with the
+        FLV header and codec configuration (this actor restarted, or the slot was taken)."""
+        source = self.stream.source_of(ingest_id)
+        if not isinstance(source, FlvSource) or source.closed:
+            return False
+        if not source.write(data):
+            raise BadStream("the stream is arriving faster than it can be decoded")
+        return True
+
+    async def detach(self, ingest_id: str) -> None:
+        self.stream.detach(ingest_id)
+
+    # -- control -------------------------------------------------------------------------
+
+    async def view(self) -> dict[str, Any]:
+        return self.stream.view()
+
+    async def stop(self) -> dict[str, Any]:
+        """End the stream now: playlists end, the recording becomes a replay."""
+        await asyncio.to_thread(self.stream.stop)
+        return self.stream.view()
+
+    # -- the room ------------------------------------------------------------------------
+
+    def _on_view(self, view: dict[str, Any]) -> None:
+        """Called on the encoder thread."""
+        self.loop.call_soon_threadsafe(self._set_view, view)
+
+    def _set_view(self, view: dict[str, Any]) -> None:
+        self._view = view
+        self._view_due.set()
+
+    async def _push_loop(self) -> None:
+        while True:
+            await self._view_due.wait()
+            self._view_due.clear()
+            view = self._view
+            try:
+                await self._push(view)
+            except Exception:
+                log.exception("transcoder of room %s could not reach the room", self.room_id)
+            if view.get("status") == "ended":
+                await asyncio.to_thread(self.stream.join, 30)
+                self._exit()
+                return
+
+    async def _push(self, view: dict[str, Any]) -> None:
+        from liveshop.actors import wiring  # wiring imports this module
+
+        for _ in range(2):
+            if self._room is None:
+                self._room = await asyncio.to_thread(
+                    wiring.create_room_actor, self.room_id, self.settings
+                )
+            try:
+                await asyncio.wait_for(
+                    self._room.stream.remote(view), self.settings.actor_call_timeout
+                )
+                return
+            except (RayActorError, TimeoutError, LiveshopError) as exc:
+                log.info("room %s did not take the stream view: %r", self.room_id, exc)
+                self._room = None
+
+    def _exit(self) -> None:
+        """The stream ended: leave for good (a restart would only idle), freeing the name
+        so the next go-live starts a fresh actor and stream."""
+        with contextlib.suppress(Exception):
+            ray.kill(ray.get_runtime_context().current_actor, no_restart=True)

@@ -1,0 +1,17 @@
+"""Who is calling an HTTP endpoint: the bearer token of the API and the media endpoints."""
+
+from __future__ import annotations
+
+from liveshop import clock
+from liveshop.errors import Unauthenticated
+from liveshop.tokens import ANY_ROOM, Identity, Role, verify_token
+
+
+def bearer_identity(secret: str, authorization: str | None) -> Identity:
+    if not authorization or not authorization.lower().startswith("bearer "):
+        raise Unauthenticated("send 'Authorization: Bearer <token>'")
+    return verify_token(secret, authorization[7:].strip(), now=clock.now())
+
+
+def is_service(identity: Identity) -> bool:
+    return Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())

@@ -1,0 +1,137 @@
+"""Synthetic publishers for media tests: an RTMP publisher written with PyAV, paced in real
+time, that can pause (a stalled encoder), send audio only, or send garbage video."""
+
+from __future__ import annotations
+
+import threading
+import time
+from fractions import Fraction
+
+import av
+import numpy as np
+
+
+def pattern(width: int, height: int, index: int) -> np.ndarray:
+    """A moving picture (so the encoder has something to code) with the frame index in its
+    first row of 16-pixel blocks, black or white per bit."""
+    image = np.zeros((height, width, 3), dtype=np.uint8)
+    image[:, :, 0] = (np.arange(width) + index * 4) % 256
+    image[:, :, 1] = (np.arange(height)[:, None] + index * 2) % 256
+    image[:, :, 2] = 96
+    for bit in range(min(32, width // 16)):
+        image[:16, bit * 16 : bit * 16 + 16] = 255 if index >> bit & 1 else 0
+    return image
+
+
+def read_index(frame: av.VideoFrame, source_width: int) -> int:
+    """The frame index drawn by :func:`pattern`, read back from a (scaled) frame."""
+    image = frame.to_ndarray(format="rgb24")
+    block = image.shape[1] * 16 / source_width
+    value = 0
+    for bit in range(32):
+        x = int(bit * block + block / 2)
+        if x >= image.shape[1]:
+            break
+        if image[int(block / 2), x].mean() > 128:
+            value |= 1 << bit
+    return value
+
+
+class RtmpPublisher:
+    """Publishes on a thread until ``stop()``; ``pause()`` keeps the connection open but sends
+    nothing (an encoder that hangs)."""
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        width: int = 640,
+        height: int = 360,
+        fps: int = 30,
+        audio: bool = True,
+        video: bool = True,
+        corrupt: bool = False,
+        seconds: float | None = None,
+    ) -> None:
+        self.url, self.width, self.height, self.fps = url, width, height, fps
+        self.audio, self.video, self.corrupt, self.seconds = audio, video, corrupt, seconds
+        self.frames = 0
+        self.error: BaseException | None = None
+        self.connected = threading.Event()
+        self._stop = threading.Event()
+        self._paused = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def start(self) -> RtmpPublisher:
+        self._thread.start()
+        return self
+
+    def pause(self) -> None:
+        self._paused.set()
+
+    def stop(self, timeout: float = 10) -> None:
+        self._stop.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        try:
+            self._publish()
+        except BaseException as exc:  # the test reads it
+            self.error = exc
+        finally:
+            self.connected.set()
+
+    def _publish(self) -> None:
+        out = av.open(self.url, "w", format="flv")
+        self.connected.set()
+        try:
+            video = None
+            if self.video:
+                video = out.add_stream(
+                    "libx264", rate=self.fps,
+                    options={"preset": "ultrafast", "tune": "zerolatency", "g": str(self.fps)},
+                )  # fmt: skip
+                video.width, video.height, video.pix_fmt = self.width, self.height, "yuv420p"
+            sound = out.add_stream("aac", rate=48000) if self.audio else None
+            if sound is not None:
+                sound.layout = "stereo"
+            started = time.monotonic()
+            samples = 0
+            while not self._stop.is_set():
+                if self.seconds is not None and time.monotonic() - started > self.seconds:
+                    break
+                if self._paused.is_set():
+                    time.sleep(0.05)
+                    continue
+                at = self.frames / self.fps
+                if video is not None:
+                    frame = av.VideoFrame.from_ndarray(
+                        pattern(self.width, self.height, self.frames), format="rgb24"
+                    )
+                    frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)
+                    for packet in video.encode(frame):
+                        if self.corrupt:
+                            packet = _garbage(packet)
+                        out.mux(packet)
+                while sound is not None and samples < (at + 1 / self.fps) * 48000:
+                    tone = av.AudioFrame.from_ndarray(
+                        np.zeros((2, 1024), dtype=np.float32), format="fltp", layout="stereo"
+                    )
+                    tone.sample_rate, tone.pts = 48000, samples
+                    samples += 1024
+                    out.mux(sound.encode(tone))
+                self.frames += 1
+                delay = started + self.frames / self.fps - time.monotonic()
+                if delay > 0:
+                    time.sleep(delay)
+        finally:
+            out.close()
+
+
+def _garbage(packet: av.Packet) -> av.Packet:
+    rng = np.random.default_rng(len(bytes(packet)))
+    noise = av.Packet(rng.integers(0, 256, max(64, packet.size), dtype=np.uint8).tobytes())
+    noise.pts, noise.dts, noise.stream = packet.pts, packet.dts, packet.stream
+    noise.time_base = packet.time_base
+    noise.is_keyframe = packet.is_keyframe
+    return noise
