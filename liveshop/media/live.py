@@ -242,6 +242,8 @@ class LiveStream:
 
     def _step(self) -> None:
         now = time.monotonic()
+        for each in list(self.sources.values()):
+            each.check(now, self.options.stall_after)
         states = {
             slot: SourceState(s.last_frame_at, s.failed) for slot, s in list(self.sources.items())
         }

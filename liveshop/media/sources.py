@@ -83,6 +83,9 @@ class Source:
         if isinstance(frame, av.VideoFrame):
             now = time.monotonic()
             self.last_frame_at = now
+            if self.failed and self.meter.source_error == health.UNDECODABLE:
+                self.failed = False  # pictures again: it may go back on air
+                self.meter.source_error, self.meter.source_error_detail = None, ""
             self.meter.source_frame(now, keyframe=frame.key_frame, media_time=frame.time)
         else:
             self.has_audio = True
@@ -96,6 +99,14 @@ class Source:
                     self.overflowed += 1
                 except queue.Empty:
                     pass
+
+    def check(self, now: float, stall_after: float) -> None:
+        """Data keeps arriving but no picture comes out of it (garbage, an unsupported
+        codec): the decoder drops it silently, so say so here."""
+        last_picture = self.last_frame_at if self.last_frame_at is not None else self.attached_at
+        flowing = now - self.last_data_at < stall_after
+        if not self.failed and flowing and now - last_picture > 2 * stall_after:
+            self.fail(health.UNDECODABLE, "receiving data, but no picture decodes from it")
 
     def fail(self, code: str, detail: str) -> None:
         self.failed = True

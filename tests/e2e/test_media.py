@@ -11,6 +11,8 @@ from typing import Any
 
 import av
 import httpx
+import pytest
+import ray
 
 from liveshop.actors import wiring
 from tests.e2e.conftest import Running
@@ -140,3 +142,169 @@ async def _thumbnail(http: httpx.AsyncClient, room: str) -> httpx.Response | Non
 
 async def _gone(room: str) -> bool:
     return await asyncio.to_thread(wiring.get_transcoder_actor, room) is None
+
+
+def _refused(publisher: RtmpPublisher) -> bool:
+    publisher.start().connected.wait(15)
+    publisher.stop()
+    return publisher.error is not None and publisher.frames == 0
+
+
+async def test_wrong_revoked_and_second_publishers_are_refused(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room = new_id("keys")
+    rtmp = running.settings.rtmp_url
+    async with running.http() as http:
+        urls = await _room_with_keys(running, http, room)
+        # Wrong keys (unknown, malformed) are refused before anything starts.
+        assert await asyncio.to_thread(_refused, RtmpPublisher(f"{rtmp}/lsk_not-a-key"))
+        assert await asyncio.to_thread(_refused, RtmpPublisher(f"{rtmp}/nonsense"))
+        assert await _gone(room)
+        # Rotating revokes the old keys; the new ones work.
+        rotated = await _room_keys_rotated(http, room)
+        assert await asyncio.to_thread(_refused, RtmpPublisher(urls["primary"]))
+        first = RtmpPublisher(rotated["primary"]).start()
+        try:
+            await _live(http, room, status="live")
+            # A second publisher on the live key is refused; the first one stays on air.
+            assert await asyncio.to_thread(_refused, RtmpPublisher(rotated["primary"]))
+            await asyncio.sleep(1)
+            assert first.error is None
+            assert (await _stream(http, room) or {}).get("source") == "primary"
+            # Only the host or a service may manage keys.
+            viewer = running.token("viewer-1", {room: ["viewer"]})
+            denied = await http.post(
+                f"/media/rooms/{room}/stream-keys", headers={"Authorization": f"Bearer {viewer}"}
+            )
+            assert denied.status_code == 403
+            assert denied.json()["error"]["code"] == "forbidden"
+            # Revoking the live key cuts the publisher off within the recheck interval.
+            assert (await http.delete(f"/media/rooms/{room}/stream-keys")).json()["revoked"] == 2
+            await _eventually(lambda: _stream_source(http, room, "slate"), timeout=20)
+        finally:
+            first.stop()
+        listed = await http.get(f"/media/rooms/{room}/stream-keys")
+        assert listed.json()["keys"] == []
+        await _stop(http, room)
+
+
+async def _room_keys_rotated(http: httpx.AsyncClient, room: str) -> dict[str, str]:
+    body = (await http.post(f"/media/rooms/{room}/stream-keys")).json()
+    return {slot: f"{body['rtmp_url']}/{key}" for slot, key in body["keys"].items()}
+
+
+async def _stream_source(http: httpx.AsyncClient, room: str, source: str) -> bool:
+    view = await _stream(http, room)
+    return bool(view and view["source"] == source)
+
+
+async def test_a_stalled_primary_fails_over_to_the_backup_then_to_the_slate(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room = new_id("failover")
+    async with running.http() as http:
+        urls = await _room_with_keys(running, http, room)
+        primary = RtmpPublisher(urls["primary"]).start()
+        backup = RtmpPublisher(urls["backup"]).start()
+        try:
+            view = await _live(http, room, source="primary")
+            assert view["sources"] == ["backup", "primary"]
+            base = view["hls"].rsplit("/", 1)[0]
+            before = await _eventually(lambda: _segments(http, f"{base}/360p"))
+            primary.pause()  # the encoder hangs: connection open, nothing sent
+            view = await _live(http, room, source="backup")
+            assert view["failovers"] == 1 and view["status"] == "live"
+            backup.stop()
+            view = await _live(http, room, source="slate")
+            assert view["status"] == "slate" and "no_input" in view["health"]["alerts"]
+            # Players never saw the stream stop: segments kept coming, without a gap in
+            # the sequence and without a discontinuity (the encoders never restarted).
+            after = await _eventually(lambda: _segments_after(http, f"{base}/360p", before[-1]))
+            text = (await http.get(f"{base}/360p/index.m3u8")).text
+            assert "#EXT-X-DISCONTINUITY\n" not in text
+            numbers = [int(n[3:9]) for n in after]
+            assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
+            frames = _decode((await http.get(f"{base}/360p/{after[-1]}")).content)
+            assert frames, "the slate is video too"
+        finally:
+            primary.stop()
+            backup.stop()
+        # The room heard about it: its state carries the stream, its history the start.
+        async with running.http() as http:
+            await _stop(http, room)
+
+
+async def _segments_after(http: httpx.AsyncClient, rendition: str, last: str) -> list[str] | None:
+    names = await _segments(http, rendition)
+    if not names or int(names[-1][3:9]) < int(last[3:9]) + 4:
+        return None
+    return names
+
+
+async def test_audio_only_and_corrupt_streams_report_a_health_error_without_crashing(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room = new_id("bad-media")
+    async with running.http() as http:
+        urls = await _room_with_keys(running, http, room)
+        audio_only = RtmpPublisher(urls["primary"], video=False).start()
+        try:
+            view = await _eventually(lambda: _alert(http, room, "no_video"))
+            assert view["status"] == "slate" and view["health"]["error"]
+        finally:
+            audio_only.stop()
+        corrupt = RtmpPublisher(urls["backup"], corrupt=True).start()
+        try:
+            await _eventually(lambda: _alert(http, room, "undecodable"))
+        finally:
+            corrupt.stop()
+        # The transcoder survived both and still takes a good publisher.
+        good = RtmpPublisher(urls["primary"]).start()
+        try:
+            await _live(http, room, status="live", source="primary")
+        finally:
+            good.stop()
+        await _stop(http, room)
+
+
+async def _alert(http: httpx.AsyncClient, room: str, code: str) -> dict[str, Any] | None:
+    view = await _stream(http, room)
+    return view if view and code in view["health"]["alerts"] else None
+
+
+async def test_a_killed_transcoder_restarts_and_the_playlist_resumes_with_a_discontinuity(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room = new_id("kill")
+    async with running.http() as http:
+        urls = await _room_with_keys(running, http, room)
+        publisher = RtmpPublisher(urls["primary"]).start()
+        try:
+            view = await _live(http, room, source="primary")
+            base = view["hls"].rsplit("/", 1)[0]
+            before = await _eventually(lambda: _segments(http, f"{base}/360p"))
+            handle = await asyncio.to_thread(wiring.get_transcoder_actor, room)
+            ray.kill(handle, no_restart=False)
+            # Same stream, next incarnation, fed again by the same (still connected) ingest.
+            view = await _live(http, room, source="primary", incarnation=1)
+            assert view["hls"].startswith(base)
+            after = await _eventually(lambda: _segments_after(http, f"{base}/360p", before[-1]))
+            text = (await http.get(f"{base}/360p/index.m3u8")).text
+            assert "#EXT-X-DISCONTINUITY\n" in text
+            numbers = [int(n[3:9]) for n in after]
+            assert numbers == sorted(set(numbers)), "sequence numbers continue, never reused"
+            frames = _decode((await http.get(f"{base}/360p/{after[-1]}")).content)
+            assert read_index(frames[-1], 640) > 0
+            assert publisher.error is None
+        finally:
+            publisher.stop()
+        await _stop(http, room)
+
+
+@pytest.mark.parametrize("path", ["/media/rooms/nobody/stream", "/media/live/x/y/master.m3u8"])
+async def test_nothing_live_is_a_clear_404(running: Running, path: str) -> None:
+    async with running.http() as http:
+        response = await http.get(path)
+    assert response.status_code == 404
+    assert response.json()["error"]["code"] in ("stream_not_live", "not_found")
