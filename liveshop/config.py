@@ -108,6 +108,9 @@ class Settings:
     #: With no publisher for this long the stream ends (its recording becomes a replay).
     media_idle_end: float = 60.0
     thumbnail_interval: float = 5.0
+    #: WHEP (WebRTC playback) subscribers per stream: each costs an encode, so WebRTC is
+    #: for co-hosts and small rooms and HLS for everyone else.
+    whep_max_subscribers: int = 20
     #: Where HLS segments, playlists, thumbnails and recordings live (None: data_dir/media).
     media_dir: Path | None = None
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider

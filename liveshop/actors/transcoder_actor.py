@@ -21,10 +21,11 @@ import ray
 from ray.exceptions import RayActorError
 
 from liveshop.config import Settings
-from liveshop.errors import BadStream, LiveshopError
+from liveshop.errors import BadStream, LiveshopError, StreamNotLive, Unavailable
+from liveshop.media import webrtc
 from liveshop.media.live import LiveOptions, LiveStream
 from liveshop.media.segments import LocalDiskStore
-from liveshop.media.sources import FlvSource
+from liveshop.media.sources import FlvSource, TrackSource
 
 log = logging.getLogger(__name__)
 
@@ -45,9 +46,12 @@ class TranscoderActor:
             idle_end=settings.media_idle_end,
             thumbnail_interval=settings.thumbnail_interval,
         )
+        self.relay = webrtc.FrameRelay(self.loop)
+        self.peers: dict[str, webrtc.Peer] = {}
         self.stream = await asyncio.to_thread(
             LiveStream, room_id, store=LocalDiskStore(settings.media_root),
             work=settings.data_dir / "media-work", options=options, on_view=self._on_view,
+            on_frame=self.relay.offer,
         )  # fmt: skip
         self._pusher = self.loop.create_task(self._push_loop())
 
@@ -71,7 +75,51 @@ class TranscoderActor:
         return True
 
     async def detach(self, ingest_id: str) -> None:
+        """An ingest or a WebRTC session (WHIP or WHEP) ends."""
         self.stream.detach(ingest_id)
+        peer = self.peers.pop(ingest_id, None)
+        if peer is not None:
+            await peer.close()
+
+    # -- WebRTC --------------------------------------------------------------------------
+
+    async def whip(self, slot: str, session_id: str, offer: str) -> str:
+        """A WHIP publisher on ``slot``: the SDP answer. The session lives in this actor
+        (a restart ends it; WHIP clients publish again)."""
+        if self.stream.ended:
+            raise BadStream("this stream has ended; publish again to start a new one")
+        webrtc.check_offer(offer)
+        source = self.stream.attach(slot, session_id, track=True)
+        assert isinstance(source, TrackSource)
+
+        def closed() -> None:
+            self.stream.detach(session_id)
+            self.peers.pop(session_id, None)
+
+        try:
+            peer = await webrtc.publish(offer, source, closed)
+        except BaseException:
+            self.stream.detach(session_id)
+            raise
+        self.peers[session_id] = peer
+        return peer.answer
+
+    async def whep(self, session_id: str, offer: str) -> str:
+        """A WHEP subscriber: the SDP answer; refused when the room has as many as WebRTC
+        playback is meant for (HLS serves the rest)."""
+        if self.stream.encoder is None:
+            raise StreamNotLive("nothing is on air yet")
+        if self.relay.subscribers >= self.settings.whep_max_subscribers:
+            raise Unavailable("WebRTC playback is full here; play the HLS stream instead")
+        peer = await webrtc.play(offer, self.relay)
+
+        @peer.pc.on("connectionstatechange")
+        def _gone() -> None:
+            if peer.pc.connectionState in ("failed", "closed"):
+                self.peers.pop(session_id, None)
+
+        self.peers[session_id] = peer
+        return peer.answer
 
     # -- control -------------------------------------------------------------------------
 
@@ -80,6 +128,9 @@ class TranscoderActor:
 
     async def stop(self) -> dict[str, Any]:
         """End the stream now: playlists end, the recording becomes a replay."""
+        for peer in list(self.peers.values()):
+            await peer.close()
+        self.peers.clear()
         await asyncio.to_thread(self.stream.stop)
         return self.stream.view()
 

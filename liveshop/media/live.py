@@ -31,7 +31,7 @@ from typing import Any
 import av
 import numpy as np
 
-from liveshop.errors import StreamInUse
+from liveshop.errors import InvalidRequest, StreamInUse
 from liveshop.media import failover
 from liveshop.media.failover import SLATE, SourceState
 from liveshop.media.hls import MediaPlaylist
@@ -98,12 +98,14 @@ class LiveStream:
         work: Path,
         options: LiveOptions,
         on_view: Callable[[dict[str, Any]], None] = lambda view: None,
+        on_frame: Callable[[av.VideoFrame], None] = lambda frame: None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.room_id = room_id
         self.store = store
         self.options = options
         self.on_view = on_view
+        self.on_frame = on_frame
         self.wall = wall
         self.room_path = f"live/{media_name(room_id)}"
         self._lock = threading.Lock()
@@ -186,7 +188,7 @@ class LiveStream:
     def attach(self, slot: str, ingest_id: str, *, track: bool = False) -> Source:
         """Give ``slot`` to a publisher; refused while another one holds it and is alive."""
         if slot not in failover.SLOTS:
-            raise ValueError(f"unknown slot {slot!r}")
+            raise InvalidRequest(f"unknown slot {slot!r} (primary or backup)")
         with self._lock:
             held = self.sources.get(slot)
             if held is not None and held.ingest_id != ingest_id:
@@ -344,8 +346,9 @@ class LiveStream:
         started: float,
         source: Source | None,
     ) -> None:
-        now = time.monotonic()
         busy = time.perf_counter() - started
+        self.on_frame(frame)
+        now = time.monotonic()
         meter = source.meter if source is not None else None
         if meter is not None:
             meter.encoded(now, encoder.media_time - before, busy)

@@ -10,15 +10,25 @@ Each replica also runs an RTMP listener on ``rtmp_port`` (SO_REUSEPORT: replicas
 
 import asyncio
 import logging
+import secrets
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path
+from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.responses import Response
 from ray import serve
 from ray.exceptions import RayActorError
 
 from liveshop.config import Settings
-from liveshop.errors import InvalidRequest, NotFound, StreamNotLive, Unavailable
+from liveshop.errors import (
+    BadStream,
+    Forbidden,
+    InvalidRequest,
+    NotFound,
+    RoomNotFound,
+    StreamNotLive,
+    Unavailable,
+)
+from liveshop.media import webrtc
 from liveshop.media.ingest import RtmpIngest
 from liveshop.media.segments import LocalDiskStore, cache_control, check_name, content_type
 from liveshop.protocol import RoomId
@@ -122,12 +132,9 @@ class MediaApi:
     async def stream(self, room_id: RoomPath) -> dict[str, Any]:
         """Status, playback URLs and health (public: a player needs the URLs)."""
         handle = await self._running_transcoder(room_id)
-        try:
-            view: dict[str, Any] = await asyncio.wait_for(
-                handle.view.remote(), self.settings.actor_call_timeout
-            )
-        except (RayActorError, TimeoutError):
-            raise Unavailable("the transcoder is restarting, try again") from None
+        view: dict[str, Any] = await self._call(
+            handle.view.remote(), self.settings.actor_call_timeout
+        )
         return view
 
     @app.post("/rooms/{room_id}/stream/stop")
@@ -137,11 +144,81 @@ class MediaApi:
         """End the stream: players reach the end, the recording becomes the replay."""
         self._host(authorization, room_id, "end the stream")
         handle = await self._running_transcoder(room_id)
+        view: dict[str, Any] = await self._call(handle.stop.remote(), 60)
+        return view
+
+    # -- WebRTC: WHIP publishing, WHEP playback -----------------------------------------------
+
+    async def _sdp(self, request: Request) -> str:
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/sdp":
+            raise BadStream("send the SDP offer with Content-Type: application/sdp")
+        body = await request.body()
+        if len(body) > webrtc.MAX_SDP_BYTES:
+            raise BadStream("the SDP offer is too large")
+        return webrtc.check_offer(body.decode("utf-8", "replace"))
+
+    @staticmethod
+    def _answer(answer: str, location: str) -> Response:
+        return Response(
+            content=answer, status_code=201, media_type="application/sdp",
+            headers={"Location": location},
+        )  # fmt: skip
+
+    async def _call(self, call: Any, timeout: float) -> Any:
         try:
-            view: dict[str, Any] = await asyncio.wait_for(handle.stop.remote(), 60)
+            return await asyncio.wait_for(call, timeout)
         except (RayActorError, TimeoutError):
             raise Unavailable("the transcoder is restarting, try again") from None
-        return view
+
+    @app.post("/rooms/{room_id}/whip", status_code=201)
+    async def whip(
+        self,
+        room_id: RoomPath,
+        request: Request,
+        slot: Annotated[str, Query(pattern="^(primary|backup)$")] = "primary",
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """Publish from a browser camera or any WHIP client (host token)."""
+        self._host(authorization, room_id, "publish")
+        offer = await self._sdp(request)
+        if await self.pool.fetchval("SELECT 1 FROM rooms WHERE id = $1", room_id) is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        handle = await self._transcoder_for(room_id)
+        session = secrets.token_hex(8)
+        answer = await self._call(handle.whip.remote(slot, session, offer), 30)
+        return self._answer(answer, f"/media/rooms/{room_id}/whip/{session}")
+
+    @app.post("/rooms/{room_id}/whep", status_code=201)
+    async def whep(
+        self,
+        room_id: RoomPath,
+        request: Request,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> Response:
+        """Watch with WebRTC (sub-second): any token with a role in the room."""
+        identity = bearer_identity(self.settings.secret, authorization)
+        if not identity.roles_in(room_id):
+            raise Forbidden("WebRTC playback needs a token for this room")
+        offer = await self._sdp(request)
+        handle = await self._running_transcoder(room_id)
+        session = secrets.token_hex(8)
+        answer = await self._call(handle.whep.remote(session, offer), 30)
+        return self._answer(answer, f"/media/rooms/{room_id}/whep/{session}")
+
+    @app.delete("/rooms/{room_id}/{kind}/{session_id}")
+    async def end_session(
+        self,
+        room_id: RoomPath,
+        kind: Annotated[str, Path(pattern="^(whip|whep)$")],
+        session_id: Annotated[str, Path(pattern="^[0-9a-f]{16}$")],
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """End a WHIP or WHEP session (the session URL is the capability: it is only ever
+        given to the client that opened it, over an authenticated request)."""
+        bearer_identity(self.settings.secret, authorization)
+        handle = await self._running_transcoder(room_id)
+        await self._call(handle.detach.remote(session_id), self.settings.actor_call_timeout)
+        return {"ended": session_id}
 
     @app.get("/healthz")
     async def healthz(self) -> dict[str, Any]:

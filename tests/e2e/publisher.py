@@ -3,12 +3,16 @@ time, that can pause (a stalled encoder), send audio only, or send garbage video
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from fractions import Fraction
 
 import av
+import httpx
 import numpy as np
+from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 
 def pattern(width: int, height: int, index: int) -> np.ndarray:
@@ -135,3 +139,56 @@ def _garbage(packet: av.Packet) -> av.Packet:
     noise.time_base = packet.time_base
     noise.is_keyframe = packet.is_keyframe
     return noise
+
+
+class PatternTrack(VideoStreamTrack):  # type: ignore[misc]
+    """A synthetic camera for aiortc: the :func:`pattern` frames at 30 fps, in real time."""
+
+    def __init__(self, width: int = 640, height: int = 360) -> None:
+        super().__init__()
+        self.width, self.height, self.sent = width, height, 0
+
+    async def recv(self) -> av.VideoFrame:
+        pts, time_base = await self.next_timestamp()
+        frame = av.VideoFrame.from_ndarray(
+            pattern(self.width, self.height, self.sent), format="rgb24"
+        )
+        frame.pts, frame.time_base = pts, time_base
+        self.sent += 1
+        return frame
+
+
+async def whip_publish(
+    http: httpx.AsyncClient, url: str, track: MediaStreamTrack, token: str
+) -> tuple[RTCPeerConnection, httpx.Response]:
+    """Publish ``track`` to a WHIP endpoint; the connection and the endpoint's answer."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver(track, direction="sendonly")
+    await pc.setLocalDescription(await pc.createOffer())
+    response = await http.post(
+        url,
+        content=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    )
+    if response.status_code == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    return pc, response
+
+
+async def whep_play(
+    http: httpx.AsyncClient, url: str, token: str
+) -> tuple[RTCPeerConnection, httpx.Response, asyncio.Future[MediaStreamTrack]]:
+    """Subscribe to a WHEP endpoint; the connection, the answer and the video track to come."""
+    pc = RTCPeerConnection()
+    pc.addTransceiver("video", direction="recvonly")
+    track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
+    pc.on("track", lambda t: track.done() or track.set_result(t))
+    await pc.setLocalDescription(await pc.createOffer())
+    response = await http.post(
+        url,
+        content=pc.localDescription.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    )
+    if response.status_code == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    return pc, response, track

@@ -16,7 +16,7 @@ import ray
 
 from liveshop.actors import wiring
 from tests.e2e.conftest import Running
-from tests.e2e.publisher import RtmpPublisher, read_index
+from tests.e2e.publisher import PatternTrack, RtmpPublisher, read_index, whep_play, whip_publish
 
 
 async def _room_with_keys(running: Running, http: httpx.AsyncClient, room: str) -> dict[str, str]:
@@ -308,3 +308,55 @@ async def test_nothing_live_is_a_clear_404(running: Running, path: str) -> None:
         response = await http.get(path)
     assert response.status_code == 404
     assert response.json()["error"]["code"] in ("stream_not_live", "not_found")
+
+
+async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    room = new_id("webrtc")
+    host = running.token("host-1", {room: ["host"]})
+    viewer = running.token("viewer-1", {room: ["viewer"]})
+    async with running.http() as http:
+        assert (await http.post("/rooms", json={"id": room, "title": "Cam"})).status_code == 201
+        # Only the host publishes; a malformed offer is a clear 400.
+        refused = await http.post(
+            f"/media/rooms/{room}/whip", content="v=0\r\n",
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {viewer}"},
+        )  # fmt: skip
+        assert refused.status_code == 403
+        bad = await http.post(
+            f"/media/rooms/{room}/whip", content="hello",
+            headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {host}"},
+        )  # fmt: skip
+        assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_stream"
+        camera = PatternTrack()
+        pc, answer = await whip_publish(http, f"/media/rooms/{room}/whip", camera, host)
+        assert answer.status_code == 201, answer.text
+        assert answer.headers["content-type"].startswith("application/sdp")
+        session = answer.headers["location"]
+        assert session.startswith(f"/media/rooms/{room}/whip/")
+        try:
+            view = await _live(http, room, status="live", source="primary")
+            base = view["hls"].rsplit("/", 1)[0]
+            names = await _eventually(lambda: _segments(http, f"{base}/360p"))
+            frames = _decode((await http.get(f"{base}/360p/{names[-1]}")).content)
+            assert (frames[0].width, frames[0].height) == (640, 360)
+            assert read_index(frames[-1], 640) > 0
+            # WHEP: a viewer's WebRTC player receives the picture on air, in well under
+            # a second of the camera (the frame index in the pixels says which one).
+            sub, whep, track = await whep_play(http, f"/media/rooms/{room}/whep", viewer)
+            assert whep.status_code == 201, whep.text
+            try:
+                video = await asyncio.wait_for(track, 20)
+                received = [await asyncio.wait_for(video.recv(), 20) for _ in range(30)]
+                shown = read_index(received[-1], 640)
+                assert 0 < shown <= camera.sent
+                assert camera.sent - shown < 30, (camera.sent, shown)  # < 1 s behind
+            finally:
+                await sub.close()
+                await http.delete(whep.headers["location"])
+        finally:
+            await http.delete(session)
+            await pc.close()
+        await _live(http, room, source="slate")
+        await _stop(http, room)
