@@ -91,7 +91,10 @@ class HealthMeter:
             alerts.append(ENCODER_BEHIND)
         if self._dropped:
             alerts.append(FRAMES_DROPPED)
-        if self.keyframe_interval is not None and self.keyframe_interval > MAX_KEYFRAME_INTERVAL:
+        long_gop = (
+            self.keyframe_interval is not None and self.keyframe_interval > MAX_KEYFRAME_INTERVAL
+        )
+        if self._frames and long_gop:
             alerts.append(LONG_KEYFRAME_INTERVAL)
         return {
             "source": source,

@@ -192,7 +192,8 @@ class RtmpIngest:
                 if not data:
                     return
                 events = session.receive(data)
-                for event in events:
+                while events:
+                    event = events.pop(0)
                     if isinstance(event, PublishRequested):
                         publisher = await self._publish(session, event)
                         if publisher is None:
@@ -200,6 +201,7 @@ class RtmpIngest:
                             await writer.drain()
                             return
                         sender = asyncio.create_task(self._send(publisher, writer))
+                        events += session.receive(b"")  # whatever came right behind it
                     elif isinstance(event, Media) and publisher is not None:
                         publisher.add(event.tag)
                     elif isinstance(event, Unpublished):

@@ -82,10 +82,14 @@ class RtmpServerSession:
         self.publishing = False
         self._publish_txn = 0.0
         self._chunk_size_out = 128
+        self._deciding = False
 
     # -- public API ----------------------------------------------------------------------
 
     def receive(self, data: bytes) -> list[Event]:
+        """Events from ``data`` (and bytes buffered before it). Parsing pauses after a
+        :class:`PublishRequested` until ``accept``/``reject``: call ``receive(b"")`` then to
+        get the events a pipelining publisher sent right behind its ``publish``."""
         self._in += data
         self._received += len(data)
         events: list[Event] = []
@@ -98,9 +102,9 @@ class RtmpServerSession:
                     break
                 del self._in[:HANDSHAKE_SIZE]  # C2 echoes S1; nothing in it to check
                 self._state = "chunks"
-            else:
+            elif not self._deciding:
                 self._read_chunk(events)
-            if len(self._in) == before:
+            if len(self._in) == before or self._deciding:
                 break
         if self._peer_window and self._received - self._acked >= self._peer_window:
             self._acked = self._received
@@ -114,12 +118,13 @@ class RtmpServerSession:
 
     def accept(self) -> None:
         """Let the pending ``publish`` go live."""
-        self.publishing = True
-        self._status("status", "NetStream.Publish.Start", f"{self.key} is now published")
+        self.publishing, self._deciding = True, False
+        self._status("status", "NetStream.Publish.Start", "the stream is now published")
 
     def reject(self, code: str, description: str) -> None:
         """Refuse the pending ``publish`` (the caller closes the connection after sending
         this): ``NetStream.Publish.BadName`` for a wrong key or one already live."""
+        self._deciding = False
         self._status("error", code, description)
 
     # -- handshake -----------------------------------------------------------------------
@@ -260,6 +265,7 @@ class RtmpServerSession:
                 raise BadStream("a second publish on one connection")
             self.key = key.split("?", 1)[0][:256]
             self._publish_txn = txn
+            self._deciding = True
             out.append(PublishRequested(self.app, self.key))
         elif name in ("FCUnpublish", "deleteStream", "closeStream"):
             if self.publishing:
