@@ -532,6 +532,7 @@ class LiveshopUnderTest:
             http_port=free_port(),
             ws_port=free_port(),
             dashboard_port=free_port(),
+            rtmp_port=free_port(),
             database_url=args.database_url,
             redis_url=args.redis_url,
             gateways=args.gateways,

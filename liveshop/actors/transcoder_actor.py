@@ -30,6 +30,49 @@ from liveshop.media.sources import FlvSource, TrackSource
 log = logging.getLogger(__name__)
 
 
+class StreamMetrics:
+    """Stream health as Ray metrics (dashboard, Prometheus), labelled by room."""
+
+    def __init__(self, room_id: str) -> None:
+        from ray.util import metrics
+
+        tags = ("room",)
+        self.tags = {"room": room_id}
+        self.speed = metrics.Gauge(
+            "liveshop_transcoder_speed",
+            "Seconds of video encoded per second spent encoding (below 1: falling behind)",
+            tag_keys=tags,
+        )
+        self.input_kbps = metrics.Gauge(
+            "liveshop_stream_input_kbps", "Ingest bitrate of the source on air", tag_keys=tags
+        )
+        self.fps = metrics.Gauge(
+            "liveshop_stream_fps", "Frame rate of the source on air", tag_keys=tags
+        )
+        self.dropped = metrics.Gauge(
+            "liveshop_stream_dropped_frames", "Frames dropped, encoder behind", tag_keys=tags
+        )
+        self.alerts = metrics.Gauge(
+            "liveshop_stream_alerts", "Health alerts raised on the stream now", tag_keys=tags
+        )
+        self.on_air = metrics.Gauge(
+            "liveshop_stream_on_air", "1 while a publisher is on air, 0 on slate", tag_keys=tags
+        )
+
+    def record(self, view: dict[str, Any]) -> None:
+        health = view.get("health") or {}
+        for gauge, value in (
+            (self.speed, health.get("encoder_speed")),
+            (self.input_kbps, health.get("input_kbps")),
+            (self.fps, health.get("fps")),
+            (self.dropped, health.get("dropped_frames")),
+        ):
+            if value is not None:
+                gauge.set(float(value), tags=self.tags)
+        self.alerts.set(len(health.get("alerts") or ()), tags=self.tags)
+        self.on_air.set(1.0 if view.get("status") == "live" else 0.0, tags=self.tags)
+
+
 class TranscoderActor:
     async def __init__(self, room_id: str, settings: Settings) -> None:  # type: ignore[misc]
         self.room_id = room_id
@@ -46,6 +89,7 @@ class TranscoderActor:
             idle_end=settings.media_idle_end,
             thumbnail_interval=settings.thumbnail_interval,
         )
+        self.metrics = StreamMetrics(room_id)
         self.relay = webrtc.FrameRelay(self.loop)
         self.peers: dict[str, webrtc.Peer] = {}
         self.stream = await asyncio.to_thread(
@@ -141,8 +185,13 @@ class TranscoderActor:
         self.loop.call_soon_threadsafe(self._set_view, view)
 
     def _set_view(self, view: dict[str, Any]) -> None:
+        before = set((self._view.get("health") or {}).get("alerts") or ())
+        raised = set((view.get("health") or {}).get("alerts") or ()) - before
+        if raised:
+            log.warning("stream of room %s: %s", self.room_id, ", ".join(sorted(raised)))
         self._view = view
         self._view_due.set()
+        self.metrics.record(view)
 
     async def _push_loop(self) -> None:
         while True:

@@ -468,8 +468,9 @@ class Room:
         return {}
 
     def _stream(self, view: dict[str, Any], now: float) -> Reply:
-        """The stream's status and health, published per tick; going live and ending are
-        events, so a viewer who was away learns them on recovery."""
+        """The stream's status and health, published per tick; going live, ending and a
+        newly raised health alert are events, so a host who was away learns them on
+        recovery."""
         before = self.stream or {}
         same_stream = before.get("stream_id") == view.get("stream_id")
         status = view.get("status")
@@ -477,6 +478,12 @@ class Room:
             self._emit("stream_started", {"stream": view}, now)
         elif status == "ended" and same_stream and before.get("status") != "ended":
             self._emit("stream_ended", {"stream": view}, now)
+        raised = set(view.get("health", {}).get("alerts", ())) - set(
+            (before.get("health") or {}).get("alerts", ()) if same_stream else ()
+        )
+        if raised and status != "ended":
+            data = {"stream_id": view.get("stream_id"), "alerts": sorted(raised)}
+            self._emit("stream_alert", data, now)
         if view != self.stream:
             self.stream = view
             self._stream_changed = True

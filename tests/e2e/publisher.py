@@ -14,31 +14,7 @@ import numpy as np
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
-
-def pattern(width: int, height: int, index: int) -> np.ndarray:
-    """A moving picture (so the encoder has something to code) with the frame index in its
-    first row of 16-pixel blocks, black or white per bit."""
-    image = np.zeros((height, width, 3), dtype=np.uint8)
-    image[:, :, 0] = (np.arange(width) + index * 4) % 256
-    image[:, :, 1] = (np.arange(height)[:, None] + index * 2) % 256
-    image[:, :, 2] = 96
-    for bit in range(min(32, width // 16)):
-        image[:16, bit * 16 : bit * 16 + 16] = 255 if index >> bit & 1 else 0
-    return image
-
-
-def read_index(frame: av.VideoFrame, source_width: int) -> int:
-    """The frame index drawn by :func:`pattern`, read back from a (scaled) frame."""
-    image = frame.to_ndarray(format="rgb24")
-    block = image.shape[1] * 16 / source_width
-    value = 0
-    for bit in range(32):
-        x = int(bit * block + block / 2)
-        if x >= image.shape[1]:
-            break
-        if image[int(block / 2), x].mean() > 128:
-            value |= 1 << bit
-    return value
+from liveshop.media.stamp import picture
 
 
 class RtmpPublisher:
@@ -109,9 +85,7 @@ class RtmpPublisher:
                     continue
                 at = self.frames / self.fps
                 if video is not None:
-                    frame = av.VideoFrame.from_ndarray(
-                        pattern(self.width, self.height, self.frames), format="rgb24"
-                    )
+                    frame = picture(self.width, self.height, self.frames)
                     frame.pts, frame.time_base = self.frames, Fraction(1, self.fps)
                     for packet in video.encode(frame):
                         if self.corrupt:
@@ -142,7 +116,7 @@ def _garbage(packet: av.Packet) -> av.Packet:
 
 
 class PatternTrack(VideoStreamTrack):  # type: ignore[misc]
-    """A synthetic camera for aiortc: the :func:`pattern` frames at 30 fps, in real time."""
+    """A synthetic camera for aiortc: stamped pictures (frame numbers) at 30 fps."""
 
     def __init__(self, width: int = 640, height: int = 360) -> None:
         super().__init__()
@@ -150,9 +124,7 @@ class PatternTrack(VideoStreamTrack):  # type: ignore[misc]
 
     async def recv(self) -> av.VideoFrame:
         pts, time_base = await self.next_timestamp()
-        frame = av.VideoFrame.from_ndarray(
-            pattern(self.width, self.height, self.sent), format="rgb24"
-        )
+        frame = picture(self.width, self.height, self.sent)
         frame.pts, frame.time_base = pts, time_base
         self.sent += 1
         return frame

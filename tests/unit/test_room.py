@@ -14,6 +14,7 @@ from liveshop.rooms.commands import (
     React,
     ReportViewers,
     StockChanged,
+    StreamChanged,
     SystemMessage,
     Unpin,
 )
@@ -61,6 +62,36 @@ def test_the_pinned_products_stock_counter_is_published_and_deals_are_events() -
     room.apply(Unpin(HOST), T0 + 3)
     assert room.drain(T0 + 3).state["stock"] == {}
     assert room.snapshot(T0 + 3)["stock"] == {}
+
+
+def test_the_live_stream_is_state_and_its_start_alerts_and_end_are_events() -> None:
+    room = new_room()
+    live = {"stream_id": "s1", "status": "live", "hls": "/m.m3u8", "health": {"alerts": []}}
+    room.apply(StreamChanged(live), T0)
+    tick = room.drain(T0)
+    assert [e.kind for e in tick.events] == ["stream_started"]
+    assert tick.state["stream"] == live
+    room.apply(StreamChanged(live), T0 + 1)
+    assert room.drain(T0 + 1).state == {}  # unchanged: nothing published
+    behind = {**live, "health": {"alerts": ["encoder_behind"]}}
+    room.apply(StreamChanged(behind), T0 + 2)
+    room.apply(StreamChanged(behind), T0 + 3)  # still behind: one alert event, not two
+    tick = room.drain(T0 + 3)
+    assert [(e.kind, e.data["alerts"]) for e in tick.events] == [
+        ("stream_alert", ["encoder_behind"])
+    ]
+    slate = {**live, "status": "slate", "health": {"alerts": ["no_input"]}}
+    room.apply(StreamChanged(slate), T0 + 4)
+    assert [e.kind for e in room.drain(T0 + 4).events] == ["stream_alert"]  # not a restart
+    room.apply(StreamChanged({**slate, "status": "ended"}), T0 + 5)
+    assert [e.kind for e in room.drain(T0 + 5).events] == ["stream_ended"]
+    assert room.snapshot(T0 + 5)["stream"]["status"] == "ended"
+    restored = Room.restore(
+        room.info, epoch="e2", offset=room.offset, state=room.durable_state(), history=[]
+    )
+    assert restored.stream == room.stream
+    room.apply(StreamChanged({**live, "stream_id": "s2"}), T0 + 6)  # the next show
+    assert [e.kind for e in room.drain(T0 + 6).events] == ["stream_started"]
 
 
 def test_chat_gets_increasing_offsets_and_is_published_once() -> None:

@@ -90,3 +90,24 @@ def test_a_restart_continues_the_playlist_with_a_discontinuity(tmp_path: Path) -
     assert "#EXT-X-DISCONTINUITY" in text
     names = [line for line in text.splitlines() if line.endswith(".ts")]
     assert len(names) == len(set(names))  # numbering went on: no segment overwritten
+
+
+def test_a_stamp_survives_scaling_and_h264() -> None:
+    from liveshop.media.stamp import picture, read_stamp
+
+    for value in (0, 1, 0xDEADBEEF, 2**32 - 1):
+        frame = picture(854, 480, value)
+        assert read_stamp(frame) == value
+        assert read_stamp(frame.reformat(width=640, height=360)) == value
+    codec = av.CodecContext.create("libx264", "w")
+    codec.width, codec.height, codec.pix_fmt = 640, 360, "yuv420p"
+    codec.time_base = Fraction(1, 30)
+    codec.options = {"preset": "ultrafast", "crf": "35"}
+    decoder = av.CodecContext.create("h264", "r")
+    decoded = []
+    for i in range(5):
+        frame = picture(640, 360, 1_000_000 + i).reformat(format="yuv420p")
+        frame.pts = i
+        for packet in [*codec.encode(frame), *([] if i < 4 else codec.encode(None))]:
+            decoded += decoder.decode(packet)
+    assert [read_stamp(f) for f in decoded] == [1_000_000 + i for i in range(5)]
