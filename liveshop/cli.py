@@ -37,6 +37,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         ws_port=args.ws_port,
         dashboard_port=args.dashboard_port,
         gateways=args.gateways,
+        rtmp_host=args.rtmp_host,
+        rtmp_port=args.rtmp_port,
+        media_slots=args.media_slots,
     ).with_keys()
     existing = read_run_file(settings.data_dir)
     if existing and pid_alive(int(existing["pid"])):
@@ -209,6 +212,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ws-port", type=int)
     up.add_argument("--dashboard-port", type=int)
     up.add_argument("--gateways", type=int, help="gateway processes sharing the WebSocket port")
+    up.add_argument("--rtmp-host", help="address the RTMP ingest binds (default 127.0.0.1)")
+    up.add_argument("--rtmp-port", type=int, help="RTMP ingest port (default 1935)")
+    up.add_argument(
+        "--media-slots", type=int, help="live streams this node transcodes at once (default: cores)"
+    )
     up.set_defaults(func=cmd_up)
 
     down = sub.add_parser("down", help="stop a running `liveshop up`")

@@ -94,7 +94,8 @@ class Stack:
         wait_for_port(
             "127.0.0.1" if host in ("0.0.0.0", "::", "") else host, self.settings.ws_port, 30
         )
-        progress(f"Serve       API {self.settings.http_url}, gateway {self.settings.ws_url}")
+        s = self.settings
+        progress(f"Serve       API {s.http_url}, gateway {s.ws_url}, RTMP ingest {s.rtmp_url}")
 
     # -- stop -----------------------------------------------------------------------------
 
