@@ -24,8 +24,11 @@ from liveshop.config import Settings
 from liveshop.errors import BadStream, LiveshopError, StreamNotLive, Unavailable
 from liveshop.media import webrtc
 from liveshop.media.live import LiveOptions, LiveStream
+from liveshop.media.restream import Destination, check_url
 from liveshop.media.segments import LocalDiskStore
 from liveshop.media.sources import FlvSource, TrackSource
+from liveshop.storage.pool import connect_retrying
+from liveshop.storage.restreams import RestreamStore
 
 log = logging.getLogger(__name__)
 
@@ -98,6 +101,20 @@ class TranscoderActor:
             on_frame=self.relay.offer,
         )  # fmt: skip
         self._pusher = self.loop.create_task(self._push_loop())
+        self._restreams = self.loop.create_task(self._load_restreams())
+
+    async def _load_restreams(self) -> None:
+        """The room's restream destinations, as stored (retrying while the database is
+        away: forwarding can start late, the show cannot wait for it)."""
+        assert self.settings.database_url
+        pool = await connect_retrying(
+            self.settings.database_url, max_size=1, who=f"transcoder {self.room_id}"
+        )
+        try:
+            destinations = await RestreamStore(pool).list(self.room_id)
+        finally:
+            await pool.close()
+        self.stream.set_restreams(destinations)
 
     # -- ingest --------------------------------------------------------------------------
 
@@ -166,6 +183,12 @@ class TranscoderActor:
         return peer.answer
 
     # -- control -------------------------------------------------------------------------
+
+    async def set_restreams(self, destinations: list[tuple[str, str]]) -> list[dict[str, Any]]:
+        """Forward to exactly these ``(id, url)`` destinations (the API calls this after a
+        change); their views."""
+        self.stream.set_restreams([Destination(i, check_url(u)) for i, u in destinations])
+        return [r.view() for r in self.stream.restreams.values()]
 
     async def view(self) -> dict[str, Any]:
         return self.stream.view()

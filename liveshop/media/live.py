@@ -36,6 +36,7 @@ from liveshop.media import failover
 from liveshop.media.failover import SLATE, SourceState
 from liveshop.media.hls import MediaPlaylist
 from liveshop.media.ladder import ladder_for
+from liveshop.media.restream import Destination, Restream
 from liveshop.media.segments import SegmentStore
 from liveshop.media.sources import FlvSource, Source, TrackSource
 from liveshop.media.transcoder import LadderEncoder
@@ -121,6 +122,7 @@ class LiveStream:
         self._saved_segments = 0
         self._next_slate = 0.0
         self.failovers = 0
+        self.restreams: dict[str, Restream] = {}
         self._resume()
         self.prefix = f"{self.room_path}/{self.stream_id}"
         self.work = work / media_name(room_id) / self.stream_id / secrets.token_hex(4)
@@ -217,6 +219,25 @@ class LiveStream:
             if not self.sources:
                 self._idle_since = time.monotonic()
 
+    def set_restreams(self, destinations: list[Destination]) -> None:
+        """Forward the show to exactly these destinations (start new ones, stop removed or
+        changed ones); called from the owner's event loop, so stops run in a thread."""
+        wanted = {d.destination_id: d for d in destinations}
+        with self._lock:
+            for key, running in list(self.restreams.items()):
+                if wanted.get(key) != running.destination:
+                    del self.restreams[key]
+                    threading.Thread(target=running.stop, daemon=True).start()
+            for key, destination in wanted.items():
+                if key not in self.restreams and not self.ended:
+                    self.restreams[key] = Restream(destination)
+
+    def _segment(self, rendition: str, data: bytes) -> None:
+        """A finished segment (encoder thread): the top rendition goes to the restreams."""
+        if self.encoder is not None and rendition == self.encoder.renditions[0].name:
+            for restream in list(self.restreams.values()):
+                restream.offer(data)
+
     def stop(self) -> None:
         """End the stream now (the host ended the show)."""
         self._stop.set()
@@ -304,6 +325,7 @@ class LiveStream:
                 segment_seconds=self.options.segment_seconds, audio=True,
                 preset=self.options.preset, playlists=self.playlists or None,
                 recordings=self.recordings, window=self.options.window,
+                on_segment=self._segment,
             )  # fmt: skip
             self.playlists = self.encoder.playlists
             self._slate = slate_frame(frame.width, frame.height)
@@ -372,6 +394,10 @@ class LiveStream:
         if self.encoder is not None:
             self.encoder.close()
             self.encoder.end()
+        with self._lock:
+            restreams, self.restreams = list(self.restreams.values()), {}
+        for restream in restreams:
+            restream.stop()  # after the last segment went out
         self.ended = True
         self._save_state()
         self._save_current()
@@ -409,6 +435,7 @@ class LiveStream:
                 [r.name for r in self.encoder.renditions] if self.encoder is not None else []
             ),
             "health": health,
+            "restreams": [r.view() for r in list(self.restreams.values())],
         }
 
 

@@ -9,10 +9,12 @@ newest frames, ready to take over.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import queue
 import threading
 import time
+from typing import TypeVar
 
 import av
 
@@ -20,8 +22,24 @@ from liveshop.media import health
 
 log = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 #: A publisher writing faster than the decoder reads, beyond this, is cut off.
 MAX_BUFFERED_BYTES = 32 * 1024 * 1024
+
+
+def put_latest(q: queue.Queue[T], item: T) -> int:
+    """Queue ``item``, dropping the oldest items to make room; how many were dropped.
+    Live media wants the newest frames, never a growing backlog."""
+    dropped = 0
+    while True:
+        try:
+            q.put_nowait(item)
+            return dropped
+        except queue.Full:
+            with contextlib.suppress(queue.Empty):
+                q.get_nowait()
+                dropped += 1
 
 
 class BytePipe:
@@ -89,16 +107,7 @@ class Source:
             self.meter.source_frame(now, keyframe=frame.key_frame, media_time=frame.time)
         else:
             self.has_audio = True
-        while True:
-            try:
-                self.frames.put_nowait(frame)
-                return
-            except queue.Full:
-                try:
-                    self.frames.get_nowait()
-                    self.overflowed += 1
-                except queue.Empty:
-                    pass
+        self.overflowed += put_latest(self.frames, frame)
 
     def check(self, now: float, stall_after: float) -> None:
         """Data keeps arriving but no picture comes out of it (garbage, an unsupported

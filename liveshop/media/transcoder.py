@@ -41,12 +41,14 @@ class RenditionOutput:
         playlist: MediaPlaylist,
         preset: str,
         recording: MediaPlaylist | None = None,
+        on_segment: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.rendition = rendition
         self.store = store
         self.prefix = f"{prefix}/{rendition.name}"
         self.playlist = playlist
         self.recording = recording
+        self.on_segment = on_segment
         self.started_at = started_at
         self.dir = work / rendition.name
         self.dir.mkdir(parents=True, exist_ok=True)
@@ -117,8 +119,11 @@ class RenditionOutput:
         for line in new:
             name, start, end = line.rsplit(",", 2)
             path = self.dir / name
-            self.store.put(f"{self.prefix}/{name}", path.read_bytes())
+            data = path.read_bytes()
+            self.store.put(f"{self.prefix}/{name}", data)
             path.unlink(missing_ok=True)
+            if self.on_segment is not None:
+                self.on_segment(self.rendition.name, data)
             duration, at = float(end) - float(start), self.started_at + float(start)
             self.playlist.add_segment(name, duration, at)
             if self.recording is not None:
@@ -153,6 +158,7 @@ class LadderEncoder:
         playlists: dict[str, MediaPlaylist] | None = None,
         recordings: dict[str, MediaPlaylist] | None = None,
         window: int = 6,
+        on_segment: Callable[[str, bytes], None] | None = None,
     ) -> None:
         self.renditions = ladder_for(width, height, fps, segment_seconds=segment_seconds)
         self.fps = fps
@@ -167,6 +173,7 @@ class LadderEncoder:
                 r, work=work, store=store, prefix=prefix, segment_seconds=segment_seconds,
                 audio=audio, started_at=started_at, playlist=self.playlists[r.name],
                 preset=preset, recording=(recordings or {}).get(r.name),
+                on_segment=on_segment,
             )
             for r in self.renditions
         ]  # fmt: skip

@@ -15,6 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Header, Path, Query, Request
 from fastapi.responses import Response
+from pydantic import BaseModel, Field
 from ray import serve
 from ray.exceptions import RayActorError
 
@@ -30,12 +31,14 @@ from liveshop.errors import (
 )
 from liveshop.media import webrtc
 from liveshop.media.ingest import RtmpIngest
+from liveshop.media.restream import Destination, check_url, masked
 from liveshop.media.segments import LocalDiskStore, cache_control, check_name, content_type
 from liveshop.protocol import RoomId
 from liveshop.serve.auth import bearer_identity
 from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import require_host
 from liveshop.storage.pool import create_pool
+from liveshop.storage.restreams import RestreamStore
 from liveshop.storage.stream_keys import StreamKeyStore
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,11 @@ app = FastAPI(title="liveshop media", description="HLS, stream keys and live str
 install_error_handlers(app)
 
 RoomPath = Annotated[RoomId, Path()]
+
+
+class RestreamIn(BaseModel):
+    #: The platform's ingest URL with its stream key as the last path part.
+    url: str = Field(min_length=8, max_length=1100)
 
 
 @serve.deployment(name="media", health_check_period_s=5)
@@ -55,6 +63,7 @@ class MediaApi:
         self.store = LocalDiskStore(settings.media_root)
         self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
         self.keys = StreamKeyStore(self.pool)
+        self.restreams = RestreamStore(self.pool)
         self.ingest = RtmpIngest(
             self.keys, self._transcoder_for, host=settings.rtmp_host,
             port=settings.rtmp_port, call_timeout=settings.actor_call_timeout,
@@ -146,6 +155,65 @@ class MediaApi:
         handle = await self._running_transcoder(room_id)
         view: dict[str, Any] = await self._call(handle.stop.remote(), 60)
         return view
+
+    # -- restreaming --------------------------------------------------------------------------
+
+    async def _apply_restreams(self, room_id: str) -> list[dict[str, Any]]:
+        """Tell a running transcoder the room's destinations; their live views."""
+        from liveshop.actors import wiring
+
+        handle = await asyncio.to_thread(wiring.get_transcoder_actor, room_id)
+        if handle is None:
+            return []
+        wanted = [(d.destination_id, d.url) for d in await self.restreams.list(room_id)]
+        views: list[dict[str, Any]] = await self._call(
+            handle.set_restreams.remote(wanted), self.settings.actor_call_timeout
+        )
+        return views
+
+    @app.get("/rooms/{room_id}/restreams")
+    async def list_restreams(
+        self, room_id: RoomPath, authorization: Annotated[str | None, Header()] = None
+    ) -> dict[str, Any]:
+        """Destinations (URLs masked) with their live state while the room streams."""
+        self._host(authorization, room_id, "list restreams")
+        live = {v["id"]: v for v in await self._apply_restreams(room_id)}
+        return {
+            "room_id": room_id,
+            "restreams": [
+                live.get(d.destination_id)
+                or {"id": d.destination_id, "url": masked(d.url), "state": "idle"}
+                for d in await self.restreams.list(room_id)
+            ],
+        }
+
+    @app.put("/rooms/{room_id}/restreams/{destination_id}")
+    async def put_restream(
+        self,
+        room_id: RoomPath,
+        destination_id: RoomPath,
+        body: RestreamIn,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        """Add or change a destination; a live stream starts forwarding at once."""
+        self._host(authorization, room_id, "restream")
+        destination = Destination(destination_id, check_url(body.url))
+        await self.restreams.put(room_id, destination)
+        await self._apply_restreams(room_id)
+        return {"id": destination_id, "url": masked(destination.url)}
+
+    @app.delete("/rooms/{room_id}/restreams/{destination_id}")
+    async def delete_restream(
+        self,
+        room_id: RoomPath,
+        destination_id: RoomPath,
+        authorization: Annotated[str | None, Header()] = None,
+    ) -> dict[str, Any]:
+        self._host(authorization, room_id, "restream")
+        if not await self.restreams.delete(room_id, destination_id):
+            raise NotFound(f"no restream {destination_id!r} in room {room_id!r}")
+        await self._apply_restreams(room_id)
+        return {"deleted": destination_id}
 
     # -- WebRTC: WHIP publishing, WHEP playback -----------------------------------------------
 

@@ -361,3 +361,43 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
             await pc.close()
         await _live(http, room, source="slate")
         await _stop(http, room)
+
+
+async def _restream(http: httpx.AsyncClient, room: str, state: str) -> dict[str, Any] | None:
+    listed = (await http.get(f"/media/rooms/{room}/restreams")).json()["restreams"]
+    return listed[0] if listed and listed[0]["state"] == state else None
+
+
+async def test_a_show_is_restreamed_and_a_failing_destination_retries_and_recovers(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    show, platform = new_id("show"), new_id("platform")  # another platform: a liveshop room
+    async with running.http() as http:
+        urls = await _room_with_keys(running, http, show)
+        target = await _room_with_keys(running, http, platform)
+        bad = await http.put(f"/media/rooms/{show}/restreams/x", json={"url": "http://x/y"})
+        assert bad.status_code == 422
+        put = await http.put(f"/media/rooms/{show}/restreams/mkt", json={"url": target["primary"]})
+        assert put.status_code == 200 and put.json()["url"].endswith("/live/***")
+        publisher = RtmpPublisher(urls["primary"]).start()
+        try:
+            await _live(http, show, status="live")
+            view = await _eventually(lambda: _restream(http, show, "live"))
+            assert "lsk_" not in str(view)  # the platform's key is never shown
+            await _live(http, platform, status="live", source="primary")
+            # The platform revokes the key: the destination fails and retries with backoff.
+            await http.delete(f"/media/rooms/{platform}/stream-keys")
+            failing = await _eventually(lambda: _restream(http, show, "retrying"), timeout=40)
+            assert failing["restarts"] >= 1 and failing["last_error"]
+            # A new key at the platform, the destination updated: forwarding resumes.
+            renewed = await _room_keys_rotated(http, platform)
+            await http.put(f"/media/rooms/{show}/restreams/mkt", json={"url": renewed["primary"]})
+            await _eventually(lambda: _restream(http, show, "live"), timeout=40)
+            await _live(http, platform, source="primary")
+            gone = await http.delete(f"/media/rooms/{show}/restreams/mkt")
+            assert gone.json() == {"deleted": "mkt"}
+            assert (await http.get(f"/media/rooms/{show}/restreams")).json()["restreams"] == []
+        finally:
+            publisher.stop()
+        await _stop(http, show)
+        await _stop(http, platform)

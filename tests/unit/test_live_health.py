@@ -67,3 +67,17 @@ def test_room_ids_map_to_store_names_one_to_one() -> None:
     names = [media_name(i) for i in ids]
     assert len(set(names)) == len(ids)
     assert all(n.replace("_", "").replace(".", "").replace("-", "").isalnum() for n in names)
+
+
+def test_restream_urls_are_checked_and_never_shown_with_their_key() -> None:
+    import pytest
+
+    from liveshop.errors import InvalidRequest
+    from liveshop.media.restream import check_url, masked
+
+    url = "rtmps://live.example.com:443/app/sk_live_secret"
+    assert check_url(url) == url
+    assert masked(url) == "rtmps://live.example.com:443/app/***"
+    for bad in ("http://x/y", "rtmp://", "rtmp://host", "rtmp://a b/c", "file:///etc/passwd"):
+        with pytest.raises(InvalidRequest):
+            check_url(bad)
