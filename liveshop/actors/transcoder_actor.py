@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from typing import Any
 
 import ray
@@ -31,6 +32,13 @@ from liveshop.storage.pool import connect_retrying
 from liveshop.storage.restreams import RestreamStore
 
 log = logging.getLogger(__name__)
+
+
+def _crash(exc: BaseException) -> None:
+    """The encoder thread died: end this process so Ray restarts the actor (max_restarts
+    is unlimited) and the stream resumes from its saved state."""
+    logging.shutdown()
+    os._exit(70)
 
 
 class StreamMetrics:
@@ -98,7 +106,7 @@ class TranscoderActor:
         self.stream = await asyncio.to_thread(
             LiveStream, room_id, store=LocalDiskStore(settings.media_root),
             work=settings.data_dir / "media-work", options=options, on_view=self._on_view,
-            on_frame=self.relay.offer,
+            on_frame=self.relay.offer, on_crash=_crash,
         )  # fmt: skip
         self._pusher = self.loop.create_task(self._push_loop())
         self._restreams = self.loop.create_task(self._load_restreams())

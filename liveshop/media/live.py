@@ -100,6 +100,7 @@ class LiveStream:
         options: LiveOptions,
         on_view: Callable[[dict[str, Any]], None] = lambda view: None,
         on_frame: Callable[[av.VideoFrame], None] = lambda frame: None,
+        on_crash: Callable[[BaseException], None] = lambda exc: None,
         wall: Callable[[], float] = time.time,
     ) -> None:
         self.room_id = room_id
@@ -107,6 +108,7 @@ class LiveStream:
         self.options = options
         self.on_view = on_view
         self.on_frame = on_frame
+        self.on_crash = on_crash
         self.wall = wall
         self.room_path = f"live/{media_name(room_id)}"
         self._lock = threading.Lock()
@@ -255,9 +257,11 @@ class LiveStream:
                 if self._idle_too_long():
                     break
             self._finish()
-        except Exception:
+        except Exception as exc:
+            # A stream whose encoder died must not look alive: the owner restarts it (the
+            # actor exits and Ray starts it again, continuing after a discontinuity).
             log.exception("transcoder of room %s failed", self.room_id)
-            raise
+            self.on_crash(exc)
 
     def _idle_too_long(self) -> bool:
         idle = self._idle_since

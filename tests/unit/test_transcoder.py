@@ -111,3 +111,44 @@ def test_a_stamp_survives_scaling_and_h264() -> None:
         for packet in [*codec.encode(frame), *([] if i < 4 else codec.encode(None))]:
             decoded += decoder.decode(packet)
     assert [read_stamp(f) for f in decoded] == [1_000_000 + i for i in range(5)]
+
+
+def test_a_live_stream_whose_encoder_fails_reports_the_crash(tmp_path: Path) -> None:
+    """A failing store (disk full) must not leave a stream that looks alive but makes
+    nothing: the owner hears of it and restarts."""
+    import threading
+    import time
+
+    from liveshop.media.live import LiveOptions, LiveStream
+    from liveshop.media.sources import TrackSource
+    from liveshop.media.stamp import picture
+
+    class FullDisk(LocalDiskStore):
+        def put(self, name: str, data: bytes) -> None:
+            if name.endswith(".ts"):
+                raise OSError(28, "No space left on device")
+            super().put(name, data)
+
+    crashed: list[BaseException] = []
+    done = threading.Event()
+
+    def on_crash(exc: BaseException) -> None:
+        crashed.append(exc)
+        done.set()
+
+    stream = LiveStream(
+        "room:1", store=FullDisk(tmp_path / "store"), work=tmp_path / "work",
+        options=LiveOptions(segment_seconds=0.5), on_crash=on_crash,
+    )  # fmt: skip
+    source = stream.attach("primary", "cam", track=True)
+    assert isinstance(source, TrackSource)
+    for i in range(60):
+        frame = picture(320, 180, i)
+        frame.pts, frame.time_base = i, Fraction(1, 30)
+        source.receive(frame)
+        time.sleep(1 / 60)
+        if done.is_set():
+            break
+    assert done.wait(10)
+    assert isinstance(crashed[0], OSError)
+    stream.join(5)
