@@ -82,7 +82,11 @@ Frame = av.VideoFrame | av.AudioFrame
 class Source:
     """One ingest attached to a stream slot (primary or backup)."""
 
-    def __init__(self, slot: str, ingest_id: str, *, queue_frames: int = 60) -> None:
+    #: Three seconds at 30 fps: enough for the burst a decoder delivers after probing the
+    #: stream while the encoder starts up, without holding more than that in memory.
+    QUEUE_FRAMES = 90
+
+    def __init__(self, slot: str, ingest_id: str, *, queue_frames: int = QUEUE_FRAMES) -> None:
         self.slot = slot
         self.ingest_id = ingest_id
         self.attached_at = time.monotonic()
