@@ -38,7 +38,7 @@ from liveshop.media.hls import MediaPlaylist
 from liveshop.media.ladder import ladder_for
 from liveshop.media.restream import Destination, Restream
 from liveshop.media.segments import SegmentStore
-from liveshop.media.sources import FlvSource, Source, TrackSource
+from liveshop.media.sources import FlvSource, Item, Source, TrackSource
 from liveshop.media.transcoder import LadderEncoder
 
 log = logging.getLogger(__name__)
@@ -277,20 +277,23 @@ class LiveStream:
         choice = failover.choose(states, now, self.options.stall_after)
         if choice != self.active:
             self._switch(choice)
-        for slot, standby in list(self.sources.items()):
+        for slot, each in list(self.sources.items()):
             if slot != self.active:
-                _drain(standby)  # a standby keeps only its newest frames
+                each.scaler = None
+                _drain(each)  # a standby keeps only its newest frames
+            elif self.encoder is not None and isinstance(each, FlvSource):
+                each.scaler = self.encoder.scale  # the decoder's thread scales for us
         if choice == SLATE:
             self._slate_step()
         else:
             source = self.sources.get(choice)
             if source is not None:
                 try:
-                    frame = source.frames.get(timeout=0.05)
+                    item = source.frames.get(timeout=0.05)
                 except queue.Empty:
                     pass
                 else:
-                    self._encode(frame, source)
+                    self._encode(item, source)
         if now - self._last_view >= self.options.view_interval:
             self._last_view = now
             self.on_view(self.view())
@@ -335,15 +338,16 @@ class LiveStream:
             self._slate = slate_frame(frame.width, frame.height)
         return self.encoder
 
-    def _encode(self, frame: av.VideoFrame | av.AudioFrame, source: Source) -> None:
-        if isinstance(frame, av.AudioFrame):
+    def _encode(self, item: Item, source: Source) -> None:
+        if isinstance(item, av.AudioFrame):
             if self.encoder is not None:
-                self.encoder.audio(frame)
+                self.encoder.audio(item)
             return
+        frame, scaled = item
         started = time.perf_counter()
         encoder = self._ensure_encoder(frame, source.fps)
         before = encoder.media_time
-        encoder.video(frame)
+        encoder.video(frame, scaled=scaled)
         if not source.has_audio:
             encoder.pad_audio()
         self._after_frame(frame, encoder, before, started, source)

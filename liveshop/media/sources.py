@@ -14,6 +14,7 @@ import logging
 import queue
 import threading
 import time
+from collections.abc import Callable
 from typing import TypeVar
 
 import av
@@ -77,6 +78,10 @@ class BytePipe:
 
 
 Frame = av.VideoFrame | av.AudioFrame
+#: What the encoder takes from a source: a picture with its copies at every rung's size
+#: (when the source's thread made them), or a piece of sound.
+Item = tuple[av.VideoFrame, list[av.VideoFrame] | None] | av.AudioFrame
+Scaler = Callable[[av.VideoFrame], list[av.VideoFrame]]
 
 
 class Source:
@@ -92,7 +97,10 @@ class Source:
         self.attached_at = time.monotonic()
         self.last_data_at = self.attached_at
         self.last_frame_at: float | None = None
-        self.frames: queue.Queue[Frame] = queue.Queue(maxsize=queue_frames)
+        self.frames: queue.Queue[Item] = queue.Queue(maxsize=queue_frames)
+        #: Set by the stream while this source is on air: its decoder thread then scales
+        #: every picture for the ladder, beside the encoder rather than before it.
+        self.scaler: Scaler | None = None
         self.meter = health.HealthMeter()
         self.has_audio = False
         #: The source's frame rate as it declares it; browsers and encoders mostly send 30.
@@ -101,8 +109,10 @@ class Source:
         self.closed = False
         self.overflowed = 0
 
-    def push(self, frame: Frame) -> None:
+    def push(self, frame: Frame, scaled: list[av.VideoFrame] | None = None) -> None:
+        item: Item
         if isinstance(frame, av.VideoFrame):
+            item = (frame, scaled)
             now = time.monotonic()
             self.last_frame_at = now
             if self.failed and self.meter.source_error == health.UNDECODABLE:
@@ -110,8 +120,9 @@ class Source:
                 self.meter.source_error, self.meter.source_error_detail = None, ""
             self.meter.source_frame(now, keyframe=frame.key_frame, media_time=frame.time)
         else:
+            item = frame
             self.has_audio = True
-        self.overflowed += put_latest(self.frames, frame)
+        self.overflowed += put_latest(self.frames, item)
 
     def check(self, now: float, stall_after: float) -> None:
         """Data keeps arriving but no picture comes out of it (garbage, an unsupported
@@ -171,7 +182,10 @@ class FlvSource(Source):
                 try:
                     for packet in container.demux(*streams):
                         for frame in packet.decode():
-                            if isinstance(frame, av.VideoFrame | av.AudioFrame):
+                            if isinstance(frame, av.VideoFrame):
+                                scaler = self.scaler
+                                self.push(frame, scaler(frame) if scaler else None)
+                            elif isinstance(frame, av.AudioFrame):
                                 self.push(frame)
                     return  # end of input
                 except av.FFmpegError as exc:

@@ -62,8 +62,9 @@ class RtmpPublisher:
             self.connected.set()
 
     def _publish(self) -> None:
+        # PyAV connects (RTMP handshake and publish) when the header is written, at the
+        # first mux: ``connected`` is set once a frame went out, or when it failed.
         out = av.open(self.url, "w", format="flv")
-        self.connected.set()
         try:
             video = None
             if self.video:
@@ -99,6 +100,7 @@ class RtmpPublisher:
                     samples += 1024
                     out.mux(sound.encode(tone))
                 self.frames += 1
+                self.connected.set()
                 delay = started + self.frames / self.fps - time.monotonic()
                 if delay > 0:
                     time.sleep(delay)
