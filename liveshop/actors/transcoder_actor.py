@@ -106,7 +106,7 @@ class TranscoderActor:
         self.stream = await asyncio.to_thread(
             LiveStream, room_id, store=LocalDiskStore(settings.media_root),
             work=settings.data_dir / "media-work", options=options, on_view=self._on_view,
-            on_frame=self.relay.offer, on_crash=_crash,
+            on_frame=self.relay.offer, on_audio=self.relay.offer_audio, on_crash=_crash,
         )  # fmt: skip
         self._pusher = self.loop.create_task(self._push_loop())
         self._restreams = self.loop.create_task(self._load_restreams())

@@ -100,6 +100,7 @@ class LiveStream:
         options: LiveOptions,
         on_view: Callable[[dict[str, Any]], None] = lambda view: None,
         on_frame: Callable[[av.VideoFrame], None] = lambda frame: None,
+        on_audio: Callable[[av.AudioFrame], None] = lambda frame: None,
         on_crash: Callable[[BaseException], None] = lambda exc: None,
         wall: Callable[[], float] = time.time,
     ) -> None:
@@ -108,6 +109,7 @@ class LiveStream:
         self.options = options
         self.on_view = on_view
         self.on_frame = on_frame
+        self.on_audio = on_audio
         self.on_crash = on_crash
         self.wall = wall
         self.room_path = f"live/{media_name(room_id)}"
@@ -332,7 +334,7 @@ class LiveStream:
                 segment_seconds=self.options.segment_seconds, audio=True,
                 preset=self.options.preset, playlists=self.playlists or None,
                 recordings=self.recordings, window=self.options.window,
-                on_segment=self._segment,
+                on_segment=self._segment, on_audio=self.on_audio,
             )  # fmt: skip
             self.playlists = self.encoder.playlists
             self._slate = slate_frame(frame.width, frame.height)

@@ -163,6 +163,7 @@ class LadderEncoder:
         recordings: dict[str, MediaPlaylist] | None = None,
         window: int = 6,
         on_segment: Callable[[str, bytes], None] | None = None,
+        on_audio: Callable[[av.AudioFrame], None] | None = None,
     ) -> None:
         self.renditions = ladder_for(width, height, fps, segment_seconds=segment_seconds)
         self.fps = fps
@@ -171,6 +172,7 @@ class LadderEncoder:
             for r in self.renditions
         }
         self.recordings = recordings
+        self.on_audio = on_audio
         started_at = now()
         self.outputs = [
             RenditionOutput(
@@ -265,6 +267,8 @@ class LadderEncoder:
         self._audio_samples += frame.samples
         for out in self.outputs:
             out.audio(frame)
+        if self.on_audio is not None:
+            self.on_audio(frame)
 
     def close(self) -> None:
         for out in self.outputs:

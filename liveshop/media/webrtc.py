@@ -3,9 +3,10 @@
 WHIP (a browser camera, or any WHIP client): the offer's video and audio tracks are
 decoded by aiortc and their frames go straight into a :class:`TrackSource`, the same path
 an RTMP publisher's frames take after decoding. WHEP (co-hosts, small rooms): every
-subscriber gets a track fed from a :class:`FrameRelay`, which holds the picture the stream
-shows right now (the primary, the backup or the slate), scaled once for all subscribers;
-aiortc encodes it per subscriber, so WHEP is for tens of viewers, HLS for the rest.
+subscriber gets a video and an audio track fed from a :class:`FrameRelay`, which holds the
+picture the stream shows right now (the primary, the backup or the slate), scaled once for
+all subscribers, and the sound the ladder encodes; aiortc encodes both per subscriber, so
+WHEP is for tens of viewers, HLS for the rest.
 
 Signalling is one HTTP exchange each way (no trickle ICE): the answer carries every
 candidate, which aiortc gathers before it returns from ``setLocalDescription``.
@@ -27,6 +28,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from liveshop.errors import BadStream
 from liveshop.media.sources import TrackSource
+from liveshop.media.transcoder import AUDIO_RATE
 
 log = logging.getLogger(__name__)
 
@@ -103,8 +105,12 @@ async def _pump(track: MediaStreamTrack, source: TrackSource) -> None:
 
 
 class FrameRelay:
-    """The picture on air, for WHEP subscribers: the encoder thread offers every frame it
-    shows; subscribers await the newest (a slow one skips frames, it never queues them)."""
+    """The picture and sound on air, for WHEP subscribers. The encoder thread offers every
+    frame it shows and every piece of sound it encodes; subscribers await the newest
+    picture (a slow one skips pictures, it never queues them) and take the sound in order
+    (up to ``AUDIO_QUEUE`` pieces, about a second, then the oldest is dropped)."""
+
+    AUDIO_QUEUE = 50
 
     def __init__(self, loop: asyncio.AbstractEventLoop, max_height: int = 480) -> None:
         self.loop = loop
@@ -113,6 +119,30 @@ class FrameRelay:
         self._frame: av.VideoFrame | None = None
         self._serial = 0
         self._changed = asyncio.Condition()
+        self._listeners: set[asyncio.Queue[av.AudioFrame]] = set()
+        # Opus in aiortc takes 16-bit samples; converted once for every subscriber.
+        self._to_s16 = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE)
+
+    def offer_audio(self, frame: av.AudioFrame) -> None:
+        """Called on the encoder thread with the ladder's sound (48 kHz stereo)."""
+        if not self._listeners:
+            return
+        for converted in self._to_s16.resample(frame):
+            self.loop.call_soon_threadsafe(self._hear, converted)
+
+    def _hear(self, frame: av.AudioFrame) -> None:
+        for listener in self._listeners:
+            if listener.full():
+                listener.get_nowait()  # a slow subscriber loses its oldest sound
+            listener.put_nowait(frame)
+
+    def listen(self) -> asyncio.Queue[av.AudioFrame]:
+        listener: asyncio.Queue[av.AudioFrame] = asyncio.Queue(maxsize=self.AUDIO_QUEUE)
+        self._listeners.add(listener)
+        return listener
+
+    def unlisten(self, listener: asyncio.Queue[av.AudioFrame]) -> None:
+        self._listeners.discard(listener)
 
     def offer(self, frame: av.VideoFrame) -> None:
         """Called on the encoder thread; costs nothing without subscribers."""
@@ -160,10 +190,36 @@ class RelayTrack(MediaStreamTrack):
         return frame
 
 
+class RelayAudioTrack(MediaStreamTrack):
+    kind = "audio"
+
+    def __init__(self, relay: FrameRelay) -> None:
+        super().__init__()
+        self.relay = relay
+        self.listener = relay.listen()
+        self._samples = 0
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        heard = await self.listener.get()
+        # Per subscriber: its own sample clock (pts), on a frame of its own.
+        frame = av.AudioFrame.from_ndarray(heard.to_ndarray(), format="s16", layout="stereo")
+        frame.sample_rate = AUDIO_RATE
+        frame.pts = self._samples
+        frame.time_base = fractions.Fraction(1, AUDIO_RATE)
+        self._samples += frame.samples
+        return frame
+
+    def stop(self) -> None:
+        self.relay.unlisten(self.listener)
+        super().stop()
+
+
 async def play(offer: str, relay: FrameRelay) -> Peer:
     """Answer a WHEP offer with the relay's picture."""
     pc = RTCPeerConnection()
-    track = RelayTrack(relay)
+    track, sound = RelayTrack(relay), RelayAudioTrack(relay)
     relay.subscribers += 1
     released = False
 
@@ -173,6 +229,7 @@ async def play(offer: str, relay: FrameRelay) -> Peer:
             released = True
             relay.subscribers -= 1
             track.stop()
+            sound.stop()
 
     @pc.on("connectionstatechange")
     async def _state() -> None:
@@ -180,6 +237,7 @@ async def play(offer: str, relay: FrameRelay) -> Peer:
             release()
 
     pc.addTrack(track)
+    pc.addTrack(sound)  # used if the offer has an audio section
     peer = Peer(pc, release=release)
     try:
         peer.answer = await _answer(pc, offer)

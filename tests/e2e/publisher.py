@@ -133,11 +133,12 @@ class PatternTrack(VideoStreamTrack):  # type: ignore[misc]
 
 
 async def whip_publish(
-    http: httpx.AsyncClient, url: str, track: MediaStreamTrack, token: str
+    http: httpx.AsyncClient, url: str, token: str, *tracks: MediaStreamTrack
 ) -> tuple[RTCPeerConnection, httpx.Response]:
-    """Publish ``track`` to a WHIP endpoint; the connection and the endpoint's answer."""
+    """Publish ``tracks`` to a WHIP endpoint; the connection and the endpoint's answer."""
     pc = RTCPeerConnection()
-    pc.addTransceiver(track, direction="sendonly")
+    for track in tracks:
+        pc.addTransceiver(track, direction="sendonly")
     await pc.setLocalDescription(await pc.createOffer())
     response = await http.post(
         url,
@@ -151,12 +152,18 @@ async def whip_publish(
 
 async def whep_play(
     http: httpx.AsyncClient, url: str, token: str
-) -> tuple[RTCPeerConnection, httpx.Response, asyncio.Future[MediaStreamTrack]]:
-    """Subscribe to a WHEP endpoint; the connection, the answer and the video track to come."""
+) -> tuple[RTCPeerConnection, httpx.Response, dict[str, asyncio.Future[MediaStreamTrack]]]:
+    """Subscribe to a WHEP endpoint; the connection, the answer and the tracks to come
+    (``video`` and ``audio``)."""
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
-    track: asyncio.Future[MediaStreamTrack] = asyncio.get_running_loop().create_future()
-    pc.on("track", lambda t: track.done() or track.set_result(t))
+    pc.addTransceiver("audio", direction="recvonly")
+    loop = asyncio.get_running_loop()
+    tracks: dict[str, asyncio.Future[MediaStreamTrack]] = {
+        "video": loop.create_future(),
+        "audio": loop.create_future(),
+    }
+    pc.on("track", lambda t: tracks[t.kind].done() or tracks[t.kind].set_result(t))
     await pc.setLocalDescription(await pc.createOffer())
     response = await http.post(
         url,
@@ -165,4 +172,4 @@ async def whep_play(
     )
     if response.status_code == 201:
         await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
-    return pc, response, track
+    return pc, response, tracks

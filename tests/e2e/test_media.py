@@ -13,6 +13,7 @@ import av
 import httpx
 import pytest
 import ray
+from aiortc.mediastreams import AudioStreamTrack
 
 from liveshop.actors import wiring
 from liveshop.media.stamp import read_stamp
@@ -341,7 +342,9 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
         )  # fmt: skip
         assert bad.status_code == 400 and bad.json()["error"]["code"] == "bad_stream"
         camera = PatternTrack()
-        pc, answer = await whip_publish(http, f"/media/rooms/{room}/whip", camera, host)
+        microphone = AudioStreamTrack()  # a browser sends its microphone too (silence here)
+        whip_url = f"/media/rooms/{room}/whip"
+        pc, answer = await whip_publish(http, whip_url, host, camera, microphone)
         assert answer.status_code == 201, answer.text
         assert answer.headers["content-type"].startswith("application/sdp")
         session = answer.headers["location"]
@@ -355,14 +358,18 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
             assert read_stamp(frames[-1]) > 0
             # WHEP: a viewer's WebRTC player receives the picture on air, in well under
             # a second of the camera (the frame index in the pixels says which one).
-            sub, whep, track = await whep_play(http, f"/media/rooms/{room}/whep", viewer)
+            sub, whep, tracks = await whep_play(http, f"/media/rooms/{room}/whep", viewer)
             assert whep.status_code == 201, whep.text
             try:
-                video = await asyncio.wait_for(track, 20)
+                video = await asyncio.wait_for(tracks["video"], 20)
                 received = [await asyncio.wait_for(video.recv(), 20) for _ in range(30)]
                 shown = read_stamp(received[-1])
                 assert 0 < shown <= camera.sent
                 assert camera.sent - shown < 30, (camera.sent, shown)  # < 1 s behind
+                # And the sound (the camera has none: the stream's silence, still a track).
+                audio = await asyncio.wait_for(tracks["audio"], 20)
+                heard = [await asyncio.wait_for(audio.recv(), 20) for _ in range(10)]
+                assert all(isinstance(f, av.AudioFrame) and f.sample_rate == 48000 for f in heard)
             finally:
                 await sub.close()
                 await http.delete(whep.headers["location"])
