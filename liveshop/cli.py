@@ -16,6 +16,8 @@ from typing import Any
 
 from liveshop import __version__, clock
 from liveshop.config import Settings, default_data_dir
+from liveshop.errors import InvalidRequest
+from liveshop.media.ladder import parse_ladder
 from liveshop.stack import Stack, read_run_file
 from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import Role, issue_token
@@ -40,7 +42,13 @@ def cmd_up(args: argparse.Namespace) -> int:
         rtmp_host=args.rtmp_host,
         rtmp_port=args.rtmp_port,
         media_slots=args.media_slots,
+        media_ladder=args.media_ladder,
     ).with_keys()
+    try:
+        parse_ladder(settings.media_ladder)
+    except InvalidRequest as exc:
+        print(f"liveshop: --media-ladder: {exc.message}", file=sys.stderr)
+        return 2
     existing = read_run_file(settings.data_dir)
     if existing and pid_alive(int(existing["pid"])):
         print(f"liveshop is already running (pid {existing['pid']}); `liveshop down` stops it.")
@@ -216,6 +224,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--rtmp-port", type=int, help="RTMP ingest port (default 1935)")
     up.add_argument(
         "--media-slots", type=int, help="live streams this node transcodes at once (default: cores)"
+    )
+    up.add_argument(
+        "--media-ladder",
+        help="HLS ladder, height:video_kbps[:audio_kbps] per rung "
+        "(default 1080:5000,720:2800,480:1200:96,360:700:64)",
     )
     up.set_defaults(func=cmd_up)
 

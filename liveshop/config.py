@@ -14,6 +14,7 @@ from typing import Any
 
 import platformdirs
 
+from liveshop.media.ladder import DEFAULT_LADDER_SPEC
 from liveshop.rooms.history import HISTORY_AGE, HISTORY_SIZE
 
 ENV_DATABASE_URL = "LIVESHOP_DATABASE_URL"
@@ -103,6 +104,9 @@ class Settings:
     segment_seconds: float = 1.0
     hls_window: int = 6
     media_preset: str = "veryfast"
+    #: The ABR ladder, ``height:video_kbps[:audio_kbps]`` per rung (heights are the short
+    #: side; a source gets the rungs at or below its own size, never upscaled).
+    media_ladder: str = DEFAULT_LADDER_SPEC
     #: An ingest silent this long is stalled: the stream fails over to the backup or slate.
     stall_after: float = 2.0
     #: With no publisher for this long the stream ends (its recording becomes a replay).

@@ -24,6 +24,7 @@ from ray.exceptions import RayActorError
 from liveshop.config import Settings
 from liveshop.errors import BadStream, LiveshopError, StreamNotLive, Unavailable
 from liveshop.media import webrtc
+from liveshop.media.ladder import parse_ladder
 from liveshop.media.live import LiveOptions, LiveStream
 from liveshop.media.restream import Destination, check_url
 from liveshop.media.segments import LocalDiskStore
@@ -99,6 +100,7 @@ class TranscoderActor:
             stall_after=settings.stall_after,
             idle_end=settings.media_idle_end,
             thumbnail_interval=settings.thumbnail_interval,
+            rungs=parse_ladder(settings.media_ladder),
         )
         self.metrics = StreamMetrics(room_id)
         self.relay = webrtc.FrameRelay(self.loop)

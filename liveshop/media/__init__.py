@@ -1,1 +1,2 @@
-"""Media: ingest, transcoding, HLS packaging. So far the ladder, playlists and segment store."""
+"""Media: RTMP and WHIP ingest, the live stream and its transcoder, HLS packaging,
+recording, WHEP and restreaming."""

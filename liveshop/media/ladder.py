@@ -30,6 +30,32 @@ DEFAULT_LADDER: tuple[Rung, ...] = (
 )
 
 
+#: The default ladder as a setting (``media_ladder``): ``height:video_kbps[:audio_kbps]``.
+DEFAULT_LADDER_SPEC = "1080:5000,720:2800,480:1200:96,360:700:64"
+
+
+def parse_ladder(spec: str) -> tuple[Rung, ...]:
+    """A ladder from ``height:video_kbps[:audio_kbps]`` items, e.g. ``"720:2800,360:700"``
+    (top first after sorting; heights are the short side, 144..4320)."""
+    rungs = []
+    for item in spec.split(","):
+        parts = item.strip().split(":")
+        try:
+            if len(parts) not in (2, 3):
+                raise ValueError
+            height, video = int(parts[0]), int(parts[1])
+            audio = int(parts[2]) if len(parts) == 3 else 128
+        except ValueError:
+            message = f"ladder rung {item!r} is not height:video_kbps[:audio_kbps]"
+            raise InvalidRequest(message) from None
+        if not 144 <= height <= 4320 or not 100 <= video <= 100_000 or not 16 <= audio <= 512:
+            raise InvalidRequest(f"ladder rung {item!r} is out of range")
+        rungs.append(Rung(f"{height}p", height, video, audio))
+    if not rungs or len({r.height for r in rungs}) != len(rungs):
+        raise InvalidRequest("a ladder needs at least one rung and distinct heights")
+    return tuple(sorted(rungs, key=lambda r: -r.height))
+
+
 @dataclass(frozen=True)
 class Rendition:
     name: str

@@ -35,7 +35,7 @@ from liveshop.errors import InvalidRequest, StreamInUse
 from liveshop.media import failover
 from liveshop.media.failover import SLATE, SourceState
 from liveshop.media.hls import MediaPlaylist
-from liveshop.media.ladder import ladder_for
+from liveshop.media.ladder import DEFAULT_LADDER, Rung, ladder_for
 from liveshop.media.restream import Destination, Restream
 from liveshop.media.segments import SegmentStore
 from liveshop.media.sources import FlvSource, Item, Source, TrackSource
@@ -68,6 +68,7 @@ class LiveOptions:
     thumbnail_interval: float = 5.0
     thumbnail_width: int = 320
     view_interval: float = 1.0
+    rungs: tuple[Rung, ...] = DEFAULT_LADDER
 
 
 def jpeg(frame: av.VideoFrame, width: int) -> bytes:
@@ -325,7 +326,7 @@ class LiveStream:
                     )
                     for r in ladder_for(
                         frame.width, frame.height, fps,
-                        segment_seconds=self.options.segment_seconds,
+                        segment_seconds=self.options.segment_seconds, rungs=self.options.rungs,
                     )
                 }  # fmt: skip
             self.encoder = LadderEncoder(
@@ -334,7 +335,7 @@ class LiveStream:
                 segment_seconds=self.options.segment_seconds, audio=True,
                 preset=self.options.preset, playlists=self.playlists or None,
                 recordings=self.recordings, window=self.options.window,
-                on_segment=self._segment, on_audio=self.on_audio,
+                on_segment=self._segment, on_audio=self.on_audio, rungs=self.options.rungs,
             )  # fmt: skip
             self.playlists = self.encoder.playlists
             self._slate = slate_frame(frame.width, frame.height)

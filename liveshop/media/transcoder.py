@@ -15,7 +15,7 @@ import contextlib
 import logging
 import queue
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,7 +23,7 @@ from typing import Any
 import av
 
 from liveshop.media.hls import MediaPlaylist, master_playlist
-from liveshop.media.ladder import Rendition, ladder_for
+from liveshop.media.ladder import DEFAULT_LADDER, Rendition, Rung, ladder_for
 from liveshop.media.segments import SegmentStore
 
 log = logging.getLogger(__name__)
@@ -164,8 +164,11 @@ class LadderEncoder:
         window: int = 6,
         on_segment: Callable[[str, bytes], None] | None = None,
         on_audio: Callable[[av.AudioFrame], None] | None = None,
+        rungs: Sequence[Rung] = DEFAULT_LADDER,
     ) -> None:
-        self.renditions = ladder_for(width, height, fps, segment_seconds=segment_seconds)
+        self.renditions = ladder_for(
+            width, height, fps, segment_seconds=segment_seconds, rungs=rungs
+        )
         self.fps = fps
         self.playlists = playlists or {
             r.name: MediaPlaylist(target_duration=segment_seconds, window=window)

@@ -94,3 +94,15 @@ def test_the_store_writes_atomically_and_names_cannot_escape(tmp_path: Path) -> 
     assert cache_control("x/seg1.ts").endswith("immutable")
     assert "max-age=1" in cache_control("x/index.m3u8")
     assert content_type("a/index.m3u8") == "application/vnd.apple.mpegurl"
+
+
+def test_the_ladder_is_configurable_and_bad_specs_are_refused() -> None:
+    from liveshop.media.ladder import DEFAULT_LADDER, DEFAULT_LADDER_SPEC, Rung, parse_ladder
+
+    assert parse_ladder(DEFAULT_LADDER_SPEC) == DEFAULT_LADDER
+    custom = parse_ladder("360:700, 720:2800:160")
+    assert custom == (Rung("720p", 720, 2800, 160), Rung("360p", 360, 700, 128))
+    assert [r.name for r in ladder_for(1920, 1080, 30, rungs=custom)] == ["720p", "360p"]
+    for bad in ("", "720", "720:x", "720:2800,720:1000", "50:100", "720:2800:9999", "a:b:c:d"):
+        with pytest.raises(InvalidRequest):
+            parse_ladder(bad)
