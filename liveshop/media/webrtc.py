@@ -236,8 +236,10 @@ async def play(offer: str, relay: FrameRelay) -> Peer:
         if pc.connectionState in ("failed", "closed"):
             release()
 
-    pc.addTrack(track)
-    pc.addTrack(sound)  # used if the offer has an audio section
+    if "m=video" in offer:
+        pc.addTrack(track)
+    if "m=audio" in offer:
+        pc.addTrack(sound)  # an extra, unmatched transceiver would fail the answer
     peer = Peer(pc, release=release)
     try:
         peer.answer = await _answer(pc, offer)

@@ -151,13 +151,14 @@ async def whip_publish(
 
 
 async def whep_play(
-    http: httpx.AsyncClient, url: str, token: str
+    http: httpx.AsyncClient, url: str, token: str, *, audio: bool = True
 ) -> tuple[RTCPeerConnection, httpx.Response, dict[str, asyncio.Future[MediaStreamTrack]]]:
     """Subscribe to a WHEP endpoint; the connection, the answer and the tracks to come
     (``video`` and ``audio``)."""
     pc = RTCPeerConnection()
     pc.addTransceiver("video", direction="recvonly")
-    pc.addTransceiver("audio", direction="recvonly")
+    if audio:
+        pc.addTransceiver("audio", direction="recvonly")
     loop = asyncio.get_running_loop()
     tracks: dict[str, asyncio.Future[MediaStreamTrack]] = {
         "video": loop.create_future(),

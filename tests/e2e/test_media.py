@@ -370,6 +370,15 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
                 audio = await asyncio.wait_for(tracks["audio"], 20)
                 heard = [await asyncio.wait_for(audio.recv(), 20) for _ in range(10)]
                 assert all(isinstance(f, av.AudioFrame) and f.sample_rate == 48000 for f in heard)
+                # A player that asks for video only gets video only.
+                mute, whep2, tracks2 = await whep_play(
+                    http, f"/media/rooms/{room}/whep", viewer, audio=False
+                )
+                assert whep2.status_code == 201, whep2.text
+                assert "m=audio" not in whep2.text
+                assert isinstance(await (await tracks2["video"]).recv(), av.VideoFrame)
+                await mute.close()
+                await http.delete(whep2.headers["location"])
             finally:
                 await sub.close()
                 await http.delete(whep.headers["location"])
