@@ -318,22 +318,22 @@ class LiveStream:
         """The ladder is fixed by the first frame ever shown (a restart keeps the same
         renditions from the same source); later sources are scaled to it."""
         if self.encoder is None:
-            if not self.recordings:
-                self.recordings = {
-                    r.name: MediaPlaylist(
+            # A resumed stream keeps its playlists; a rung it lacks (the source came back
+            # at another size) starts a recording of its own.
+            for r in ladder_for(
+                frame.width, frame.height, fps,
+                segment_seconds=self.options.segment_seconds, rungs=self.options.rungs,
+            ):  # fmt: skip
+                if r.name not in self.recordings:
+                    self.recordings[r.name] = MediaPlaylist(
                         target_duration=self.options.segment_seconds, window=None,
                         playlist_type="EVENT",
-                    )
-                    for r in ladder_for(
-                        frame.width, frame.height, fps,
-                        segment_seconds=self.options.segment_seconds, rungs=self.options.rungs,
-                    )
-                }  # fmt: skip
+                    )  # fmt: skip
             self.encoder = LadderEncoder(
                 width=frame.width, height=frame.height, fps=fps, store=self.store,
                 prefix=self.prefix, work=self.work, now=self.wall,
                 segment_seconds=self.options.segment_seconds, audio=True,
-                preset=self.options.preset, playlists=self.playlists or None,
+                preset=self.options.preset, playlists=self.playlists,
                 recordings=self.recordings, window=self.options.window,
                 on_segment=self._segment, on_audio=self.on_audio, rungs=self.options.rungs,
             )  # fmt: skip

@@ -170,8 +170,10 @@ class LadderEncoder:
             width, height, fps, segment_seconds=segment_seconds, rungs=rungs
         )
         self.fps = fps
-        self.playlists = playlists or {
-            r.name: MediaPlaylist(target_duration=segment_seconds, window=window)
+        given = playlists or {}
+        self.playlists = {
+            r.name: given.get(r.name)
+            or MediaPlaylist(target_duration=segment_seconds, window=window)
             for r in self.renditions
         }
         self.recordings = recordings
