@@ -32,11 +32,12 @@ from pathlib import Path
 
 import av
 import httpx
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError, VideoStreamTrack
 from bench_fanout import ROOM, LiveshopUnderTest, add_service_args  # a sibling script
 
 from liveshop.media.stamp import picture, read_stamp
+from liveshop.media.webrtc import exchange
 
 HLS_GOAL, WHEP_GOAL = 3.0, 0.5
 
@@ -59,14 +60,9 @@ class ClockCamera(VideoStreamTrack):  # type: ignore[misc]
 
 
 async def negotiate(http: httpx.AsyncClient, pc: RTCPeerConnection, url: str, token: str) -> str:
-    await pc.setLocalDescription(await pc.createOffer())
-    response = await http.post(
-        url,
-        content=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-    )
+    """Offer and answer; the session URL (to DELETE at the end)."""
+    response = await exchange(http, pc, url, token)
     response.raise_for_status()
-    await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
     return str(response.headers["location"])
 
 

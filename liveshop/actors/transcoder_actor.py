@@ -104,7 +104,9 @@ class TranscoderActor:
         )
         self.metrics = StreamMetrics(room_id)
         self.relay = webrtc.FrameRelay(self.loop)
-        self.peers: dict[str, webrtc.Peer] = {}
+        #: WebRTC sessions by id: WHIP publishers and WHEP players.
+        self.publishers: dict[str, webrtc.Peer] = {}
+        self.players: dict[str, webrtc.Peer] = {}
         self.stream = await asyncio.to_thread(
             LiveStream, room_id, store=LocalDiskStore(settings.media_root),
             work=settings.data_dir / "media-work", options=options, on_view=self._on_view,
@@ -133,6 +135,7 @@ class TranscoderActor:
         if self.stream.ended:
             raise BadStream("this stream has ended; publish again to start a new one")
         self.stream.attach(slot, ingest_id)
+        await self._close_replaced()
         return self.stream.view()
 
     async def feed(self, ingest_id: str, data: bytes) -> bool:
@@ -148,9 +151,16 @@ class TranscoderActor:
     async def detach(self, ingest_id: str) -> None:
         """An ingest or a WebRTC session (WHIP or WHEP) ends."""
         self.stream.detach(ingest_id)
-        peer = self.peers.pop(ingest_id, None)
+        peer = self.publishers.pop(ingest_id, None) or self.players.pop(ingest_id, None)
         if peer is not None:
             await peer.close()
+
+    async def _close_replaced(self) -> None:
+        """A WHIP publisher whose slot another publisher took over: its session ends."""
+        for session_id, peer in list(self.publishers.items()):
+            if self.stream.source_of(session_id) is None:
+                del self.publishers[session_id]
+                await peer.close()
 
     # -- WebRTC --------------------------------------------------------------------------
 
@@ -162,18 +172,18 @@ class TranscoderActor:
         webrtc.check_offer(offer)
         source = self.stream.attach(slot, session_id, track=True)
         assert isinstance(source, TrackSource)
+        await self._close_replaced()
 
-        def closed() -> None:
+        def ended() -> None:
             self.stream.detach(session_id)
-            self.peers.pop(session_id, None)
+            self.publishers.pop(session_id, None)
 
         try:
-            peer = await webrtc.publish(offer, source, closed)
+            self.publishers[session_id] = await webrtc.publish(offer, source, ended)
         except BaseException:
             self.stream.detach(session_id)
             raise
-        self.peers[session_id] = peer
-        return peer.answer
+        return self.publishers[session_id].answer
 
     async def whep(self, session_id: str, offer: str) -> str:
         """A WHEP subscriber: the SDP answer; refused when the room has as many as WebRTC
@@ -182,14 +192,8 @@ class TranscoderActor:
             raise StreamNotLive("nothing is on air yet")
         if self.relay.subscribers >= self.settings.whep_max_subscribers:
             raise Unavailable("WebRTC playback is full here; play the HLS stream instead")
-        peer = await webrtc.play(offer, self.relay)
-
-        @peer.pc.on("connectionstatechange")
-        def _gone() -> None:
-            if peer.pc.connectionState in ("failed", "closed"):
-                self.peers.pop(session_id, None)
-
-        self.peers[session_id] = peer
+        peer = await webrtc.play(offer, self.relay, lambda: self.players.pop(session_id, None))
+        self.players[session_id] = peer
         return peer.answer
 
     # -- control -------------------------------------------------------------------------
@@ -205,9 +209,8 @@ class TranscoderActor:
 
     async def stop(self) -> dict[str, Any]:
         """End the stream now: playlists end, the recording becomes a replay."""
-        for peer in list(self.peers.values()):
+        for peer in [*self.publishers.values(), *self.players.values()]:
             await peer.close()
-        self.peers.clear()
         await asyncio.to_thread(self.stream.stop)
         return self.stream.view()
 

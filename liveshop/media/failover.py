@@ -9,27 +9,40 @@ stream stop.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Protocol
 
 PRIMARY, BACKUP, SLATE = "primary", "backup", "slate"
 SLOTS = (PRIMARY, BACKUP)
 
 
+class Candidate(Protocol):
+    """What the choice reads of a source (a live ``Source`` is one)."""
+
+    @property
+    def last_frame_at(self) -> float | None: ...
+
+    #: The source cannot give video (undecodable, audio only): never chosen.
+    @property
+    def failed(self) -> bool: ...
+
+
 @dataclass(frozen=True)
 class SourceState:
     last_frame_at: float | None
-    #: The source cannot give video (undecodable, audio only): never chosen.
     failed: bool = False
 
-    def usable(self, now: float, stall_after: float) -> bool:
-        last = self.last_frame_at
-        return not self.failed and last is not None and now - last <= stall_after
+
+def usable(source: Candidate, now: float, stall_after: float) -> bool:
+    last = source.last_frame_at
+    return not source.failed and last is not None and now - last <= stall_after
 
 
-def choose(sources: dict[str, SourceState], now: float, stall_after: float) -> str:
+def choose(sources: Mapping[str, Candidate], now: float, stall_after: float) -> str:
     """The slot to show now (``PRIMARY``, ``BACKUP``) or ``SLATE``."""
     for slot in SLOTS:
         source = sources.get(slot)
-        if source is not None and source.usable(now, stall_after):
+        if source is not None and usable(source, now, stall_after):
             return slot
     return SLATE

@@ -32,7 +32,6 @@ class HealthMeter:
     _encoded: deque[tuple[float, float, float]] = field(default_factory=deque)
     _dropped: deque[float] = field(default_factory=deque)
     dropped_total: int = 0
-    frames_total: int = 0
     last_keyframe_at: float | None = None
     keyframe_interval: float | None = None
     #: Set by the transcoder: a source error a human must see (UNDECODABLE, NO_VIDEO).
@@ -43,7 +42,6 @@ class HealthMeter:
         self._bytes.append((now, n))
 
     def source_frame(self, now: float, *, keyframe: bool, media_time: float | None) -> None:
-        self.frames_total += 1
         self._frames.append(now)
         if keyframe:
             at = media_time if media_time is not None else now
@@ -72,19 +70,16 @@ class HealthMeter:
             while t and t[0] < edge:
                 t.popleft()
 
-    def speed(self, now: float) -> float | None:
-        self._trim(now)
+    def _speed(self) -> float | None:
         media = sum(m for _, m, _ in self._encoded)
         busy = sum(b for _, _, b in self._encoded)
         return media / busy if busy > 0 else None
 
     def report(self, now: float, *, source: str) -> dict[str, Any]:
         self._trim(now)
-        speed = self.speed(now)
+        speed = self._speed()
         fps = len(self._frames) / self.window
         alerts = []
-        if source == "slate":
-            alerts.append(NO_INPUT)
         if self.source_error:
             alerts.append(self.source_error)
         if speed is not None and speed < 1.0 and len(self._encoded) >= 2:
@@ -108,3 +103,14 @@ class HealthMeter:
             "alerts": alerts,
             "error": self.source_error_detail or None,
         }
+
+
+def slate_report(attached: list[HealthMeter]) -> dict[str, Any]:
+    """Health while the slate is on air: no input, and why the attached sources (if any)
+    are not usable."""
+    errors = [m for m in attached if m.source_error]
+    return {
+        "source": "slate",
+        "alerts": [NO_INPUT, *(m.source_error for m in errors if m.source_error)],
+        "error": errors[0].source_error_detail if errors else None,
+    }

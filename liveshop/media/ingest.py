@@ -57,7 +57,7 @@ class Publisher:
         self.ingest_id = secrets.token_hex(8)
         self.transcoder_for = transcoder_for
         self.timeout = timeout
-        self.config: dict[tuple[int, bool], flv.Tag] = {}
+        self.config: dict[int, flv.Tag] = {}
         self.gop: list[bytes] = []
         self.gop_bytes = 0
         self.pending: list[bytes] = []
@@ -75,10 +75,10 @@ class Publisher:
         )
 
     def add(self, tag: flv.Tag) -> None:
-        data = tag.encode()
         if tag.is_config:
-            self.config[(tag.kind, tag.kind == flv.SCRIPT)] = tag
+            self.config[tag.kind] = tag  # the newest of each kind: metadata, video, audio
             return
+        data = tag.encode()
         if tag.is_keyframe:
             self.gop, self.gop_bytes = [], 0
         if self.gop_bytes + len(data) <= MAX_GOP_BYTES:

@@ -87,7 +87,7 @@ class Rendition:
         }
 
 
-def _even(x: float) -> int:
+def even(x: float) -> int:
     """H.264 with 4:2:0 chroma needs even dimensions."""
     return max(2, round(x / 2) * 2)
 
@@ -113,11 +113,11 @@ def ladder_for(
     gop = max(1, round(fps * segment_seconds))
     short = min(width, height)
     chosen = [r for r in rungs if r.height <= short] or [
-        Rung(f"{_even(short)}p", short, rungs[-1].video_kbps, rungs[-1].audio_kbps)
+        Rung(f"{even(short)}p", short, rungs[-1].video_kbps, rungs[-1].audio_kbps)
     ]
     out = []
     for rung in chosen:
         scale = rung.height / short
-        w, h = _even(width * scale), _even(height * scale)
+        w, h = even(width * scale), even(height * scale)
         out.append(Rendition(rung.name, w, h, rung.video_kbps, rung.audio_kbps, fps, gop))
     return out

@@ -7,8 +7,10 @@ transcoder actor) calls ``attach``/``feed``/``detach`` from its event loop. Outp
     live/<room>/<stream>/master.m3u8            the live ladder (sliding window)
     live/<room>/<stream>/<rung>/index.m3u8      each rendition's live playlist
     live/<room>/<stream>/replay.m3u8            the recording: every segment, VOD once ended
+    live/<room>/<stream>/<rung>/vod.m3u8        each rendition's recording (a restart reads
+                                                its playlists back from these)
     live/<room>/<stream>/thumbs/000001.jpg      a thumbnail every few seconds
-    live/<room>/<stream>/state.json             what a restart continues from
+    live/<room>/<stream>/state.json             the stream's id, renditions, incarnation
     live/<room>/current.json                    the room's current stream
 """
 
@@ -32,13 +34,13 @@ import av
 import numpy as np
 
 from liveshop.errors import InvalidRequest, StreamInUse
-from liveshop.media import failover
-from liveshop.media.failover import SLATE, SourceState
+from liveshop.media import failover, health
+from liveshop.media.failover import SLATE
 from liveshop.media.hls import MediaPlaylist
-from liveshop.media.ladder import DEFAULT_LADDER, Rung, ladder_for
+from liveshop.media.ladder import DEFAULT_LADDER, Rung, even
 from liveshop.media.restream import Destination, Restream
 from liveshop.media.segments import SegmentStore
-from liveshop.media.sources import FlvSource, Item, Source, TrackSource
+from liveshop.media.sources import FlvSource, Item, Source, TrackSource, keep_newest
 from liveshop.media.transcoder import LadderEncoder
 
 log = logging.getLogger(__name__)
@@ -72,7 +74,7 @@ class LiveOptions:
 
 
 def jpeg(frame: av.VideoFrame, width: int) -> bytes:
-    height = max(2, round(frame.height * width / frame.width / 2) * 2)
+    height = even(frame.height * width / frame.width)
     small = frame.reformat(width=width, height=height, format="yuvj420p")
     codec = av.CodecContext.create("mjpeg", "w")
     codec.width, codec.height, codec.pix_fmt = width, height, "yuvj420p"
@@ -88,7 +90,7 @@ def slate_frame(width: int, height: int) -> av.VideoFrame:
     for i, colour in enumerate(((200, 40, 60), (230, 180, 40), (40, 160, 220))):
         top = height // 2 - 2 * bar + i * bar * 3 // 2
         image[top : top + bar, width // 4 : 3 * width // 4] = colour
-    return av.VideoFrame.from_ndarray(image, format="rgb24")
+    return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
 
 
 class LiveStream:
@@ -100,7 +102,7 @@ class LiveStream:
         work: Path,
         options: LiveOptions,
         on_view: Callable[[dict[str, Any]], None] = lambda view: None,
-        on_frame: Callable[[av.VideoFrame], None] = lambda frame: None,
+        on_frame: Callable[[list[av.VideoFrame]], None] = lambda rungs: None,
         on_audio: Callable[[av.AudioFrame], None] = lambda frame: None,
         on_crash: Callable[[BaseException], None] = lambda exc: None,
         wall: Callable[[], float] = time.time,
@@ -120,16 +122,15 @@ class LiveStream:
         self.encoder: LadderEncoder | None = None
         self.ended = False
         self._stop = threading.Event()
-        self._slate: av.VideoFrame | None = None
+        self._slate: tuple[av.VideoFrame, list[av.VideoFrame]] | None = None
         self._idle_since: float | None = time.monotonic()
         self._last_view = 0.0
         self._next_thumb = 0.0
-        self._saved_segments = 0
         self._next_slate = 0.0
+        self._closing = False
         self.failovers = 0
         self.restreams: dict[str, Restream] = {}
         self._resume()
-        self.prefix = f"{self.room_path}/{self.stream_id}"
         self.work = work / media_name(room_id) / self.stream_id / secrets.token_hex(4)
         self._thread = threading.Thread(target=self._run, name="transcoder", daemon=True)
         self._thread.start()
@@ -138,18 +139,25 @@ class LiveStream:
 
     def _resume(self) -> None:
         """Continue the room's stream after a restart (a discontinuity in every playlist),
-        or start a new one if the last one ended."""
+        or start a new one if the last one ended. The playlists come back from the
+        recordings (``vod.m3u8``): the live window is their tail."""
         current = self._read_json(f"{self.room_path}/current.json")
         state = None
         if current and not current.get("ended"):
             state = self._read_json(f"{self.room_path}/{current['stream_id']}/state.json")
+        self.playlists: dict[str, MediaPlaylist] = {}
+        self.recordings: dict[str, MediaPlaylist] = {}
         if state and not state.get("ended"):
             self.stream_id = state["stream_id"]
             self.started_at = state["started_at"]
-            self.playlists = {k: MediaPlaylist.from_dict(v) for k, v in state["playlists"].items()}
-            self.recordings = {
-                k: MediaPlaylist.from_dict(v) for k, v in state["recordings"].items()
-            }
+            self.prefix = f"{self.room_path}/{self.stream_id}"
+            for name in state.get("renditions") or ():
+                raw = self.store.get(f"{self.prefix}/{name}/vod.m3u8")
+                if raw is None:
+                    continue
+                recording = MediaPlaylist.parse(raw.decode())
+                self.recordings[name] = recording
+                self.playlists[name] = recording.tail(self.options.window)
             for playlist in (*self.playlists.values(), *self.recordings.values()):
                 playlist.restart()
             self.thumbnails = int(state.get("thumbnails", 0))
@@ -158,9 +166,10 @@ class LiveStream:
         else:
             self.started_at = self.wall()
             self.stream_id = new_stream_id(self.started_at)
-            self.playlists, self.recordings = {}, {}
+            self.prefix = f"{self.room_path}/{self.stream_id}"
             self.thumbnails = 0
             self.incarnation = 0
+        self._save_state()
         self._save_current()
 
     def _read_json(self, name: str) -> dict[str, Any] | None:
@@ -185,8 +194,7 @@ class LiveStream:
             "incarnation": self.incarnation,
             "ended": self.ended,
             "thumbnails": self.thumbnails,
-            "playlists": {k: p.to_dict() for k, p in self.playlists.items()},
-            "recordings": {k: p.to_dict() for k, p in self.recordings.items()},
+            "renditions": sorted(self.recordings),
         }
         self.store.put(f"{self.prefix}/state.json", json.dumps(state).encode())
 
@@ -207,6 +215,7 @@ class LiveStream:
             source: Source = TrackSource(slot, ingest_id) if track else FlvSource(slot, ingest_id)
             self.sources[slot] = source
             self._idle_since = None
+            self._assign_scalers()
             return source
 
     def source_of(self, ingest_id: str) -> Source | None:
@@ -234,7 +243,7 @@ class LiveStream:
                     del self.restreams[key]
                     threading.Thread(target=running.stop, daemon=True).start()
             for key, destination in wanted.items():
-                if key not in self.restreams and not self.ended:
+                if key not in self.restreams and not self._closing:
                     self.restreams[key] = Restream(destination)
 
     def _segment(self, rendition: str, data: bytes) -> None:
@@ -272,20 +281,15 @@ class LiveStream:
 
     def _step(self) -> None:
         now = time.monotonic()
-        for each in list(self.sources.values()):
+        sources = dict(self.sources)
+        for each in sources.values():
             each.check(now, self.options.stall_after)
-        states = {
-            slot: SourceState(s.last_frame_at, s.failed) for slot, s in list(self.sources.items())
-        }
-        choice = failover.choose(states, now, self.options.stall_after)
+        choice = failover.choose(sources, now, self.options.stall_after)
         if choice != self.active:
             self._switch(choice)
-        for slot, each in list(self.sources.items()):
-            if slot != self.active:
-                each.scaler = None
-                _drain(each)  # a standby keeps only its newest frames
-            elif self.encoder is not None and isinstance(each, FlvSource):
-                each.scaler = self.encoder.scale  # the decoder's thread scales for us
+        for slot, each in sources.items():
+            if slot != choice:
+                keep_newest(each.frames, 2)  # a standby keeps only its newest frames
         if choice == SLATE:
             self._slate_step()
         else:
@@ -306,6 +310,7 @@ class LiveStream:
         if self.active != SLATE and choice != failover.PRIMARY:
             self.failovers += 1  # the source on air was lost (not a return to the primary)
         self.active = choice
+        self._assign_scalers()
         if self.encoder is not None:
             self.encoder.rebase()
         source = self.sources.get(choice)
@@ -314,31 +319,31 @@ class LiveStream:
         self._next_slate = time.monotonic()
         self.on_view(self.view())
 
+    def _assign_scalers(self) -> None:
+        """The RTMP source on air scales for the ladder on its decoder's thread, beside
+        the encoder; a standby does not spend the time."""
+        scale = self.encoder.scale if self.encoder is not None else None
+        for slot, source in list(self.sources.items()):
+            if isinstance(source, FlvSource):
+                source.scaler = scale if slot == self.active else None
+
     def _ensure_encoder(self, frame: av.VideoFrame, fps: float) -> LadderEncoder:
         """The ladder is fixed by the first frame ever shown (a restart keeps the same
         renditions from the same source); later sources are scaled to it."""
         if self.encoder is None:
-            # A resumed stream keeps its playlists; a rung it lacks (the source came back
-            # at another size) starts a recording of its own.
-            for r in ladder_for(
-                frame.width, frame.height, fps,
-                segment_seconds=self.options.segment_seconds, rungs=self.options.rungs,
-            ):  # fmt: skip
-                if r.name not in self.recordings:
-                    self.recordings[r.name] = MediaPlaylist(
-                        target_duration=self.options.segment_seconds, window=None,
-                        playlist_type="EVENT",
-                    )  # fmt: skip
             self.encoder = LadderEncoder(
                 width=frame.width, height=frame.height, fps=fps, store=self.store,
                 prefix=self.prefix, work=self.work, now=self.wall,
                 segment_seconds=self.options.segment_seconds, audio=True,
                 preset=self.options.preset, playlists=self.playlists,
-                recordings=self.recordings, window=self.options.window,
+                recordings=self.recordings, record=True, window=self.options.window,
                 on_segment=self._segment, on_audio=self.on_audio, rungs=self.options.rungs,
             )  # fmt: skip
-            self.playlists = self.encoder.playlists
-            self._slate = slate_frame(frame.width, frame.height)
+            self.playlists, self.recordings = self.encoder.playlists, self.encoder.recordings
+            slate = slate_frame(frame.width, frame.height)
+            self._slate = (slate, self.encoder.scale(slate))  # scaled once, shown for hours
+            self._save_state()
+            self._assign_scalers()
         return self.encoder
 
     def _encode(self, item: Item, source: Source) -> None:
@@ -350,10 +355,11 @@ class LiveStream:
         started = time.perf_counter()
         encoder = self._ensure_encoder(frame, source.fps)
         before = encoder.media_time
-        encoder.video(frame, scaled=scaled)
+        rungs = scaled or encoder.scale(frame)  # a WebRTC source's frames are scaled here
+        encoder.video(frame, scaled=rungs)
         if not source.has_audio:
             encoder.pad_audio()
-        self._after_frame(frame, encoder, before, started, source)
+        self._after_frame(frame, rungs, encoder, before, started, source)
 
     def _slate_step(self) -> None:
         if self.encoder is None or self._slate is None:
@@ -367,20 +373,22 @@ class LiveStream:
         self._next_slate += period
         started = time.perf_counter()
         before = self.encoder.media_time
-        self.encoder.video(self._slate, at=self._next_slate)
+        slate, rungs = self._slate
+        self.encoder.video(slate, at=self._next_slate, scaled=rungs)
         self.encoder.pad_audio()
-        self._after_frame(self._slate, self.encoder, before, started, None)
+        self._after_frame(slate, rungs, self.encoder, before, started, None)
 
     def _after_frame(
         self,
         frame: av.VideoFrame,
+        rungs: list[av.VideoFrame],
         encoder: LadderEncoder,
         before: float,
         started: float,
         source: Source | None,
     ) -> None:
         busy = time.perf_counter() - started
-        self.on_frame(frame)
+        self.on_frame(rungs)
         now = time.monotonic()
         meter = source.meter if source is not None else None
         if meter is not None:
@@ -388,14 +396,12 @@ class LiveStream:
             if source is not None and source.overflowed:
                 meter.dropped(now, source.overflowed)
                 source.overflowed = 0
-        if encoder.segments != self._saved_segments:
-            self._saved_segments = encoder.segments
-            self._save_state()
         if encoder.media_time >= self._next_thumb:
             self._next_thumb = encoder.media_time + self.options.thumbnail_interval
             self.thumbnails += 1
             name = f"{self.prefix}/thumbs/{self.thumbnails:06d}.jpg"
             self.store.put(name, jpeg(frame, self.options.thumbnail_width))
+            self._save_state()
 
     def _finish(self) -> None:
         with self._lock:
@@ -406,6 +412,7 @@ class LiveStream:
             self.encoder.close()
             self.encoder.end()
         with self._lock:
+            self._closing = True  # no restream starts after this
             restreams, self.restreams = list(self.restreams.values()), {}
         for restream in restreams:
             restream.stop()  # after the last segment went out
@@ -420,16 +427,10 @@ class LiveStream:
     def view(self) -> dict[str, Any]:
         source = self.sources.get(self.active)
         now = time.monotonic()
-        health: dict[str, Any]
         if source is not None:
-            health = source.meter.report(now, source=self.active)
+            report = source.meter.report(now, source=self.active)
         else:
-            failed = [s.meter for s in list(self.sources.values()) if s.failed]
-            health = {
-                "source": SLATE,
-                "alerts": ["no_input", *(m.source_error for m in failed if m.source_error)],
-                "error": failed[0].source_error_detail if failed else None,
-            }
+            report = health.slate_report([s.meter for s in list(self.sources.values())])
         base = f"/media/{self.prefix}"
         return {
             "stream_id": self.stream_id,
@@ -445,14 +446,6 @@ class LiveStream:
             "renditions": (
                 [r.name for r in self.encoder.renditions] if self.encoder is not None else []
             ),
-            "health": health,
+            "health": report,
             "restreams": [r.view() for r in list(self.restreams.values())],
         }
-
-
-def _drain(source: Source) -> None:
-    try:
-        while source.frames.qsize() > 2:
-            source.frames.get_nowait()
-    except queue.Empty:
-        pass

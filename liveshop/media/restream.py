@@ -15,14 +15,14 @@ import logging
 import queue
 import re
 import threading
-import time
 from dataclasses import dataclass
 from typing import Any
 
 import av
 
+from liveshop import clock
 from liveshop.errors import InvalidRequest
-from liveshop.media.sources import put_latest
+from liveshop.media.sources import keep_newest, put_latest
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +59,7 @@ class Restream:
         self.restarts = 0
         self.last_error: str | None = None
         self.segments_sent = 0
-        self.since = time.time()
+        self.since = clock.now()
         self._segments: queue.Queue[bytes] = queue.Queue(maxsize=BACKLOG)
         self._stop = threading.Event()
         self._thread = threading.Thread(
@@ -89,7 +89,7 @@ class Restream:
 
     def _set(self, state: str) -> None:
         if state != self.state:
-            self.state, self.since = state, time.time()
+            self.state, self.since = state, clock.now()
 
     def _run(self) -> None:
         backoff = 1.0
@@ -107,8 +107,7 @@ class Restream:
                 self._stop.wait(backoff)
                 backoff = min(backoff * 2, MAX_BACKOFF)
                 # Start again live: what piled up meanwhile is stale.
-                while self._segments.qsize() > 1:
-                    self._segments.get_nowait()
+                keep_newest(self._segments, 1)
 
     def _next(self) -> bytes | None:
         while not self._stop.is_set():

@@ -43,6 +43,13 @@ def put_latest(q: queue.Queue[T], item: T) -> int:
                 dropped += 1
 
 
+def keep_newest(q: queue.Queue[T], n: int) -> None:
+    """Drop all but the newest ``n`` items (a standby source, a restream that fell behind)."""
+    with contextlib.suppress(queue.Empty):
+        while q.qsize() > n:
+            q.get_nowait()
+
+
 class BytePipe:
     """A blocking byte stream from the actor's event loop to a decoder thread, read by
     FFmpeg as a file (PyAV calls ``read``)."""

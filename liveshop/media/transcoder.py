@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import av
+from av.video.reformatter import VideoReformatter
 
 from liveshop.media.hls import MediaPlaylist, master_playlist
 from liveshop.media.ladder import DEFAULT_LADDER, Rendition, Rung, ladder_for
@@ -57,7 +58,8 @@ class RenditionOutput:
         self.dir = work / rendition.name
         self.dir.mkdir(parents=True, exist_ok=True)
         self._list = self.dir / "segments.csv"
-        self._published = 0
+        self._listed = 0  # bytes of the muxer's segment list already published
+        self._scaler = VideoReformatter()  # one per rung: its scaling context is reused
         self.container = av.open(
             str(self.dir / "seg%06d.ts"),
             "w",
@@ -79,6 +81,7 @@ class RenditionOutput:
         self.video_stream.width = rendition.width
         self.video_stream.height = rendition.height
         self.video_stream.pix_fmt = "yuv420p"
+        self._time_base = Fraction(1) / self.video_stream.codec_context.framerate
         self.audio_stream = None
         if audio:
             self.audio_stream = self.container.add_stream("aac", rate=AUDIO_RATE)
@@ -86,12 +89,14 @@ class RenditionOutput:
             self.audio_stream.layout = "stereo"
 
     def video(self, frame: av.VideoFrame, index: int) -> int:
-        scaled = frame.reformat(
-            width=self.rendition.width, height=self.rendition.height, format="yuv420p"
-        )
-        scaled.pts = index
-        scaled.time_base = Fraction(1) / self.video_stream.codec_context.framerate
-        self.container.mux(self.video_stream.encode(scaled))
+        """Encode ``frame`` (scaled here unless it already has this rung's size) as output
+        frame ``index``; the number of segments this finished."""
+        r = self.rendition
+        if (frame.width, frame.height, frame.format.name) != (r.width, r.height, "yuv420p"):
+            frame = self._scaler.reformat(frame, width=r.width, height=r.height, format="yuv420p")
+        frame.pts = index
+        frame.time_base = self._time_base
+        self.container.mux(self.video_stream.encode(frame))
         return self._publish()
 
     def audio(self, frame: av.AudioFrame) -> None:
@@ -114,13 +119,21 @@ class RenditionOutput:
 
     def _publish(self) -> int:
         """Move each segment the muxer finished into the store, then list it; the number
-        of new segments."""
+        of new segments. Called per frame, so it reads only what the muxer appended to its
+        segment list (a stat when nothing did): the list grows for the whole stream."""
         try:
-            lines = self._list.read_text().splitlines()
+            size = self._list.stat().st_size
         except FileNotFoundError:
             return 0
-        new = lines[self._published :]
-        for line in new:
+        if size == self._listed:
+            return 0
+        with self._list.open("rb") as listing:
+            listing.seek(self._listed)
+            tail = listing.read(size - self._listed)
+        complete = tail[: tail.rfind(b"\n") + 1]  # a line being written waits for the next call
+        self._listed += len(complete)
+        lines = complete.decode().splitlines()
+        for line in lines:
             name, start, end = line.rsplit(",", 2)
             path = self.dir / name
             data = path.read_bytes()
@@ -132,10 +145,9 @@ class RenditionOutput:
             self.playlist.add_segment(name, duration, at)
             if self.recording is not None:
                 self.recording.add_segment(name, duration, at)
-            self._published += 1
-        if new:
+        if lines:
             self.write_playlists()
-        return len(new)
+        return len(lines)
 
     def write_playlists(self) -> None:
         self.store.put(f"{self.prefix}/index.m3u8", self.playlist.render().encode())
@@ -161,6 +173,7 @@ class LadderEncoder:
         preset: str = "veryfast",
         playlists: dict[str, MediaPlaylist] | None = None,
         recordings: dict[str, MediaPlaylist] | None = None,
+        record: bool = False,
         window: int = 6,
         on_segment: Callable[[str, bytes], None] | None = None,
         on_audio: Callable[[av.AudioFrame], None] | None = None,
@@ -170,20 +183,28 @@ class LadderEncoder:
             width, height, fps, segment_seconds=segment_seconds, rungs=rungs
         )
         self.fps = fps
-        given = playlists or {}
+        # Playlists a restarted stream continues are given; a rung without one (the source
+        # came back at another size) starts its own.
+        given, kept = playlists or {}, recordings or {}
         self.playlists = {
             r.name: given.get(r.name)
             or MediaPlaylist(target_duration=segment_seconds, window=window)
             for r in self.renditions
         }
-        self.recordings = recordings
+        #: With ``record``: every segment of every rung, the replay (EVENT, then VOD).
+        self.recordings = {
+            r.name: kept.get(r.name)
+            or MediaPlaylist(target_duration=segment_seconds, window=None, playlist_type="EVENT")
+            for r in self.renditions
+            if record
+        }
         self.on_audio = on_audio
         started_at = now()
         self.outputs = [
             RenditionOutput(
                 r, work=work, store=store, prefix=prefix, segment_seconds=segment_seconds,
                 audio=audio, started_at=started_at, playlist=self.playlists[r.name],
-                preset=preset, recording=(recordings or {}).get(r.name),
+                preset=preset, recording=self.recordings.get(r.name),
                 on_segment=on_segment,
             )
             for r in self.renditions
@@ -195,8 +216,9 @@ class LadderEncoder:
         self._audio_samples = 0
         self.frames = 0
         self.segments = 0
+        self._scalers = threading.local()  # scale() may run on more than one thread
         store.put(f"{prefix}/master.m3u8", master_playlist(self.renditions).encode())
-        if recordings is not None:
+        if record:
             replay = master_playlist(self.renditions, uri="{name}/vod.m3u8")
             store.put(f"{prefix}/replay.m3u8", replay.encode())
 
@@ -216,9 +238,12 @@ class LadderEncoder:
         """The frame at every rung's size. Thread-safe: the decoder's thread calls it, so
         scaling runs beside the encoding instead of before it (measured on 2 cores: the
         720p ladder from 2.3x to 3.1x real time, level with the ffmpeg command line)."""
+        scalers: list[VideoReformatter] | None = getattr(self._scalers, "rungs", None)
+        if scalers is None:
+            scalers = self._scalers.rungs = [VideoReformatter() for _ in self.renditions]
         return [
-            frame.reformat(width=r.width, height=r.height, format="yuv420p")
-            for r in self.renditions
+            scaler.reformat(frame, width=r.width, height=r.height, format="yuv420p")
+            for scaler, r in zip(scalers, self.renditions, strict=True)
         ]
 
     def video(

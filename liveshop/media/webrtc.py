@@ -23,10 +23,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import av
+import httpx
 from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from av.video.reformatter import VideoReformatter
 
 from liveshop.errors import BadStream
+from liveshop.media.ladder import even
 from liveshop.media.sources import TrackSource
 from liveshop.media.transcoder import AUDIO_RATE
 
@@ -60,40 +63,50 @@ async def _answer(pc: RTCPeerConnection, offer: str) -> str:
 
 @dataclass
 class Peer:
-    """One WHIP or WHEP session: its connection, the answer sent, and what to release."""
+    """One WHIP or WHEP session. When its connection fails or closes (or the owner closes
+    it), it releases what it held and runs ``on_closed``, once; aiortc does not close a
+    failed connection by itself, so this does."""
 
     pc: RTCPeerConnection
+    on_closed: Callable[[], object] = field(default=lambda: None)
     answer: str = ""
-    release: Callable[[], None] = field(default=lambda: None)
+    _releases: list[Callable[[], object]] = field(default_factory=list)
+    _closed: bool = False
+
+    def __post_init__(self) -> None:
+        @self.pc.on("connectionstatechange")
+        async def _state() -> None:
+            if self.pc.connectionState in ("failed", "closed"):
+                await self.close()
 
     async def close(self) -> None:
-        self.release()
+        if self._closed:
+            return
+        self._closed = True
+        for release in self._releases:
+            release()
+        self.on_closed()
         await self.pc.close()
+
+    async def negotiate(self, offer: str) -> Peer:
+        try:
+            self.answer = await _answer(self.pc, offer)
+        except BaseException:
+            await self.close()
+            raise
+        return self
 
 
 async def publish(offer: str, source: TrackSource, on_closed: Callable[[], None]) -> Peer:
     """Answer a WHIP offer; frames flow into ``source`` until the peer goes away."""
-    pc = RTCPeerConnection()
-    pumps: list[asyncio.Task[None]] = []
+    peer = Peer(RTCPeerConnection(), on_closed)
 
-    @pc.on("track")
+    @peer.pc.on("track")
     def _track(track: MediaStreamTrack) -> None:
-        pumps.append(asyncio.ensure_future(_pump(track, source)))
+        pump = asyncio.ensure_future(_pump(track, source))
+        peer._releases.append(pump.cancel)
 
-    @pc.on("connectionstatechange")
-    async def _state() -> None:
-        if pc.connectionState in ("failed", "closed"):
-            for pump in pumps:
-                pump.cancel()
-            on_closed()
-
-    peer = Peer(pc)
-    try:
-        peer.answer = await _answer(pc, offer)
-    except BaseException:
-        await pc.close()
-        raise
-    return peer
+    return await peer.negotiate(offer)
 
 
 async def _pump(track: MediaStreamTrack, source: TrackSource) -> None:
@@ -115,13 +128,42 @@ class FrameRelay:
     def __init__(self, loop: asyncio.AbstractEventLoop, max_height: int = 480) -> None:
         self.loop = loop
         self.max_height = max_height
+        #: WHEP sessions (the cap counts these; a video-only one has no audio listener).
         self.subscribers = 0
         self._frame: av.VideoFrame | None = None
         self._serial = 0
-        self._changed = asyncio.Condition()
+        self._next: asyncio.Future[None] = loop.create_future()
         self._listeners: set[asyncio.Queue[av.AudioFrame]] = set()
         # Opus in aiortc takes 16-bit samples; converted once for every subscriber.
         self._to_s16 = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE)
+        self._scaler = VideoReformatter()
+
+    def offer(self, rungs: list[av.VideoFrame]) -> None:
+        """The picture on air at every rung (encoder thread): the largest rung that fits
+        ``max_height`` is shared as it is; costs nothing without subscribers."""
+        if not self.subscribers:
+            return
+        fitting = [f for f in rungs if f.height <= self.max_height]
+        if fitting:
+            picture = max(fitting, key=lambda f: f.height)
+        else:  # a ladder with nothing small enough: scale its smallest rung down
+            small = min(rungs, key=lambda f: f.height)
+            width = even(small.width * self.max_height / small.height)
+            picture = self._scaler.reformat(
+                small, width=width, height=self.max_height, format="yuv420p"
+            )
+        self.loop.call_soon_threadsafe(self._publish, picture)
+
+    def _publish(self, frame: av.VideoFrame) -> None:
+        self._frame = frame
+        self._serial += 1
+        waiting, self._next = self._next, self.loop.create_future()
+        waiting.set_result(None)
+
+    async def next(self, after: int) -> tuple[int, av.VideoFrame]:
+        while self._serial <= after or self._frame is None:
+            await asyncio.shield(self._next)
+        return self._serial, self._frame
 
     def offer_audio(self, frame: av.AudioFrame) -> None:
         """Called on the encoder thread with the ladder's sound (48 kHz stereo)."""
@@ -144,31 +186,6 @@ class FrameRelay:
     def unlisten(self, listener: asyncio.Queue[av.AudioFrame]) -> None:
         self._listeners.discard(listener)
 
-    def offer(self, frame: av.VideoFrame) -> None:
-        """Called on the encoder thread; costs nothing without subscribers."""
-        if not self.subscribers:
-            return
-        height = min(self.max_height, frame.height)
-        width = max(2, round(frame.width * height / frame.height / 2) * 2)
-        scaled = frame.reformat(width=width, height=height, format="yuv420p")
-        self.loop.call_soon_threadsafe(self._publish, scaled)
-
-    def _publish(self, frame: av.VideoFrame) -> None:
-        self._frame = frame
-        self._serial += 1
-
-        async def notify() -> None:
-            async with self._changed:
-                self._changed.notify_all()
-
-        self.loop.create_task(notify())
-
-    async def next(self, after: int) -> tuple[int, av.VideoFrame]:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._serial > after)
-            assert self._frame is not None
-            return self._serial, self._frame
-
 
 class RelayTrack(MediaStreamTrack):
     kind = "video"
@@ -183,7 +200,8 @@ class RelayTrack(MediaStreamTrack):
         if self.readyState != "live":
             raise MediaStreamError
         self._serial, shown = await self.relay.next(self._serial)
-        # A new frame object per subscriber: aiortc stamps it with this track's clock.
+        # A frame object per subscriber: aiortc's encoders write to the frame they encode
+        # (pict_type, to force keyframes), so subscribers must not share one.
         frame = av.VideoFrame.from_ndarray(shown.to_ndarray(), format="yuv420p")
         frame.pts = int((time.monotonic() - self._start) * VIDEO_CLOCK)
         frame.time_base = fractions.Fraction(1, VIDEO_CLOCK)
@@ -216,34 +234,37 @@ class RelayAudioTrack(MediaStreamTrack):
         super().stop()
 
 
-async def play(offer: str, relay: FrameRelay) -> Peer:
-    """Answer a WHEP offer with the relay's picture."""
-    pc = RTCPeerConnection()
-    track, sound = RelayTrack(relay), RelayAudioTrack(relay)
+async def play(offer: str, relay: FrameRelay, on_closed: Callable[[], object]) -> Peer:
+    """Answer a WHEP offer with the relay's picture, and its sound if the offer asks for
+    audio (a track of a kind the offer lacks would fail the answer)."""
+    peer = Peer(RTCPeerConnection(), on_closed)
     relay.subscribers += 1
-    released = False
 
-    def release() -> None:
-        nonlocal released
-        if not released:
-            released = True
-            relay.subscribers -= 1
-            track.stop()
-            sound.stop()
+    def leave() -> None:
+        relay.subscribers -= 1
 
-    @pc.on("connectionstatechange")
-    async def _state() -> None:
-        if pc.connectionState in ("failed", "closed"):
-            release()
+    peer._releases.append(leave)
+    for kind, make in (("video", RelayTrack), ("audio", RelayAudioTrack)):
+        if f"m={kind}" in offer:
+            track = make(relay)
+            peer._releases.append(track.stop)
+            peer.pc.addTrack(track)
+    return await peer.negotiate(offer)
 
-    if "m=video" in offer:
-        pc.addTrack(track)
-    if "m=audio" in offer:
-        pc.addTrack(sound)  # an extra, unmatched transceiver would fail the answer
-    peer = Peer(pc, release=release)
-    try:
-        peer.answer = await _answer(pc, offer)
-    except BaseException:
-        await peer.close()
-        raise
-    return peer
+
+async def exchange(
+    http: httpx.AsyncClient, pc: RTCPeerConnection, url: str, token: str
+) -> httpx.Response:
+    """The client side of WHIP and WHEP: post ``pc``'s offer, and on ``201`` take the answer
+    (the probes and tests use it; a browser does the same in JavaScript)."""
+    await pc.setLocalDescription(await pc.createOffer())
+    description = pc.localDescription
+    assert description is not None
+    response = await http.post(
+        url,
+        content=description.sdp,
+        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
+    )
+    if response.status_code == 201:
+        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    return response

@@ -13,6 +13,8 @@ from collections import Counter, deque
 from dataclasses import dataclass, field
 from typing import Any
 
+from liveshop.rooms.room import MAX_UNIQUE_VIEWERS  # counted exactly up to the room's cap
+
 RATE_WINDOW = 60.0
 
 
@@ -36,6 +38,7 @@ class ShowAnalytics:
     gmv_minor: Counter[str] = field(default_factory=Counter)
     products: dict[str, ProductStats] = field(default_factory=dict)
     _joined: dict[str, float] = field(default_factory=dict)  # user -> when they came
+    _joined_sum: float = 0.0  # sum of _joined's times: watch time so far without a scan
     _watched: float = 0.0  # seconds watched by viewers who left
     _uniques: set[str] = field(default_factory=set)
     _buyers: set[str] = field(default_factory=set)
@@ -50,12 +53,16 @@ class ShowAnalytics:
         self.peak_viewers = max(self.peak_viewers, viewers)
 
     def joined(self, user_id: str, now: float) -> None:
-        self._uniques.add(user_id)
-        self._joined.setdefault(user_id, now)
+        if len(self._uniques) < MAX_UNIQUE_VIEWERS:
+            self._uniques.add(user_id)
+        if user_id not in self._joined:
+            self._joined[user_id] = now
+            self._joined_sum += now
 
     def left(self, user_id: str, now: float) -> None:
         since = self._joined.pop(user_id, None)
         if since is not None:
+            self._joined_sum -= since
             self._watched += max(0.0, now - since)
 
     def chat(self, now: float) -> None:
@@ -102,7 +109,7 @@ class ShowAnalytics:
             self._chat_times.popleft()
         while self._reaction_times and self._reaction_times[0][0] < edge:
             self._reaction_times.popleft()
-        watching = sum(max(0.0, now - t) for t in self._joined.values())
+        watching = max(0.0, len(self._joined) * now - self._joined_sum)
         uniques = len(self._uniques)
         return {
             "show_id": self.show_id,

@@ -54,12 +54,6 @@ class Route:
     #: Where in ``playlist`` a player joining now starts (premieres and replays).
     offset: float = 0.0
 
-    def to_wire(self) -> dict[str, object]:
-        return {
-            "source": self.source, "show_id": self.show_id, "room_id": self.room_id,
-            "playlist": self.playlist, "offset": round(self.offset, 3),
-        }  # fmt: skip
-
 
 def route(
     shows: Sequence[Show],
@@ -96,9 +90,3 @@ def route(
         last = playable[-1]  # float rounding at the very end of the loop
         return Route(REPLAY, last.show_id, playlist=last.playlist, offset=0.0)
     return Route(SLATE)
-
-
-def next_change(shows: Sequence[Show], now: float) -> float | None:
-    """When the calendar next starts or ends a show (the channel re-routes then)."""
-    edges = [t for s in shows if s.active for t in (s.starts_at, s.ends_at) if t > now]
-    return min(edges, default=None)

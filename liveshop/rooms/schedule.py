@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from liveshop.errors import Conflict, InvalidRequest
 
 UTC = dt.UTC
-#: A show lasts at least a minute and at most a day; templates expand this far ahead.
+#: A show lasts at least a minute and at most a day.
 MIN_SHOW, MAX_SHOW = 60.0, 24 * 3600.0
-HORIZON_DAYS = 92
 
 SHOW_KINDS = ("live", "premiere")
 SHOW_STATUSES = ("scheduled", "live", "ended", "cancelled")
@@ -217,7 +216,3 @@ def now_and_next(shows: Iterable[Show], now: float) -> dict[str, dict[str, Show 
         elif show.starts_at >= now and slot["next"] is None:
             slot["next"] = show
     return grid
-
-
-def series_of(shows: Sequence[Show], series_id: str) -> list[Show]:
-    return sorted((s for s in shows if s.series_id == series_id), key=lambda s: s.starts_at)

@@ -11,7 +11,7 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import Body, FastAPI, Header, Path, Query
+from fastapi import Body, FastAPI, Path, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
@@ -34,7 +34,7 @@ from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
-from liveshop.serve.auth import bearer_identity, is_service
+from liveshop.serve.auth import Authorization, bearer_identity, is_service
 from liveshop.serve.commerce import Commerce
 from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import command_for
@@ -170,6 +170,8 @@ class ShipmentIn(BaseModel):
 
 
 UserId = Annotated[str, Path(min_length=1, max_length=64)]
+#: Ids liveshop hands out (returns, auctions, payments) in a path.
+IssuedId = Annotated[str, Path(min_length=1, max_length=64)]
 OrderId = Annotated[str, Path(min_length=1, max_length=140)]
 
 
@@ -288,7 +290,7 @@ class Api:
 
     @app.post("/rooms", status_code=201, response_model=RoomOut)
     async def create_room(
-        self, body: RoomCreate, authorization: Annotated[str | None, Header()] = None
+        self, body: RoomCreate, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._service(authorization)
         room_id = body.id or f"room-{secrets.token_hex(6)}"
@@ -315,7 +317,7 @@ class Api:
         room_id: RoomId,
         op: str,
         body: Annotated[dict[str, Any], Body()],
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Any room operation of the WebSocket protocol (docs/protocol.md), with the same
         body minus ``id``, ``op`` and ``room``, the same rules and the same result."""
@@ -335,16 +337,14 @@ class Api:
 
     @app.post("/rooms/{room_id}/pin")
     async def pin(
-        self, room_id: RoomId, body: PinIn, authorization: Annotated[str | None, Header()] = None
+        self, room_id: RoomId, body: PinIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         return await self._act(
             room_id, "pin_product", {"product_id": body.product_id}, authorization
         )
 
     @app.delete("/rooms/{room_id}/pin")
-    async def unpin(
-        self, room_id: RoomId, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def unpin(self, room_id: RoomId, authorization: Authorization = None) -> dict[str, Any]:
         return await self._act(room_id, "unpin_product", {}, authorization)
 
     @app.post("/rooms/{room_id}/messages", status_code=201)
@@ -352,7 +352,7 @@ class Api:
         self,
         room_id: RoomId,
         body: MessageIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         return await self._act(room_id, "system_message", {"text": body.text}, authorization)
 
@@ -360,7 +360,7 @@ class Api:
 
     @app.post("/products", status_code=201)
     async def create_product(
-        self, body: ProductIn, authorization: Annotated[str | None, Header()] = None
+        self, body: ProductIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._service(authorization)
         product = Product(
@@ -383,9 +383,7 @@ class Api:
     # -- SKUs: stock, holds, buys, flash deals -----------------------------------------------
 
     @app.post("/skus", status_code=201)
-    async def create_sku(
-        self, body: SkuIn, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def create_sku(self, body: SkuIn, authorization: Authorization = None) -> dict[str, Any]:
         """A SKU of a product (its price copied from the product) with ``on_hand`` units."""
         self._service(authorization)
         product = await self.products.get(body.product_id)
@@ -413,23 +411,21 @@ class Api:
         return await self.skus.view(sku)
 
     @app.get("/skus/{sku}/audit")
-    async def audit_sku(
-        self, sku: RoomId, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def audit_sku(self, sku: RoomId, authorization: Authorization = None) -> dict[str, Any]:
         """Check the SKU's books in PostgreSQL; ``problems`` is empty when they are sound."""
         self._service(authorization)
         return await self.sku_store.audit(sku)
 
     @app.post("/skus/{sku}/restock")
     async def restock(
-        self, sku: RoomId, body: RestockIn, authorization: Annotated[str | None, Header()] = None
+        self, sku: RoomId, body: RestockIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._service(authorization)
         return await self.skus.send(sku, inv.Restock(body.quantity, body.ref))
 
     @app.post("/skus/{sku}/adjust")
     async def adjust(
-        self, sku: RoomId, body: AdjustIn, authorization: Annotated[str | None, Header()] = None
+        self, sku: RoomId, body: AdjustIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         """Set the on-hand count after a stock take, if it still is ``expected``."""
         self._service(authorization)
@@ -437,7 +433,7 @@ class Api:
 
     @app.post("/skus/{sku}/configure")
     async def configure(
-        self, sku: RoomId, body: ConfigureIn, authorization: Annotated[str | None, Header()] = None
+        self, sku: RoomId, body: ConfigureIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._service(authorization)
         command = inv.Configure(body.price_minor, body.limit_per_buyer, body.clear_limit)
@@ -449,7 +445,7 @@ class Api:
         sku: RoomId,
         reservation: Annotated[str, Path(min_length=1, max_length=140)],
         body: CommitIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """A paid order takes its held units (services: checkout)."""
         self._service(authorization)
@@ -461,7 +457,7 @@ class Api:
         room_id: RoomId,
         op: str,
         body: Annotated[dict[str, Any], Body()],
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Any commerce operation of the WebSocket protocol (buy, reserve, release, stock,
         start_deal, end_deal) with the same body minus ``id``, ``op`` and ``room``, for the
@@ -476,7 +472,7 @@ class Api:
 
     @app.get("/users/{user_id}/cart")
     async def get_cart(
-        self, user_id: UserId, authorization: Annotated[str | None, Header()] = None
+        self, user_id: UserId, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._self_or_service(authorization, user_id)
         return await self.commerce.carts.run(user_id, "view")
@@ -484,7 +480,7 @@ class Api:
     @app.post("/users/{user_id}/cart/items")
     async def add_to_cart(
         self, user_id: UserId, body: CartItemIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Add units; from a room, the room's stock policy applies (and it is remembered)."""
         self._own(authorization, user_id)
@@ -493,14 +489,14 @@ class Api:
     @app.put("/users/{user_id}/cart/items/{sku}")
     async def update_cart(
         self, user_id: UserId, sku: RoomId, body: QuantityIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         self._own(authorization, user_id)
         return await self.commerce.carts.run(user_id, "set_quantity", sku, body.quantity)
 
     @app.delete("/users/{user_id}/cart/items/{sku}")
     async def remove_from_cart(
-        self, user_id: UserId, sku: RoomId, authorization: Annotated[str | None, Header()] = None
+        self, user_id: UserId, sku: RoomId, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._own(authorization, user_id)
         return await self.commerce.carts.run(user_id, "remove", sku)
@@ -508,7 +504,7 @@ class Api:
     @app.post("/users/{user_id}/checkout/quote")
     async def quote(
         self, user_id: UserId, body: QuoteIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         """What checkout would charge now: lines at today's prices, shipping, tax."""
         self._own(authorization, user_id)
@@ -517,19 +513,13 @@ class Api:
     @app.post("/users/{user_id}/checkout", status_code=201)
     async def checkout(
         self, user_id: UserId, body: CheckoutIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Check the cart out: as a guest (``email`` and a ``card``) or with a saved method."""
         self._own(authorization, user_id)
         method_id = body.method_id
         if body.card is not None:
-            provider = self.commerce.cashier.provider
-            card = await provider.tokenize(
-                body.card.number, body.card.exp_month, body.card.exp_year
-            )
-            method_id = (await self.commerce.payments.save_method(user_id, provider.name, card))[
-                "id"
-            ]
+            method_id = (await self._save_card(user_id, body.card))["id"]
         return await self.commerce.checkout(
             user_id, body.address, body.key, email=body.email, method_id=method_id, pay=body.pay,
             skus=body.skus,
@@ -538,7 +528,7 @@ class Api:
     @app.post("/orders/{order_id}/returns", status_code=201)
     async def request_return(
         self, order_id: OrderId, body: ReturnIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Ask to return delivered units within the return window (the buyer)."""
         identity = self._identity(authorization)
@@ -548,8 +538,8 @@ class Api:
 
     @app.post("/returns/{return_id}/approve")
     async def approve_return(
-        self, return_id: Annotated[str, Path(min_length=1, max_length=64)],
-        authorization: Annotated[str | None, Header()] = None,
+        self, return_id: IssuedId,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Approve a return (service): the units go back to stock, the buyer is refunded."""
         self._service(authorization)
@@ -557,15 +547,15 @@ class Api:
 
     @app.post("/returns/{return_id}/reject")
     async def reject_return(
-        self, return_id: Annotated[str, Path(min_length=1, max_length=64)],
-        authorization: Annotated[str | None, Header()] = None,
+        self, return_id: IssuedId,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         self._service(authorization)
         return await self.commerce.approve_return(return_id, approve=False)
 
     @app.put("/shipping-rules")
     async def set_shipping_rule(
-        self, body: ShippingRuleIn, authorization: Annotated[str | None, Header()] = None
+        self, body: ShippingRuleIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         """A seller's shipping cost to a country ("*": anywhere else)."""
         self._service(authorization)
@@ -577,7 +567,7 @@ class Api:
     @app.get("/events")
     async def events(
         self,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
         after: Annotated[int | None, Query(ge=0)] = None,
         kind: Annotated[str | None, Query(max_length=32)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
@@ -590,16 +580,14 @@ class Api:
     # -- auctions -----------------------------------------------------------------------------
 
     @app.get("/auctions/{auction_id}")
-    async def get_auction(
-        self, auction_id: Annotated[str, Path(min_length=1, max_length=64)]
-    ) -> dict[str, Any]:
+    async def get_auction(self, auction_id: IssuedId) -> dict[str, Any]:
         """The live view: phase, price, leader, clock, recent bids; the result once ended."""
         return await self.commerce.auctions.view(auction_id)
 
     @app.get("/auctions/{auction_id}/bids")
     async def auction_bids(
         self,
-        auction_id: Annotated[str, Path(min_length=1, max_length=64)],
+        auction_id: IssuedId,
         after: Annotated[int | None, Query(ge=0)] = None,
         limit: Annotated[int, Query(ge=1, le=1000)] = 200,
     ) -> list[dict[str, Any]]:
@@ -613,7 +601,7 @@ class Api:
     @app.get("/orders")
     async def search_orders(
         self,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
         buyer_id: Annotated[str | None, Query(max_length=64)] = None,
         status: Annotated[str | None, Query(max_length=16)] = None,
         room_id: Annotated[str | None, Query(max_length=64)] = None,
@@ -636,7 +624,7 @@ class Api:
     async def order_history(
         self,
         user_id: UserId,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
         status: Annotated[str | None, Query(max_length=16)] = None,
         before: Annotated[str | None, Query(max_length=140)] = None,
         limit: Annotated[int, Query(ge=1, le=200)] = 50,
@@ -647,7 +635,7 @@ class Api:
 
     @app.get("/orders/{order_id}")
     async def get_order(
-        self, order_id: OrderId, authorization: Annotated[str | None, Header()] = None
+        self, order_id: OrderId, authorization: Authorization = None
     ) -> dict[str, Any]:
         """One order with its lines, shipments, status history and payments."""
         order = await self.orders.get(order_id)
@@ -659,7 +647,7 @@ class Api:
         self,
         order_id: OrderId,
         body: PayIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Charge the order with a saved method (the newest when none is named)."""
         identity = self._identity(authorization)
@@ -670,7 +658,7 @@ class Api:
         self,
         order_id: OrderId,
         body: NoteIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Cancel (the buyer, while unpaid; a service, also once paid: refunded)."""
         identity = self._identity(authorization)
@@ -684,7 +672,7 @@ class Api:
         self,
         order_id: OrderId,
         body: NoteIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         return await self._advance(order_id, "fulfilled", body, authorization)
 
@@ -693,7 +681,7 @@ class Api:
         self,
         order_id: OrderId,
         body: ShipmentIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Ship some or all units (split shipments); the order is shipped once all are."""
         identity = self._service(authorization)
@@ -708,7 +696,7 @@ class Api:
         self,
         order_id: OrderId,
         body: NoteIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         return await self._advance(order_id, "delivered", body, authorization)
 
@@ -722,9 +710,9 @@ class Api:
     @app.post("/payments/{payment_id}/confirm")
     async def confirm_payment(
         self,
-        payment_id: Annotated[str, Path(min_length=1, max_length=64)],
+        payment_id: IssuedId,
         body: ConfirmIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Complete a payment's challenge (3-D Secure) with the buyer's code."""
         identity = self._identity(authorization)
@@ -735,7 +723,7 @@ class Api:
         self,
         user_id: UserId,
         body: CardIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Save a card for 1-tap checkout (the user's own token)."""
         identity = self._identity(authorization)
@@ -750,7 +738,7 @@ class Api:
 
     @app.get("/users/{user_id}/payment-methods")
     async def payment_methods(
-        self, user_id: UserId, authorization: Annotated[str | None, Header()] = None
+        self, user_id: UserId, authorization: Authorization = None
     ) -> list[dict[str, Any]]:
         self._self_or_service(authorization, user_id)
         return await self.commerce.payments.methods(user_id)
@@ -759,7 +747,7 @@ class Api:
 
     @app.post("/gifts", status_code=201)
     async def create_gift(
-        self, body: GiftIn, authorization: Annotated[str | None, Header()] = None
+        self, body: GiftIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         """Add or change a gift of the catalog (service role)."""
         self._service(authorization)
@@ -773,9 +761,9 @@ class Api:
     @app.post("/wallets/{user_id}/credit")
     async def credit(
         self,
-        user_id: Annotated[str, Path(min_length=1, max_length=64)],
+        user_id: UserId,
         body: CreditIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Add coins (a purchase of coins, a promotion); idempotent per ``ref``."""
         self._service(authorization)
@@ -785,8 +773,8 @@ class Api:
     @app.get("/wallets/{user_id}")
     async def wallet(
         self,
-        user_id: Annotated[str, Path(min_length=1, max_length=64)],
-        authorization: Annotated[str | None, Header()] = None,
+        user_id: UserId,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """A balance: for the user themself or a service."""
         self._self_or_service(authorization, user_id)
@@ -795,9 +783,7 @@ class Api:
     # -- development -----------------------------------------------------------------------
 
     @app.post("/dev/tokens", status_code=201)
-    async def dev_token(
-        self, body: TokenIn, x_admin_key: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def dev_token(self, body: TokenIn, x_admin_key: Authorization = None) -> dict[str, Any]:
         """Mint a token. Development only: guarded by the admin key (X-Admin-Key)."""
         if not self.settings.dev_tokens:
             raise NotFound("dev tokens are disabled (LIVESHOP_DEV_TOKENS=off)")

@@ -2,9 +2,16 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
+from fastapi import Header
+
 from liveshop import clock
 from liveshop.errors import Unauthenticated
 from liveshop.tokens import ANY_ROOM, Identity, Role, verify_token
+
+#: The ``Authorization`` header of a route (``Bearer <token>``; checked by the route).
+Authorization = Annotated[str | None, Header()]
 
 
 def bearer_identity(secret: str, authorization: str | None) -> Identity:

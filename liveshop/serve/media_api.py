@@ -13,7 +13,7 @@ import logging
 import secrets
 from typing import Annotated, Any
 
-from fastapi import FastAPI, Header, Path, Query, Request
+from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 from ray import serve
@@ -34,11 +34,12 @@ from liveshop.media.ingest import RtmpIngest
 from liveshop.media.restream import Destination, check_url, masked
 from liveshop.media.segments import LocalDiskStore, cache_control, check_name, content_type
 from liveshop.protocol import RoomId
-from liveshop.serve.auth import bearer_identity
+from liveshop.serve.auth import Authorization, bearer_identity
 from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import require_host
 from liveshop.storage.pool import create_pool
 from liveshop.storage.restreams import RestreamStore
+from liveshop.storage.rooms import RoomStore
 from liveshop.storage.stream_keys import StreamKeyStore
 
 log = logging.getLogger(__name__)
@@ -64,6 +65,7 @@ class MediaApi:
         self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
         self.keys = StreamKeyStore(self.pool)
         self.restreams = RestreamStore(self.pool)
+        self.rooms = RoomStore(self.pool)
         self.ingest = RtmpIngest(
             self.keys, self._transcoder_for, host=settings.rtmp_host,
             port=settings.rtmp_port, call_timeout=settings.actor_call_timeout,
@@ -71,14 +73,21 @@ class MediaApi:
         await self.ingest.start()
 
     async def _transcoder_for(self, room_id: str) -> Any:
+        """The room's transcoder, started if it is not running (a publisher arrives)."""
         from liveshop.actors import wiring
 
         return await asyncio.to_thread(wiring.create_transcoder_actor, room_id, self.settings)
 
-    async def _running_transcoder(self, room_id: str) -> Any:
+    async def _transcoder(self, room_id: str) -> Any | None:
+        """The room's running transcoder, if any (reads and control never start one). Not
+        an ``ActorClient``: that creates actors on use, and a transcoder leaves for good
+        when its stream ends, so a cached handle would outlive it."""
         from liveshop.actors import wiring
 
-        handle = await asyncio.to_thread(wiring.get_transcoder_actor, room_id)
+        return await asyncio.to_thread(wiring.get_transcoder_actor, room_id)
+
+    async def _running_transcoder(self, room_id: str) -> Any:
+        handle = await self._transcoder(room_id)
         if handle is None:
             raise StreamNotLive(f"room {room_id!r} has no live stream")
         return handle
@@ -113,7 +122,7 @@ class MediaApi:
 
     @app.post("/rooms/{room_id}/stream-keys", status_code=201)
     async def issue_keys(
-        self, room_id: RoomPath, authorization: Annotated[str | None, Header()] = None
+        self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
         """New primary and backup keys; the old ones stop working (a live publisher on
         them is cut off within seconds). Shown once: only hashes are stored."""
@@ -123,14 +132,14 @@ class MediaApi:
 
     @app.get("/rooms/{room_id}/stream-keys")
     async def list_keys(
-        self, room_id: RoomPath, authorization: Annotated[str | None, Header()] = None
+        self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._host(authorization, room_id, "list stream keys")
         return {"room_id": room_id, "keys": await self.keys.issued(room_id)}
 
     @app.delete("/rooms/{room_id}/stream-keys")
     async def revoke_keys(
-        self, room_id: RoomPath, authorization: Annotated[str | None, Header()] = None
+        self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._host(authorization, room_id, "revoke stream keys")
         return {"room_id": room_id, "revoked": await self.keys.revoke(room_id)}
@@ -147,9 +156,7 @@ class MediaApi:
         return view
 
     @app.post("/rooms/{room_id}/stream/stop")
-    async def stop(
-        self, room_id: RoomPath, authorization: Annotated[str | None, Header()] = None
-    ) -> dict[str, Any]:
+    async def stop(self, room_id: RoomPath, authorization: Authorization = None) -> dict[str, Any]:
         """End the stream: players reach the end, the recording becomes the replay."""
         self._host(authorization, room_id, "end the stream")
         handle = await self._running_transcoder(room_id)
@@ -158,26 +165,24 @@ class MediaApi:
 
     # -- restreaming --------------------------------------------------------------------------
 
-    async def _apply_restreams(self, room_id: str) -> list[dict[str, Any]]:
-        """Tell a running transcoder the room's destinations; their live views."""
-        from liveshop.actors import wiring
-
-        handle = await asyncio.to_thread(wiring.get_transcoder_actor, room_id)
-        if handle is None:
-            return []
-        wanted = [(d.destination_id, d.url) for d in await self.restreams.list(room_id)]
-        views: list[dict[str, Any]] = await self._call(
-            handle.set_restreams.remote(wanted), self.settings.actor_call_timeout
-        )
-        return views
+    async def _apply_restreams(self, room_id: str) -> None:
+        """Tell a running transcoder the room's destinations after a change."""
+        handle = await self._transcoder(room_id)
+        if handle is not None:
+            wanted = [(d.destination_id, d.url) for d in await self.restreams.list(room_id)]
+            await self._call(handle.set_restreams.remote(wanted), self.settings.actor_call_timeout)
 
     @app.get("/rooms/{room_id}/restreams")
     async def list_restreams(
-        self, room_id: RoomPath, authorization: Annotated[str | None, Header()] = None
+        self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
         """Destinations (URLs masked) with their live state while the room streams."""
         self._host(authorization, room_id, "list restreams")
-        live = {v["id"]: v for v in await self._apply_restreams(room_id)}
+        handle = await self._transcoder(room_id)
+        live: dict[str, Any] = {}
+        if handle is not None:
+            view = await self._call(handle.view.remote(), self.settings.actor_call_timeout)
+            live = {r["id"]: r for r in view["restreams"]}
         return {
             "room_id": room_id,
             "restreams": [
@@ -193,7 +198,7 @@ class MediaApi:
         room_id: RoomPath,
         destination_id: RoomPath,
         body: RestreamIn,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Add or change a destination; a live stream starts forwarding at once."""
         self._host(authorization, room_id, "restream")
@@ -207,7 +212,7 @@ class MediaApi:
         self,
         room_id: RoomPath,
         destination_id: RoomPath,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         self._host(authorization, room_id, "restream")
         if not await self.restreams.delete(room_id, destination_id):
@@ -244,12 +249,12 @@ class MediaApi:
         room_id: RoomPath,
         request: Request,
         slot: Annotated[str, Query(pattern="^(primary|backup)$")] = "primary",
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> Response:
         """Publish from a browser camera or any WHIP client (host token)."""
         self._host(authorization, room_id, "publish")
         offer = await self._sdp(request)
-        if await self.pool.fetchval("SELECT 1 FROM rooms WHERE id = $1", room_id) is None:
+        if not await self.rooms.room_exists(room_id):
             raise RoomNotFound(f"no room {room_id!r}")
         handle = await self._transcoder_for(room_id)
         session = secrets.token_hex(8)
@@ -261,7 +266,7 @@ class MediaApi:
         self,
         room_id: RoomPath,
         request: Request,
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> Response:
         """Watch with WebRTC (sub-second): any token with a role in the room."""
         identity = bearer_identity(self.settings.secret, authorization)
@@ -279,7 +284,7 @@ class MediaApi:
         room_id: RoomPath,
         kind: Annotated[str, Path(pattern="^(whip|whep)$")],
         session_id: Annotated[str, Path(pattern="^[0-9a-f]{16}$")],
-        authorization: Annotated[str | None, Header()] = None,
+        authorization: Authorization = None,
     ) -> dict[str, Any]:
         """End a WHIP or WHEP session (the session URL is the capability: it is only ever
         given to the client that opened it, over an authenticated request)."""

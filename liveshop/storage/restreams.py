@@ -17,8 +17,6 @@ class RestreamStore:
 
     async def put(self, room_id: str, destination: Destination) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval("SELECT 1 FROM rooms WHERE id = $1", room_id) is None:
-                raise RoomNotFound(f"no room {room_id!r}")
             count = await conn.fetchval(
                 "SELECT count(*) FROM restreams WHERE room_id = $1 AND id <> $2",
                 room_id,
@@ -26,13 +24,16 @@ class RestreamStore:
             )
             if count >= MAX_DESTINATIONS:
                 raise Conflict(f"a room restreams to at most {MAX_DESTINATIONS} destinations")
-            await conn.execute(
-                "INSERT INTO restreams (room_id, id, url) VALUES ($1, $2, $3) "
-                "ON CONFLICT (room_id, id) DO UPDATE SET url = EXCLUDED.url",
-                room_id,
-                destination.destination_id,
-                destination.url,
-            )
+            try:
+                await conn.execute(
+                    "INSERT INTO restreams (room_id, id, url) VALUES ($1, $2, $3) "
+                    "ON CONFLICT (room_id, id) DO UPDATE SET url = EXCLUDED.url",
+                    room_id,
+                    destination.destination_id,
+                    destination.url,
+                )
+            except asyncpg.ForeignKeyViolationError:
+                raise RoomNotFound(f"no room {room_id!r}") from None
 
     async def delete(self, room_id: str, destination_id: str) -> bool:
         result: str = await self.pool.execute(

@@ -41,17 +41,18 @@ class StreamKeyStore:
         """New keys for both slots (the old ones stop working): ``{slot: key}``."""
         keys = {slot: PREFIX + secrets.token_urlsafe(24) for slot in SLOTS}
         async with self.pool.acquire() as conn, conn.transaction():
-            if await conn.fetchval("SELECT 1 FROM rooms WHERE id = $1", room_id) is None:
-                raise RoomNotFound(f"no room {room_id!r}")
             await conn.execute(
                 "UPDATE stream_keys SET revoked_at = now() "
                 "WHERE room_id = $1 AND revoked_at IS NULL",
                 room_id,
             )
-            await conn.executemany(
-                "INSERT INTO stream_keys (key_hash, room_id, slot) VALUES ($1, $2, $3)",
-                [(key_hash(key), room_id, slot) for slot, key in keys.items()],
-            )
+            try:
+                await conn.executemany(
+                    "INSERT INTO stream_keys (key_hash, room_id, slot) VALUES ($1, $2, $3)",
+                    [(key_hash(key), room_id, slot) for slot, key in keys.items()],
+                )
+            except asyncpg.ForeignKeyViolationError:
+                raise RoomNotFound(f"no room {room_id!r}") from None
         return keys
 
     async def revoke(self, room_id: str) -> int:

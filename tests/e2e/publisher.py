@@ -11,10 +11,11 @@ from fractions import Fraction
 import av
 import httpx
 import numpy as np
-from aiortc import RTCPeerConnection, RTCSessionDescription
+from aiortc import RTCPeerConnection
 from aiortc.mediastreams import MediaStreamTrack, VideoStreamTrack
 
 from liveshop.media.stamp import picture
+from liveshop.media.webrtc import exchange
 
 
 class RtmpPublisher:
@@ -139,14 +140,7 @@ async def whip_publish(
     pc = RTCPeerConnection()
     for track in tracks:
         pc.addTransceiver(track, direction="sendonly")
-    await pc.setLocalDescription(await pc.createOffer())
-    response = await http.post(
-        url,
-        content=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-    )
-    if response.status_code == 201:
-        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    response = await exchange(http, pc, url, token)
     return pc, response
 
 
@@ -165,12 +159,5 @@ async def whep_play(
         "audio": loop.create_future(),
     }
     pc.on("track", lambda t: tracks[t.kind].done() or tracks[t.kind].set_result(t))
-    await pc.setLocalDescription(await pc.createOffer())
-    response = await http.post(
-        url,
-        content=pc.localDescription.sdp,
-        headers={"Content-Type": "application/sdp", "Authorization": f"Bearer {token}"},
-    )
-    if response.status_code == 201:
-        await pc.setRemoteDescription(RTCSessionDescription(response.text, "answer"))
+    response = await exchange(http, pc, url, token)
     return pc, response, tracks

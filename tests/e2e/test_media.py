@@ -27,7 +27,12 @@ async def _room_with_keys(running: Running, http: httpx.AsyncClient, room: str) 
     assert issued.status_code == 201, issued.text
     body = issued.json()
     assert body["rtmp_url"] == running.settings.rtmp_url
-    return {slot: f"{body['rtmp_url']}/{key}" for slot, key in body["keys"].items()}
+    return _key_urls(body)
+
+
+def _key_urls(issued: dict[str, Any]) -> dict[str, str]:
+    """``{slot: publish URL}`` from an issue-keys answer."""
+    return {slot: f"{issued['rtmp_url']}/{key}" for slot, key in issued["keys"].items()}
 
 
 async def _eventually(check: Callable[[], Any], timeout: float = 30.0) -> Any:
@@ -207,8 +212,7 @@ async def _cut_off(publisher: RtmpPublisher) -> bool:
 
 
 async def _room_keys_rotated(http: httpx.AsyncClient, room: str) -> dict[str, str]:
-    body = (await http.post(f"/media/rooms/{room}/stream-keys")).json()
-    return {slot: f"{body['rtmp_url']}/{key}" for slot, key in body["keys"].items()}
+    return _key_urls((await http.post(f"/media/rooms/{room}/stream-keys")).json())
 
 
 async def test_a_stalled_primary_fails_over_to_the_backup_then_to_the_slate(

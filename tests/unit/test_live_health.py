@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from liveshop.media import health
 from liveshop.media.failover import BACKUP, PRIMARY, SLATE, SourceState, choose
+from liveshop.media.failover import usable as is_usable
 from liveshop.media.live import media_name
 
 STALL = 2.0
@@ -35,7 +36,7 @@ def test_the_choice_is_always_a_usable_source_or_the_slate(
 ) -> None:
     states = {slot: SourceState(last, failed) for slot, (last, failed) in sources.items()}
     chosen = choose(states, now, STALL)
-    usable = [s for s in (PRIMARY, BACKUP) if s in states and states[s].usable(now, STALL)]
+    usable = [s for s in (PRIMARY, BACKUP) if s in states and is_usable(states[s], now, STALL)]
     assert chosen == (usable[0] if usable else SLATE)
 
 
@@ -59,7 +60,7 @@ def test_health_reports_rates_and_raises_alerts() -> None:
     assert health.FRAMES_DROPPED in report["alerts"] and report["dropped_frames"] == 3
     assert health.LONG_KEYFRAME_INTERVAL in report["alerts"]
     meter.source_error, meter.source_error_detail = health.NO_VIDEO, "audio only"
-    assert meter.report(200.0, source=SLATE)["alerts"] == [health.NO_INPUT, health.NO_VIDEO]
+    assert health.slate_report([meter])["alerts"] == [health.NO_INPUT, health.NO_VIDEO]
 
 
 def test_room_ids_map_to_store_names_one_to_one() -> None:

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from liveshop.errors import InvalidRequest
-from liveshop.media.hls import MediaPlaylist, Part, master_playlist
+from liveshop.media.hls import MediaPlaylist, master_playlist
 from liveshop.media.ladder import ladder_for
 from liveshop.media.segments import LocalDiskStore, cache_control, check_name, content_type
 
@@ -63,19 +63,25 @@ def test_a_live_playlist_slides_and_marks_restarts() -> None:
     assert pl.render().endswith("#EXT-X-ENDLIST\n")
 
 
-def test_low_latency_parts_are_listed_for_the_newest_segments_and_the_one_in_progress() -> None:
-    pl = MediaPlaylist(target_duration=2.0, window=6, part_target=0.5, parts_kept=1)
-    for seg in range(2):
-        for p in range(4):
-            pl.add_part(Part(f"s{seg}.p{p}.ts", 0.5, independent=p == 0))
-        pl.add_segment(f"s{seg}.ts", 2.0, T0 + 2 * seg)
-    pl.add_part(Part("s2.p0.ts", 0.5, independent=True))
-    text = pl.render()
-    assert "#EXT-X-VERSION:9" in text and "#EXT-X-PART-INF:PART-TARGET=0.500" in text
-    assert "PART-HOLD-BACK=1.500" in text
-    assert "s0.p0.ts" not in text  # older segments are listed whole only
-    assert '#EXT-X-PART:DURATION=0.500,URI="s1.p0.ts",INDEPENDENT=YES' in text
-    assert text.rstrip().endswith('URI="s2.p0.ts",INDEPENDENT=YES')
+def test_a_recording_read_back_gives_the_live_playlist_a_restart_continues() -> None:
+    recording = MediaPlaylist(target_duration=1.0, window=None, playlist_type="EVENT")
+    for i in range(5):
+        recording.add_segment(f"seg{i}.ts", 1.0, T0 + i)
+    recording.restart()
+    for i in range(5, 9):
+        recording.add_segment(f"seg{i}.ts", 2.4 if i == 8 else 1.0, T0 + i)
+    text = recording.render()
+    assert "#EXT-X-TARGETDURATION:2" in text  # grew with the long segment, never shrinks
+    again = MediaPlaylist.parse(text)
+    assert again.render() == text
+    assert (again.next_sequence, again.playlist_type) == (9, "EVENT")
+    live = again.tail(3)
+    assert [s.uri for s in live.segments] == ["seg6.ts", "seg7.ts", "seg8.ts"]
+    assert live.discontinuity_sequence == 1  # seg5's discontinuity left the window
+    live.add_segment("seg9.ts", 1.0, T0 + 9)
+    assert "#EXT-X-MEDIA-SEQUENCE:7" in live.render()
+    again.end()
+    assert MediaPlaylist.parse(again.render()).ended
 
 
 def test_the_store_writes_atomically_and_names_cannot_escape(tmp_path: Path) -> None:
