@@ -195,9 +195,13 @@ def cmd_token(args: argparse.Namespace) -> int:
         data_dir=Path(args.data_dir) if args.data_dir else None
     ).with_keys()
     rooms: dict[str, list[str]] = {}
+    roles = {r.value for r in Role}
     for grant in args.grant:
-        room, _, role = grant.partition(":")
-        rooms.setdefault(room, []).append(role or "viewer")
+        # Room ids may hold ':' (channel:deals): the role is the last part, if it is one.
+        room, _, role = grant.rpartition(":")
+        if role not in roles:
+            room, role = grant, "viewer"
+        rooms.setdefault(room, []).append(role)
     print(issue_token(
         settings.secret, user_id=args.user, name=args.name or args.user,
         rooms=rooms, now=clock.now(), ttl=args.ttl,
@@ -249,7 +253,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="ROOM:ROLE",
-        help="e.g. demo:viewer, demo:host, '*:service' (repeatable)",
+        help="e.g. demo:viewer, demo:host, channel:deals:moderator, '*:service' (repeatable)",
     )
     token.add_argument("--ttl", type=float, default=3600.0)
     token.add_argument("--data-dir")

@@ -96,6 +96,8 @@ class Settings:
     rtmp_host: str = "127.0.0.1"
     rtmp_port: int = 1935
     media_replicas: int = 1
+    #: How often a channel actor routes, fires due cues and counts its show's analytics.
+    channel_tick: float = 1.0
     #: Live streams the local node transcodes at once (its ``media`` resource) when
     #: ``liveshop up`` starts the cluster; joined clusters declare it per node.
     media_slots: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))

@@ -1,14 +1,19 @@
-"""Demo data for `liveshop up --demo`: a channel, a live room, a few products with stock."""
+"""Demo data for `liveshop up --demo`: a channel with today's show on it in a live room, a
+few products with stock."""
 
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 
 from liveshop import clock
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict
+from liveshop.rooms.channel import ChannelInfo
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import RoomInfo
+from liveshop.rooms.schedule import Show
+from liveshop.storage.channels import ChannelStore
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
@@ -36,12 +41,20 @@ async def seed(database_url: str) -> None:
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         rooms = RoomStore(pool)
-        await rooms.create_channel(CHANNEL_ID, "Deals")
+        channels = ChannelStore(pool)
+        await channels.save_channel(ChannelInfo(CHANNEL_ID, "Deals", "Deals"), epoch="demo-1")
         with contextlib.suppress(Conflict):
             await rooms.create_room(
                 RoomInfo(ROOM_ID, "Demo: Friday flash deals", CHANNEL_ID, host_id=HOST_ID),
                 epoch="demo-1",
             )
+        # Today's show (UTC day) is on in the demo room: the channel plays it once its host
+        # goes live, and a replay or the slate until then.
+        day = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+        show = Show(f"demo-{day:%Y%m%d}", CHANNEL_ID, "Friday flash deals", day.timestamp(),
+                    day.timestamp() + 86400 - 60, (HOST_ID,), room_id=ROOM_ID)  # fmt: skip
+        with contextlib.suppress(Conflict):  # booked by an earlier run today
+            await channels.book(show, create_room=False, epoch="demo-1")
         products = ProductStore(pool)
         skus = SkuStore(pool)
         for product in PRODUCTS:

@@ -144,6 +144,12 @@ class MessageBlocked(Forbidden):
     code = "message_blocked"
 
 
+class ChatFrozen(Forbidden):
+    """An operator froze the chat (emergency control); staff still speak."""
+
+    code = "chat_frozen"
+
+
 class SlowMode(ClientError):
     code = "slow_mode"
     status = 429

@@ -103,6 +103,7 @@ class ChatSettingsParams(RoomParams):
         default=None, max_length=500
     )
     automod_fallback: Literal["allow", "block"] | None = None
+    frozen: bool | None = None
 
 
 class RoleParams(UserParams):
@@ -288,6 +289,17 @@ class PingParams(_Params):
     pass
 
 
+class CueParams(RoomParams):
+    """A run-of-show cue of the show on air (or next) in ``room``."""
+
+    cue: str = Field(min_length=1, max_length=64)
+
+
+class RescheduleCueParams(CueParams):
+    #: Seconds after the show's start.
+    at: float = Field(ge=0, le=24 * 3600)
+
+
 #: Operations on a room, after `connect`: each becomes one room command (liveshop/serve/ops.py).
 ROOM_OPS: dict[str, type[RoomParams]] = {
     "chat": ChatParams,
@@ -346,6 +358,16 @@ COMMERCE_OPS: dict[str, type[RoomParams]] = {
     "request_return": ReturnParams,
 }
 
+#: The host's show operations, on the show on air (or next) in a room: run-of-show cues and
+#: live analytics (liveshop/serve/programming.py).
+SHOW_OPS: dict[str, type[RoomParams]] = {
+    "fire_cue": CueParams,
+    "skip_cue": CueParams,
+    "reschedule_cue": RescheduleCueParams,
+    "run_of_show": RoomParams,
+    "show_analytics": RoomParams,
+}
+
 OPS: dict[str, type[_Params]] = {
     "connect": ConnectParams,
     "subscribe": SubscribeParams,
@@ -353,6 +375,7 @@ OPS: dict[str, type[_Params]] = {
     "ping": PingParams,
     **ROOM_OPS,
     **COMMERCE_OPS,
+    **SHOW_OPS,
 }
 
 

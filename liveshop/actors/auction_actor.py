@@ -18,12 +18,14 @@ import logging
 from typing import Any
 
 from liveshop import clock, gctune
+from liveshop.actors import wiring
 from liveshop.actors.group_commit import GroupCommit, report_failure
 from liveshop.commerce.auction import Auction, BidPlaced
 from liveshop.commerce.inventory import Commit, Release
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, ReservationNotFound, Unavailable
 from liveshop.payments.cashier import Cashier
+from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
 from liveshop.storage.skus import SkuStore
@@ -177,7 +179,6 @@ class AuctionActor:
 
     async def _finish(self) -> None:
         """After the end: the held unit goes to the order (or back), then the payment."""
-        from liveshop.serve.sku_client import SkuClient  # it imports the wiring, which imports us
 
         stored = self.stored
         if not stored.stock_done:
@@ -203,7 +204,6 @@ class AuctionActor:
     # -- pushes to the room -------------------------------------------------------------------
 
     async def _push_loop(self) -> None:
-        from liveshop.actors import wiring  # wiring imports this module
 
         while True:
             await self._push_due.wait()

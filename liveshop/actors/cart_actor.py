@@ -35,6 +35,7 @@ from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, OutOfStock
 from liveshop.payments.cashier import Cashier
+from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.carts import CartStore
 from liveshop.storage.pool import connect_retrying
 from liveshop.storage.products import ProductStore
@@ -54,8 +55,6 @@ class CartActor:
         self.pool = await connect_retrying(settings.database_url, max_size=2, who=f"cart {user_id}")
         self.store = CartStore(self.pool)
         self.products = ProductStore(self.pool)
-        from liveshop.serve.sku_client import SkuClient  # it imports the wiring, which imports us
-
         self.skus = SkuClient(settings, SkuStore(self.pool))
         self.cashier = Cashier.using(settings, self.pool)
         self.orders = self.cashier.orders
@@ -68,7 +67,10 @@ class CartActor:
     async def view(self) -> dict[str, Any]:
         return self.cart.view()
 
-    async def add(self, sku: str, quantity: int, room_id: str | None) -> dict[str, Any]:
+    async def add(
+        self, sku: str, quantity: int, room_id: str | None, *, counted: bool = True
+    ) -> dict[str, Any]:
+        """``counted``: an add to cart for the room's show analytics (not a quantity change)."""
         async with self._lock:
             policy, hold_seconds = ("first_paid", 0.0)
             if room_id is not None:
@@ -86,11 +88,13 @@ class CartActor:
             else:
                 await self.skus.actor(sku)  # sku_not_found if there is no such SKU
             try:
+                now = clock.now()
                 self.cart.add(
-                    sku, quantity, clock.now(), room_id=room_id, creator_id=creator, hold=hold,
+                    sku, quantity, now, room_id=room_id, creator_id=creator, hold=hold,
                     hold_expires_at=expires,
                 )  # fmt: skip
-                await self.store.save(self.cart)
+                added = (room_id, sku, quantity, now) if room_id and counted else None
+                await self.store.save(self.cart, added=added)
             except BaseException:
                 if hold is not None:
                     await self._release(sku, [hold])
@@ -116,7 +120,7 @@ class CartActor:
                 self.cart.remove(sku, clock.now())
                 await self.store.save(self.cart)
                 await self._release(sku, line.holds)
-        return await self.add(sku, quantity, room_id)
+        return await self.add(sku, quantity, room_id, counted=False)
 
     # -- checkout -----------------------------------------------------------------------------
 

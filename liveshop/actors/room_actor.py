@@ -20,6 +20,7 @@ import msgpack
 from redis.exceptions import RedisError
 
 from liveshop import clock, gctune
+from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
@@ -153,6 +154,10 @@ class RoomActor:
         """The transcoder actor's view of the room's live stream."""
         return await self._from_actor(StreamChanged(view))
 
+    async def activity(self, since: tuple[int, str] | None) -> dict[str, Any]:
+        """Counters and chat/pin events for show analytics, and the stream (Room.activity)."""
+        return self.room.activity(since, clock.now())
+
     async def _from_actor(self, command: Command) -> Reply:
         result = (await self.handle([command]))[0]
         if isinstance(result, LiveshopError):
@@ -161,8 +166,6 @@ class RoomActor:
 
     async def _watch_skus(self, product_id: str) -> None:
         """Ask the SKUs of a newly pinned product to push their counters here."""
-        from liveshop.actors import wiring  # wiring imports this module
-
         try:
             for sku in await SkuStore(self.pool).ids(product_id=product_id, limit=20, after=None):
                 handle = await asyncio.to_thread(wiring.create_sku_actor, sku, self.settings)

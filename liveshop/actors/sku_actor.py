@@ -23,6 +23,7 @@ from typing import Any
 from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune
+from liveshop.actors import wiring
 from liveshop.actors.group_commit import GroupCommit, report_failure
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
 from liveshop.config import Settings
@@ -247,7 +248,6 @@ class SkuActor:
                 log.exception("SKU %s could not push its counter", self.sku)
 
     async def _push(self, view: dict[str, Any]) -> None:
-        from liveshop.actors import wiring  # wiring imports this module
 
         for room_id in list(self.watchers):
             handle = self._rooms.get(room_id)

@@ -21,6 +21,7 @@ from typing import Any
 import ray
 from ray.exceptions import RayActorError
 
+from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import BadStream, LiveshopError, StreamNotLive, Unavailable
 from liveshop.media import webrtc
@@ -244,7 +245,6 @@ class TranscoderActor:
                 return
 
     async def _push(self, view: dict[str, Any]) -> None:
-        from liveshop.actors import wiring  # wiring imports this module
 
         for _ in range(2):
             if self._room is None:

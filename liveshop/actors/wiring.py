@@ -7,15 +7,12 @@ so all of them import and unit-test without Ray.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
 from typing import Any
 
 import ray
 
-from liveshop.actors.auction_actor import AuctionActor
-from liveshop.actors.cart_actor import CartActor
-from liveshop.actors.room_actor import RoomActor
-from liveshop.actors.sku_actor import SkuActor
-from liveshop.actors.transcoder_actor import TranscoderActor
 from liveshop.config import NAMESPACE, Settings
 
 ROOM_ACTOR_PREFIX = "room:"
@@ -23,6 +20,7 @@ SKU_ACTOR_PREFIX = "sku:"
 AUCTION_ACTOR_PREFIX = "auction:"
 CART_ACTOR_PREFIX = "cart:"
 TRANSCODER_ACTOR_PREFIX = "transcoder:"
+CHANNEL_ACTOR_PREFIX = "channel:"
 
 #: The custom resource media nodes offer; one unit per live stream a node can transcode.
 MEDIA_RESOURCE = "media"
@@ -55,15 +53,21 @@ TRANSCODER_ACTOR_OPTIONS: dict[str, Any] = {
     "resources": {MEDIA_RESOURCE: 1},
 }
 
+#: One per channel, always running (24/7): it ticks every second whether or not anyone
+#: calls it, so it is created with the channel and again by the API if it is missing.
+CHANNEL_ACTOR_OPTIONS: dict[str, Any] = {**ROOM_ACTOR_OPTIONS, "max_concurrency": 100}
+
 #: Serve deployments. The gateway and API are I/O bound as well.
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 
-_RemoteRoomActor: Any = ray.remote(RoomActor)
-_RemoteSkuActor: Any = ray.remote(SkuActor)
-_RemoteAuctionActor: Any = ray.remote(AuctionActor)
-_RemoteCartActor: Any = ray.remote(CartActor)
-_RemoteTranscoderActor: Any = ray.remote(TranscoderActor)
+
+@functools.cache
+def _remote(module: str, name: str) -> Any:
+    """The Ray actor class for ``liveshop.actors.<module>.<name>``, made on first use: the
+    actors use the clients that use this module, so it imports none of them up front."""
+    return ray.remote(getattr(importlib.import_module(f"liveshop.actors.{module}"), name))
+
 
 #: Ray's handle types are not precise enough to type-check calls through; keep it honest.
 RoomHandle = Any
@@ -92,9 +96,11 @@ def get_room_actor(room_id: str) -> RoomHandle | None:
 
 def create_room_actor(room_id: str, settings: Settings) -> RoomHandle:
     """Get or create the room's detached actor (blocking GCS call)."""
-    handle: RoomHandle = _RemoteRoomActor.options(
-        name=room_actor_name(room_id), get_if_exists=True, **ROOM_ACTOR_OPTIONS
-    ).remote(room_id, settings)
+    handle: RoomHandle = (
+        _remote("room_actor", "RoomActor")
+        .options(name=room_actor_name(room_id), get_if_exists=True, **ROOM_ACTOR_OPTIONS)
+        .remote(room_id, settings)
+    )
     return handle
 
 
@@ -104,9 +110,11 @@ def get_sku_actor(sku: str) -> SkuHandle | None:
 
 def create_sku_actor(sku: str, settings: Settings) -> SkuHandle:
     """Get or create the SKU's detached actor (blocking GCS call); the SKU must exist."""
-    handle: SkuHandle = _RemoteSkuActor.options(
-        name=sku_actor_name(sku), get_if_exists=True, **SKU_ACTOR_OPTIONS
-    ).remote(sku, settings)
+    handle: SkuHandle = (
+        _remote("sku_actor", "SkuActor")
+        .options(name=sku_actor_name(sku), get_if_exists=True, **SKU_ACTOR_OPTIONS)
+        .remote(sku, settings)
+    )
     return handle
 
 
@@ -116,9 +124,13 @@ def get_auction_actor(auction_id: str) -> Any | None:
 
 def create_auction_actor(auction_id: str, settings: Settings) -> Any:
     """Get or create the auction's detached actor (blocking GCS call); it must exist."""
-    return _RemoteAuctionActor.options(
-        name=AUCTION_ACTOR_PREFIX + auction_id, get_if_exists=True, **AUCTION_ACTOR_OPTIONS
-    ).remote(auction_id, settings)
+    return (
+        _remote("auction_actor", "AuctionActor")
+        .options(
+            name=AUCTION_ACTOR_PREFIX + auction_id, get_if_exists=True, **AUCTION_ACTOR_OPTIONS
+        )
+        .remote(auction_id, settings)
+    )
 
 
 def get_cart_actor(user_id: str) -> Any | None:
@@ -127,9 +139,11 @@ def get_cart_actor(user_id: str) -> Any | None:
 
 def create_cart_actor(user_id: str, settings: Settings) -> Any:
     """Get or create the user's detached cart actor (blocking GCS call)."""
-    return _RemoteCartActor.options(
-        name=CART_ACTOR_PREFIX + user_id, get_if_exists=True, **CART_ACTOR_OPTIONS
-    ).remote(user_id, settings)
+    return (
+        _remote("cart_actor", "CartActor")
+        .options(name=CART_ACTOR_PREFIX + user_id, get_if_exists=True, **CART_ACTOR_OPTIONS)
+        .remote(user_id, settings)
+    )
 
 
 def get_transcoder_actor(room_id: str) -> Any | None:
@@ -139,9 +153,28 @@ def get_transcoder_actor(room_id: str) -> Any | None:
 def create_transcoder_actor(room_id: str, settings: Settings) -> Any:
     """Get or create the room's transcoder (blocking GCS call); it waits for a node with a
     free ``media`` unit."""
-    return _RemoteTranscoderActor.options(
-        name=TRANSCODER_ACTOR_PREFIX + room_id, get_if_exists=True, **TRANSCODER_ACTOR_OPTIONS
-    ).remote(room_id, settings)
+    return (
+        _remote("transcoder_actor", "TranscoderActor")
+        .options(
+            name=TRANSCODER_ACTOR_PREFIX + room_id, get_if_exists=True, **TRANSCODER_ACTOR_OPTIONS
+        )
+        .remote(room_id, settings)
+    )
+
+
+def get_channel_actor(channel_id: str) -> Any | None:
+    return _get_actor(CHANNEL_ACTOR_PREFIX + channel_id)
+
+
+def create_channel_actor(channel_id: str, settings: Settings) -> Any:
+    """Get or create the channel's detached actor (blocking GCS call); it must exist."""
+    return (
+        _remote("channel_actor", "ChannelActor")
+        .options(
+            name=CHANNEL_ACTOR_PREFIX + channel_id, get_if_exists=True, **CHANNEL_ACTOR_OPTIONS
+        )
+        .remote(channel_id, settings)
+    )
 
 
 def list_actor_names(prefix: str) -> list[str]:
@@ -154,12 +187,12 @@ def list_actor_names(prefix: str) -> list[str]:
 
 
 def kill_domain_actors() -> int:
-    """Stop every room, SKU, auction, cart and transcoder actor (for `liveshop down` on a
+    """Stop every room, SKU, auction, cart, transcoder and channel actor (for `liveshop down` on a
     shared cluster)."""
     killed = 0
     prefixes = (
         ROOM_ACTOR_PREFIX, SKU_ACTOR_PREFIX, AUCTION_ACTOR_PREFIX, CART_ACTOR_PREFIX,
-        TRANSCODER_ACTOR_PREFIX,
+        TRANSCODER_ACTOR_PREFIX, CHANNEL_ACTOR_PREFIX,
     )  # fmt: skip
     for prefix in prefixes:
         for name in list_actor_names(prefix):

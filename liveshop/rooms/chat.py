@@ -14,6 +14,7 @@ from typing import Any
 from liveshop.errors import (
     AudienceRestricted,
     Banned,
+    ChatFrozen,
     Forbidden,
     InvalidRequest,
     MessageBlocked,
@@ -40,6 +41,8 @@ class ChatRules:
     rate_window: int = 30  # seconds
     blocked_words: tuple[str, ...] = ()
     automod_fallback: str = "allow"
+    #: An operator's emergency control: only staff speak until it is lifted.
+    frozen: bool = False
     mutes: dict[str, float] = field(default_factory=dict)  # user -> until (epoch seconds)
     bans: dict[str, str] = field(default_factory=dict)  # user -> reason
     _recent: dict[str, deque[float]] = field(default_factory=dict, repr=False)
@@ -54,6 +57,8 @@ class ChatRules:
             return
         if not roles & SPEAKING_ROLES:
             raise Forbidden("your token does not let you speak in this room")
+        if self.frozen:
+            raise ChatFrozen("chat is paused by the channel's operators")
         if user_id in self.bans:
             raise Banned("you are banned from this room")
         until = self.mutes.get(user_id)
@@ -127,6 +132,7 @@ class ChatRules:
         rate_window: int | None,
         blocked_words: tuple[str, ...] | None,
         automod_fallback: str | None,
+        frozen: bool | None = None,
     ) -> None:
         if slow_mode is not None and not 0 <= slow_mode <= 3600:
             raise InvalidRequest("slow_mode must be 0-3600 seconds")
@@ -154,6 +160,8 @@ class ChatRules:
             self.rate_window = rate_window
         if automod_fallback is not None:
             self.automod_fallback = automod_fallback
+        if frozen is not None:
+            self.frozen = frozen
 
     def settings(self) -> dict[str, Any]:
         return {
@@ -163,6 +171,7 @@ class ChatRules:
             "rate_window": self.rate_window,
             "blocked_words": len(self.blocked_words),
             "automod_fallback": self.automod_fallback,
+            "frozen": self.frozen,
         }
 
     def to_state(self) -> dict[str, Any]:
@@ -173,6 +182,7 @@ class ChatRules:
             "rate_window": self.rate_window,
             "blocked_words": list(self.blocked_words),
             "automod_fallback": self.automod_fallback,
+            "frozen": self.frozen,
             "mutes": self.mutes,
             "bans": self.bans,
         }
@@ -186,6 +196,7 @@ class ChatRules:
             rate_window=int(state.get("rate_window", 30)),
             blocked_words=tuple(state.get("blocked_words", ())),
             automod_fallback=state.get("automod_fallback", "allow"),
+            frozen=bool(state.get("frozen", False)),
             mutes={u: float(t) for u, t in (state.get("mutes") or {}).items()},
             bans=dict(state.get("bans") or {}),
         )

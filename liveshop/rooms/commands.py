@@ -93,6 +93,7 @@ class ChatSettings:
     rate_window: int | None = None
     blocked_words: tuple[str, ...] | None = None
     automod_fallback: str | None = None
+    frozen: bool | None = None
 
 
 @dataclass(frozen=True)
@@ -264,6 +265,14 @@ class AuctionChanged:
 
 
 @dataclass(frozen=True)
+class ChannelChanged:
+    """What the channel plays and its now/next (``Channel.view``), pushed by the channel
+    actor to its feed room and to the show on air; never sent by clients."""
+
+    view: dict[str, Any]
+
+
+@dataclass(frozen=True)
 class StreamChanged:
     """The room's live stream as its transcoder sees it (status, playback URLs, health),
     pushed by the transcoder actor; never sent by clients."""
@@ -276,7 +285,7 @@ Command = (
     | ChatSettings | GrantRole | RevokeRole | SystemMessage | React | ReportViewers | Joined
     | Pin | Unpin | QueueProduct | UnqueueProduct | CreatePoll | Vote | ClosePoll | Ask
     | Upvote | MarkAnswered | OpenGiveaway | EnterGiveaway | DrawGiveaway | SendGift | GiftSent
-    | StockChanged | AuctionChanged | StreamChanged
+    | StockChanged | AuctionChanged | StreamChanged | ChannelChanged
 )  # fmt: skip
 
 Reply = dict[str, Any]

@@ -27,12 +27,14 @@ from liveshop.errors import (
     LiveshopError,
     NotFound,
 )
+from liveshop.rooms.channel import route_key
 from liveshop.rooms.chat import MAX_MUTE_SECONDS, ChatRules
 from liveshop.rooms.commands import (
     Actor,
     Ask,
     AuctionChanged,
     Ban,
+    ChannelChanged,
     Chat,
     ChatSettings,
     ClosePoll,
@@ -157,6 +159,9 @@ class Room:
         #: The live stream as the transcoder last pushed it (None: never went live).
         self.stream: dict[str, Any] | None = None
         self._stream_changed = False
+        #: What the room's channel plays (``Channel.view``), pushed by the channel actor.
+        self.channel: dict[str, Any] | None = None
+        self._channel_changed = False
         self.queue: list[Product] = []
         self.pinned_message: dict[str, Any] | None = None
         self.deleted: set[int] = set()
@@ -269,6 +274,9 @@ class Room:
                 return self._offset(self._emit("user_unbanned", data, now))
             case ChatSettings(by=by):
                 self._require_staff(by)
+                if command.frozen is not None and Role.SERVICE not in self._roles(by):
+                    # An operator's emergency control: a room moderator must not lift it.
+                    raise Forbidden("chat is frozen and thawed by the channel's operators")
                 self.rules.update(
                     slow_mode=command.slow_mode,
                     audience=command.audience,
@@ -276,6 +284,7 @@ class Room:
                     rate_window=command.rate_window,
                     blocked_words=command.blocked_words,
                     automod_fallback=command.automod_fallback,
+                    frozen=command.frozen,
                 )
                 data = {"settings": self.rules.settings(), "by": by.user_id}
                 return self._offset(self._emit("chat_settings", data, now))
@@ -398,6 +407,8 @@ class Room:
                 return self._auction(view, now)
             case StreamChanged(view=view):
                 return self._stream(view, now)
+            case ChannelChanged(view=view):
+                return self._channel(view, now)
             case SendGift():
                 raise InvalidRequest("gifts are paid by the room actor before the room sees them")
             case DrawGiveaway(by=by, giveaway_id=giveaway_id, winners=winners, seed=seed):
@@ -487,6 +498,19 @@ class Room:
         if view != self.stream:
             self.stream = view
             self._stream_changed = True
+        return {}
+
+    def _channel(self, view: dict[str, Any], now: float) -> Reply:
+        """The channel's route and now/next, published per tick; a change of what plays is a
+        ``route_changed`` event, so a player that was away learns it on recovery."""
+        route = view["route"]
+        before = (self.channel or {}).get("route")
+        if before is None or route_key(route) != route_key(before):
+            data = {"route": route, "now": view.get("now"), "override": view.get("override")}
+            self._emit("route_changed", data, now)
+        if view != self.channel:
+            self.channel = view
+            self._channel_changed = True
         return {}
 
     def _keep_stock_of(self, product_id: str | None) -> None:
@@ -668,6 +692,9 @@ class Room:
         if self._stream_changed:
             tick.state["stream"] = self.stream
             self._stream_changed = False
+        if self._channel_changed:
+            tick.state["channel"] = self.channel
+            self._channel_changed = False
         if self._board_changed:
             tick.state["gift_leaderboard"] = self.gifts.top()
             self._board_changed = False
@@ -764,6 +791,25 @@ class Room:
             results.append(snapshot)
         return results
 
+    def activity(self, since: tuple[int, str] | None, now: float) -> dict[str, Any]:
+        """What show analytics reads every second: the counters, and the chat and pin events
+        after ``since`` (``gap: true`` when they are out of reach: history moved on or the
+        epoch changed; counting resumes from ``offset``)."""
+        missed = None
+        if since is not None and since[1] == self.epoch:
+            missed = self.history.since(since[0], self.offset, now)
+        events = [e.to_wire() for e in missed or () if e.kind in ("chat", "pin")]
+        return {
+            "epoch": self.epoch,
+            "offset": self.offset,
+            "gap": since is not None and missed is None,
+            "events": events,
+            "viewers": self.viewers(now),
+            "unique_viewers": len(self.uniques),
+            "reactions": sum(self.reactions.values()),
+            "stream": self.stream,
+        }
+
     def _current(self, now: float) -> dict[str, Any]:
         return {
             "room": self.info.to_wire(),
@@ -773,6 +819,7 @@ class Room:
             "stock": dict(self.stock),
             "auctions": dict(self.auctions),
             "stream": self.stream,
+            "channel": self.channel,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             "chat_settings": self.rules.settings(),
@@ -796,6 +843,7 @@ class Room:
             "stock": self.stock,
             "auctions": self.auctions,
             "stream": self.stream,
+            "channel": self.channel,
             "queue": [p.card() for p in self.queue],
             "pinned_message": self.pinned_message,
             # Older ids have left the history window: nothing can show them any more.
@@ -838,6 +886,7 @@ class Room:
         room.stock = dict(state.get("stock") or {})
         room.auctions = dict(state.get("auctions") or {})
         room.stream = state.get("stream")
+        room.channel = state.get("channel")
         room.queue = [Product.from_card(c) for c in state.get("queue") or ()]
         room.pinned_message = state.get("pinned_message")
         room.deleted = set(state.get("deleted") or ())

@@ -13,8 +13,30 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import AlreadyDone, InvalidRequest, NotFound
+from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, validate_params
 
-CUE_ACTIONS = ("pin", "start_deal", "open_poll", "start_auction", "message")
+#: What each cue does: the viewer-protocol operation it runs in the show's room (its
+#: ``params`` are that operation's, without ``room``), as the channel, with service rights.
+CUE_OPS = {
+    "pin": "pin_product",
+    "start_deal": "start_deal",
+    "open_poll": "create_poll",
+    "start_auction": "start_auction",
+    "message": "system_message",
+}
+CUE_ACTIONS = tuple(CUE_OPS)
+
+
+def cue_operation(action: str, params: dict[str, Any], room_id: str) -> tuple[str, Any]:
+    """The operation a cue runs and its validated params (refused when the cue is added,
+    not when it fires)."""
+    op = CUE_OPS.get(action)
+    if op is None:
+        raise InvalidRequest(f"a cue's action is one of {', '.join(CUE_OPS)}")
+    model = ROOM_OPS.get(op) or COMMERCE_OPS[op]
+    return op, validate_params(model, {**params, "room": room_id}, op)
+
+
 #: Cues that should have fired more than this long ago (the channel was down) are skipped
 #: rather than fired late: a flash deal an hour late is worse than none.
 STALE_AFTER = 300.0
@@ -62,16 +84,25 @@ class RunOfShow:
     def due(self, now: float) -> list[Cue]:
         """Cues whose time has come, in order, marked fired; stale ones are skipped."""
         fired = []
-        for cue in sorted(self.cues.values(), key=lambda c: (c.at, c.cue_id)):
-            when = self.starts_at + cue.at
-            if cue.status != "pending" or when > now:
-                continue
-            if now - when > STALE_AFTER:
+        for cue in self._reached(now):
+            if now - (self.starts_at + cue.at) > STALE_AFTER:
                 self._close(cue, "skipped", now, by="schedule", how="stale")
             else:
                 self._close(cue, "fired", now, by="schedule", how="on_time")
                 fired.append(cue)
         return fired
+
+    def skip_stale(self, now: float) -> None:
+        """While the show is off screen nothing fires, but cues too late to fire are closed."""
+        for cue in self._reached(now):
+            if now - (self.starts_at + cue.at) > STALE_AFTER:
+                self._close(cue, "skipped", now, by="schedule", how="stale")
+
+    def _reached(self, now: float) -> list[Cue]:
+        """Pending cues whose time has come, in order (a show holds at most MAX_CUES)."""
+        edge = now - self.starts_at
+        return sorted((c for c in self.cues.values() if c.status == "pending" and c.at <= edge),
+                      key=lambda c: (c.at, c.cue_id))  # fmt: skip
 
     def fire(self, cue_id: str, now: float, by: str) -> Cue:
         """Fire now, whatever the cue's time (the host is ahead of or behind the plan)."""
@@ -93,6 +124,14 @@ class RunOfShow:
                          "by": by, "at": now})  # fmt: skip
         cue.at = at
         return cue
+
+    def outcome(self, cue_id: str, now: float, error: dict[str, Any] | None) -> None:
+        """What running a fired cue did: ``error`` (code, message) or None for success."""
+        entry: dict[str, Any] = {"cue_id": cue_id, "event": "failed" if error else "done",
+                                 "at": now}  # fmt: skip
+        if error:
+            entry["error"] = error
+        self.log.append(entry)
 
     def _close(self, cue: Cue, status: str, now: float, *, by: str, how: str) -> None:
         cue.status = status

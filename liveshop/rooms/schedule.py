@@ -29,7 +29,7 @@ SHOW_STATUSES = ("scheduled", "live", "ended", "cancelled")
 def zone(name: str) -> ZoneInfo:
     try:
         return ZoneInfo(name)
-    except (ZoneInfoNotFoundError, ValueError):
+    except (ZoneInfoNotFoundError, ValueError, OSError):  # OSError: "America" is a folder
         raise InvalidRequest(f"unknown time zone {name!r}") from None
 
 
@@ -55,6 +55,8 @@ class Show:
     #: A premiere's recording (its replay playlist); a live show's room.
     recording: str | None = None
     room_id: str | None = None
+    #: When it actually ended (its slot's end, or earlier when an operator ended it).
+    ended_at: float | None = None
 
     def __post_init__(self) -> None:
         if self.kind not in SHOW_KINDS:
@@ -84,7 +86,7 @@ class Show:
             "starts_at": self.starts_at, "ends_at": self.ends_at, "hosts": list(self.hosts),
             "kind": self.kind, "status": self.status, "series_id": self.series_id,
             "season": self.season, "products": list(self.products),
-            "recording": self.recording, "room_id": self.room_id,
+            "recording": self.recording, "room_id": self.room_id, "ended_at": self.ended_at,
         }  # fmt: skip
 
 
@@ -133,6 +135,13 @@ class Availability:
 
     tz: str
     windows: tuple[tuple[int, dt.time, dt.time], ...] = ()
+
+    def __post_init__(self) -> None:
+        zone(self.tz)
+        for weekday, begins, finishes in self.windows:
+            if not 0 <= weekday <= 6 or begins >= finishes:
+                raise InvalidRequest("a window is a weekday 0-6 and a start before its end "
+                                     "(split one that crosses midnight)")  # fmt: skip
 
     def covers(self, starts_at: float, ends_at: float) -> bool:
         if not self.windows:
@@ -188,13 +197,16 @@ class Calendar:
     def expand(
         self, template: Recurrence, make: Show, start: float, end: float
     ) -> tuple[list[Show], list[tuple[Show, Show]]]:
-        """The shows a template yields in ``[start, end)`` (ids ``<make.show_id>-<n>``,
-        each like ``make`` at its own time), split into bookable ones and ``(show,
-        conflict)`` pairs; bookable ones are added to the calendar as they are found."""
+        """The shows a template yields in ``[start, end)`` (ids ``<make.show_id>-<local
+        date>``, so expanding the same days again names the same shows; each like ``make``
+        at its own time), split into bookable ones and ``(show, conflict)`` pairs; bookable
+        ones are added to the calendar as they are found."""
         booked, clashes = [], []
-        for n, (begins, finishes) in enumerate(template.occurrences(start, end)):
+        tz = zone(template.tz)
+        for begins, finishes in template.occurrences(start, end):
+            day = dt.datetime.fromtimestamp(begins, tz).strftime("%Y%m%d")
             show = dataclasses.replace(
-                make, show_id=f"{make.show_id}-{n + 1}", starts_at=begins, ends_at=finishes
+                make, show_id=f"{make.show_id}-{day}", starts_at=begins, ends_at=finishes
             )
             clash = self.conflict(show)
             if clash is None:

@@ -34,10 +34,18 @@ from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
-from liveshop.serve.auth import Authorization, bearer_identity, is_service
+from liveshop.serve import programming_api
+from liveshop.serve.auth import (
+    Authorization,
+    bearer_identity,
+    is_service,
+    require_self_or_service,
+    require_service,
+)
 from liveshop.serve.commerce import Commerce
 from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import command_for
+from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.pool import create_pool
@@ -56,6 +64,7 @@ app = FastAPI(
 
 
 install_error_handlers(app)
+app.include_router(programming_api.router)
 
 
 class RoomCreate(BaseModel):
@@ -245,6 +254,12 @@ class Api:
         self._reconciler = asyncio.get_running_loop().create_task(self.commerce.reconcile_forever())
         self.rooms = RoomClient(settings, self.room_store)
         self.redis = RedisPublisher(settings.redis_url)
+        self.programming = Programming(settings, self.pool)
+        programming_api.use(self.programming, settings)
+        # Channels run 24/7: start any channel actor that is missing (after a restart).
+        self._channels = asyncio.get_running_loop().create_task(
+            self.programming.keep_actors_running()
+        )
 
     def _identity(self, authorization: str | None) -> Identity:
         return bearer_identity(self.settings.secret, authorization)
@@ -252,10 +267,7 @@ class Api:
     _is_service = staticmethod(is_service)
 
     def _service(self, authorization: str | None) -> Identity:
-        identity = self._identity(authorization)
-        if not self._is_service(identity):
-            raise Forbidden("needs the service role on all rooms ('*')")
-        return identity
+        return require_service(self._identity(authorization))
 
     def _own(self, authorization: str | None, user_id: str) -> Identity:
         identity = self._identity(authorization)
@@ -264,10 +276,7 @@ class Api:
         return identity
 
     def _self_or_service(self, authorization: str | None, user_id: str) -> Identity:
-        identity = self._identity(authorization)
-        if identity.user_id != user_id and not self._is_service(identity):
-            raise Forbidden("only the user themself or a service may do this")
-        return identity
+        return require_self_or_service(self._identity(authorization), user_id)
 
     # -- health ----------------------------------------------------------------------------
 

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import Header
 
 from liveshop import clock
-from liveshop.errors import Unauthenticated
+from liveshop.errors import Forbidden, Unauthenticated
 from liveshop.tokens import ANY_ROOM, Identity, Role, verify_token
 
 #: The ``Authorization`` header of a route (``Bearer <token>``; checked by the route).
@@ -22,3 +22,15 @@ def bearer_identity(secret: str, authorization: str | None) -> Identity:
 
 def is_service(identity: Identity) -> bool:
     return Role.SERVICE in identity.grants.get(ANY_ROOM, frozenset())
+
+
+def require_service(identity: Identity) -> Identity:
+    if not is_service(identity):
+        raise Forbidden("needs the service role on all rooms ('*')")
+    return identity
+
+
+def require_self_or_service(identity: Identity, user_id: str) -> Identity:
+    if identity.user_id != user_id and not is_service(identity):
+        raise Forbidden("only the user themself or a service may do this")
+    return identity

@@ -40,6 +40,7 @@ from liveshop.protocol import (
     COMMERCE_OPS,
     MAX_FRAME_BYTES,
     ROOM_OPS,
+    SHOW_OPS,
     SUBPROTOCOL_JSON,
     SUBPROTOCOL_MSGPACK,
     Codec,
@@ -60,12 +61,13 @@ from liveshop.rooms.commands import Actor, Joined, ReportViewers
 from liveshop.serve.commerce import Commerce
 from liveshop.serve.hub import Hub, server_frame, write_all
 from liveshop.serve.ops import command_for
+from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisSubscriber
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
-from liveshop.tokens import Identity, verify_token
+from liveshop.tokens import STAFF_ROLES, Identity, verify_token
 
 log = logging.getLogger(__name__)
 
@@ -110,6 +112,7 @@ class Gateway:
         self.rooms: RoomClient | None = None
         self.commerce: Commerce | None = None
         self.products: ProductStore | None = None
+        self.programming: Programming | None = None
         #: Live sessions by socket, to act on room events about a user (a ban).
         self._sessions: dict[ServerConnection, Session] = {}
         self.subscriber: RedisSubscriber | None = None
@@ -127,6 +130,7 @@ class Gateway:
         self.rooms = RoomClient(self.settings, RoomStore(self._pool))
         self.commerce = Commerce(self.settings, self._pool)
         self.products = ProductStore(self._pool)
+        self.programming = Programming(self.settings, self._pool)
         self.hub.on_ban = self._kick
         self.subscriber = RedisSubscriber(
             self.settings.redis_url, self.hub.on_message, on_reconnect=self._on_reconnect
@@ -380,12 +384,26 @@ class Gateway:
             by = session.actor(room_id)
             command = await command_for(request.op, by, request.params, self.products)
             return await self.rooms.send(room_id, command)
+        if request.op in SHOW_OPS:
+            # Cues and analytics of the show in this room, from its channel's actor.
+            assert self.programming is not None
+            return await self._show_op(session.identity, request.op, request.params)
         if request.op in COMMERCE_OPS:
             # Buys, holds and deals go to the SKU's actor, payments to the cashier; the room
             # only names where they happened, so the caller needs a role there.
             assert self.commerce is not None
             return await self.commerce.run(request.op, session.identity, request.params)
         raise InternalError(f"op {request.op!r} has no handler")
+
+    async def _show_op(self, who: Identity, op: str, params: Any) -> dict[str, Any]:
+        assert self.programming is not None
+        if op == "run_of_show":
+            return await self.programming.run_of_show(who, room_id=params.room)
+        if op == "show_analytics":
+            return await self.programming.analytics(who, room_id=params.room)
+        change = op.removesuffix("_cue")  # fire, skip, reschedule
+        at = getattr(params, "at", None)
+        return await self.programming.cue(who, change, params.cue, room_id=params.room, at=at)
 
     @staticmethod
     def _require_role(session: Session, room_id: str) -> None:
@@ -420,7 +438,9 @@ class Gateway:
         # Reply with the snapshot, then whatever arrived after it, then go live: all written
         # at once, with no await in between, so nothing falls between them.
         self._send(session, result_reply(rid, snapshot))
-        feed.finish_join(session.ws, session.codec, snapshot["offset"])
+        # Staff sockets (by token role) also get the show's live analytics every second.
+        staff = bool(session.identity.roles_in(room_id) & STAFF_ROLES)
+        feed.finish_join(session.ws, session.codec, snapshot["offset"], staff=staff)
         joined = asyncio.ensure_future(self.rooms.send(room_id, Joined(session.actor(room_id))))
         joined.add_done_callback(_ignore_result)  # presence is best effort
 

@@ -54,6 +54,8 @@ class RoomFeed:
         #: carried the snapshot's last events can still be on its way through Redis (the reply
         #: came over Ray). They skip events at or below their offset until one newer arrives.
         self.catching_up: dict[ServerConnection, tuple[Codec, int]] = {}
+        #: Sockets of the room's staff (hosts, moderators): they also get staff-only pushes.
+        self.staff: dict[ServerConnection, Codec] = {}
 
     def __len__(self) -> int:
         live = sum(len(c) for c in self.live.values())
@@ -62,13 +64,17 @@ class RoomFeed:
     def begin_join(self, ws: ServerConnection) -> None:
         self.joining[ws] = []
 
-    def finish_join(self, ws: ServerConnection, codec: Codec, offset: int) -> None:
+    def finish_join(
+        self, ws: ServerConnection, codec: Codec, offset: int, *, staff: bool = False
+    ) -> None:
         """The socket was sent everything up to ``offset`` (its reply): send it what its
         buffer holds after that, then let it catch up with the broker. Call with no await
         between the reply and this, so that no message falls in between."""
         buffer = self.joining.pop(ws, None)
         if buffer is None:
             return  # it left (or closed) while joining
+        if staff:
+            self.staff[ws] = codec
         for message in buffer:
             push = room_push(
                 self.room_id, message["epoch"], message["events"], message.get("state") or {}
@@ -82,6 +88,7 @@ class RoomFeed:
 
     def remove(self, ws: ServerConnection) -> None:
         self.joining.pop(ws, None)
+        self.staff.pop(ws, None)
         self.catching_up.pop(ws, None)
         for conns in self.live.values():
             conns.discard(ws)
@@ -102,6 +109,17 @@ class RoomFeed:
         for buffer in self.joining.values():
             buffer.append(message)
         return sent
+
+    def deliver_staff(self, push: dict[str, Any]) -> int:
+        """A staff-only push (live show analytics): encoded once per codec, no offsets (each
+        one replaces the last, so a missed one is not recovered)."""
+        frames: dict[Codec, bytes] = {}
+        for ws, codec in self.staff.items():
+            frame = frames.get(codec)
+            if frame is None:
+                frame = frames[codec] = server_frame(encode_frame(push, codec))
+            write_all((ws,), frame)
+        return len(self.staff)
 
     def _catch_up(
         self, message: dict[str, Any], push: dict[str, Any], frames: dict[Codec, bytes]
@@ -170,6 +188,10 @@ class Hub:
             message = msgpack.unpackb(payload, raw=False)
         except Exception:
             log.error("undecodable message on room %s dropped", room_id)
+            return
+        staff = message.get("staff")
+        if staff is not None:
+            self.frames_out += feed.deliver_staff(staff)
             return
         self.frames_out += feed.deliver(message)
         if self.on_ban is not None:

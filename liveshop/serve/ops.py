@@ -47,7 +47,7 @@ async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c
             words = tuple(p.blocked_words) if p.blocked_words is not None else None
             return c.ChatSettings(
                 by, p.slow_mode, p.audience, p.rate_limit, p.rate_window, words,
-                p.automod_fallback,
+                p.automod_fallback, p.frozen,
             )  # fmt: skip
         case "grant_role":
             return c.GrantRole(by, p.user_id, Role(p.role))

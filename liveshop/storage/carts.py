@@ -23,8 +23,15 @@ class CartStore:
         state = await self.pool.fetchval("SELECT state FROM carts WHERE user_id = $1", user_id)
         return Cart.from_state(user_id, state) if state else Cart(user_id)
 
-    async def save(self, cart: Cart, *, event: tuple[str, dict[str, Any]] | None = None) -> None:
-        """The cart, and an event about it if any, together."""
+    async def save(
+        self,
+        cart: Cart,
+        *,
+        event: tuple[str, dict[str, Any]] | None = None,
+        added: tuple[str, str, int, float] | None = None,
+    ) -> None:
+        """The cart, and an event about it if any, together; ``added`` = ``(room, sku,
+        quantity, at)`` records an add to cart in a room for its show's analytics."""
         async with self.pool.acquire() as conn, conn.transaction():
             await conn.execute(
                 "INSERT INTO carts (user_id, state) VALUES ($1, $2) ON CONFLICT (user_id) "
@@ -34,6 +41,13 @@ class CartStore:
             )
             if event is not None:
                 await add_event(conn, event[0], cart.user_id, event[1])
+            if added is not None:
+                room_id, sku, quantity, at = added
+                await conn.execute(
+                    "INSERT INTO cart_adds (room_id, user_id, sku, quantity, at) "
+                    "VALUES ($1, $2, $3, $4, $5)",
+                    room_id, cart.user_id, sku, quantity, at,
+                )  # fmt: skip
 
     # -- events -------------------------------------------------------------------------------
 

@@ -1,4 +1,4 @@
-"""Rooms, channels and the room event log in PostgreSQL."""
+"""Rooms and the room event log in PostgreSQL (channels: storage/channels.py)."""
 
 from __future__ import annotations
 
@@ -32,36 +32,32 @@ def _info(row: asyncpg.Record) -> RoomInfo:
     )
 
 
+async def insert_room(
+    conn: asyncpg.Connection | asyncpg.Pool, info: RoomInfo, *, epoch: str, if_absent: bool = False
+) -> RoomInfo | None:
+    """Insert a room (``if_absent``: keep one that exists, and return None for it)."""
+    try:
+        row = await conn.fetchrow(
+            "INSERT INTO rooms (id, channel_id, title, status, epoch, host_id) "
+            "VALUES ($1, $2, $3, $4, $5, $6) "
+            + ("ON CONFLICT (id) DO NOTHING " if if_absent else "") + "RETURNING *",
+            info.room_id, info.channel_id, info.title, info.status, epoch, info.host_id,
+        )  # fmt: skip
+    except asyncpg.UniqueViolationError:
+        raise Conflict(f"room {info.room_id!r} already exists") from None
+    except asyncpg.ForeignKeyViolationError:
+        raise Conflict(f"channel {info.channel_id!r} does not exist") from None
+    return _info(row) if row is not None else None
+
+
 class RoomStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def create_channel(self, channel_id: str, title: str) -> None:
-        await self.pool.execute(
-            "INSERT INTO channels (id, title) VALUES ($1, $2) "
-            "ON CONFLICT (id) DO UPDATE SET title = EXCLUDED.title",
-            channel_id,
-            title,
-        )
-
     async def create_room(self, info: RoomInfo, *, epoch: str) -> RoomInfo:
-        try:
-            row = await self.pool.fetchrow(
-                "INSERT INTO rooms (id, channel_id, title, status, epoch, host_id) "
-                "VALUES ($1, $2, $3, $4, $5, $6) RETURNING *",
-                info.room_id,
-                info.channel_id,
-                info.title,
-                info.status,
-                epoch,
-                info.host_id,
-            )
-        except asyncpg.UniqueViolationError:
-            raise Conflict(f"room {info.room_id!r} already exists") from None
-        except asyncpg.ForeignKeyViolationError:
-            raise Conflict(f"channel {info.channel_id!r} does not exist") from None
-        assert row is not None
-        return _info(row)
+        created = await insert_room(self.pool, info, epoch=epoch)
+        assert created is not None
+        return created
 
     async def get_room(self, room_id: str) -> RoomInfo:
         row = await self.pool.fetchrow("SELECT * FROM rooms WHERE id = $1", room_id)

@@ -70,6 +70,8 @@ def running(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Running]:
             media_idle_end=4.0,
             media_slots=8,
             thumbnail_interval=1.0,
+            # Channels: cues twice a second (on time within half a second).
+            channel_tick=0.5,
         ).with_keys()
         stack = Stack(settings)
         try:

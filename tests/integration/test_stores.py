@@ -5,8 +5,10 @@ import pytest
 
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, ProductNotFound, RoomNotFound
+from liveshop.rooms.channel import ChannelInfo
 from liveshop.rooms.commands import Actor, Chat, Pin
 from liveshop.rooms.room import Room, RoomInfo
+from liveshop.storage.channels import ChannelStore
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.tokens import Role
@@ -17,7 +19,7 @@ KETTLE = Product("sku-kettle", "Kettle", 5400, "USD", "https://img/k.jpg")
 
 async def test_rooms_create_get_list_and_refuse_duplicates(pool: asyncpg.Pool) -> None:
     store = RoomStore(pool)
-    await store.create_channel("deals", "Deals")
+    await ChannelStore(pool).save_channel(ChannelInfo("deals", "Deals"), epoch="e0")
     created = await store.create_room(RoomInfo("r1", "One", "deals"), epoch="e1")
     assert created == RoomInfo("r1", "One", "deals", "live")
     assert await store.get_room("r1") == created
@@ -33,7 +35,7 @@ async def test_rooms_create_get_list_and_refuse_duplicates(pool: asyncpg.Pool) -
         await store.create_room(RoomInfo(f"z{i}", f"Z{i}"), epoch="e")
     first = await store.list_rooms(limit=2)
     rest = await store.list_rooms(limit=10, after=first[-1].room_id)
-    assert [r.room_id for r in first + rest] == ["r1", "z0", "z1", "z2"]
+    assert [r.room_id for r in first + rest] == ["channel:deals", "r1", "z0", "z1", "z2"]
 
 
 async def test_a_saved_tick_loads_back_as_the_same_room(pool: asyncpg.Pool) -> None:
