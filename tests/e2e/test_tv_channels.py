@@ -266,7 +266,8 @@ async def test_cues_fire_on_time_and_the_host_changes_them_live(
         # The show's room exists and its actor runs before the show is booked to start in a
         # second: a new actor process can take over 10 s to start on a busy 2-core machine.
         room = new_id("cues")
-        assert (await http.post("/rooms", json={"id": room, "title": "Cues"})).status_code == 201
+        made = await http.post("/rooms", json={"id": room, "title": "Cues", "channel_id": cid})
+        assert made.status_code == 201, made.text
         host = await Client.open(running.settings.ws_url, running.token("h", {room: ["host"]}))
         viewer = await Client.open(running.settings.ws_url, running.token("v", {room: ["viewer"]}))
         await host.result("subscribe", room=room)
