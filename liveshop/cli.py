@@ -118,6 +118,7 @@ def _seed_demo(settings: Settings, say: Any) -> None:
 def _print_table(stack: Stack, ready: float) -> None:
     info = stack.run_info()
     rows = [
+        ("web pages", info["http"] + "/app/"),
         ("HTTP API", info["http"] + "  (docs: /docs)"),
         ("WebSocket gateway", f"{info['ws']}  ({stack.settings.gateways} process(es))"),
         ("Ray dashboard", info["dashboard"] or f"cluster at {info['ray']}"),
@@ -135,10 +136,19 @@ def _print_table(stack: Stack, ready: float) -> None:
 def _print_demo(settings: Settings) -> None:
     from liveshop import demo
 
-    token = issue_token(
-        settings.secret, user_id=demo.VIEWERS[0], name="Viewer One",
-        rooms={demo.ROOM_ID: [Role.VIEWER]}, now=clock.now(), ttl=settings.token_ttl,
-    )  # fmt: skip
+    def token_for(user: str, name: str, rooms: dict[str, list[Role]]) -> str:
+        return issue_token(settings.secret, user_id=user, name=name, rooms=rooms,
+                           now=clock.now(), ttl=settings.token_ttl)  # fmt: skip
+
+    token = token_for(demo.VIEWERS[0], "Viewer One", {demo.ROOM_ID: [Role.VIEWER]})
+    host = token_for(demo.HOST_ID, "Demo host", {demo.ROOM_ID: [Role.HOST]})
+    ops = token_for("ops", "Operations", {"*": [Role.SERVICE]})
+    app = f"{settings.http_url}/app"
+    print("Pages (each link signs its browser in; guests need no link):")
+    print(f"  watch:   {app}/watch/{demo.ROOM_ID}")
+    print(f"  channel: {app}/tv/{demo.CHANNEL_ID}")
+    print(f"  studio:  {app}/studio/{demo.ROOM_ID}#token={host}")
+    print(f"  ops:     {app}/ops#token={ops}\n")
     print("Demo room:", demo.ROOM_ID)
     print(f"  snapshot:  curl {settings.http_url}/rooms/{demo.ROOM_ID}")
     print(f"  websocket: {settings.ws_url}")

@@ -24,6 +24,8 @@ ENV_ADMIN_KEY = "LIVESHOP_ADMIN_KEY"
 ENV_DATA_DIR = "LIVESHOP_DATA_DIR"
 ENV_ORIGINS = "LIVESHOP_ALLOWED_ORIGINS"
 ENV_DEV_TOKENS = "LIVESHOP_DEV_TOKENS"
+ENV_GUEST_TOKENS = "LIVESHOP_GUEST_TOKENS"
+ENV_PUBLIC_WS_URL = "LIVESHOP_PUBLIC_WS_URL"
 
 NAMESPACE = "liveshop"
 
@@ -122,6 +124,13 @@ class Settings:
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
     #: issues the tokens: LIVESHOP_DEV_TOKENS=off.
     dev_tokens: bool = True
+    #: POST /auth/guest: the pages' guests get a viewer token of their own (to watch, chat
+    #: and buy with guest checkout) without an account. Off where every viewer signs in
+    #: through the platform's identity provider: LIVESHOP_GUEST_TOKENS=off.
+    guest_tokens: bool = True
+    #: The WebSocket URL the web pages connect to (behind a load balancer, its public
+    #: address); default: ``ws_url``.
+    public_ws_url: str | None = None
 
     @classmethod
     def from_env(cls, **overrides: Any) -> Settings:
@@ -139,13 +148,11 @@ class Settings:
             env["allowed_origins"] = tuple(
                 o.strip() for o in os.environ[ENV_ORIGINS].split(",") if o.strip()
             )
-        if os.environ.get(ENV_DEV_TOKENS):
-            env["dev_tokens"] = os.environ[ENV_DEV_TOKENS].lower() not in (
-                "0",
-                "off",
-                "false",
-                "no",
-            )
+        for name, key in ((ENV_DEV_TOKENS, "dev_tokens"), (ENV_GUEST_TOKENS, "guest_tokens")):
+            if os.environ.get(name):
+                env[key] = os.environ[name].lower() not in ("0", "off", "false", "no")
+        if os.environ.get(ENV_PUBLIC_WS_URL):
+            env["public_ws_url"] = os.environ[ENV_PUBLIC_WS_URL]
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 

@@ -29,10 +29,10 @@ DEMO_STOCK = 100
 GIFTS = [Gift("rose", "Rose", 1), Gift("heart", "Heart", 10), Gift("rocket", "Rocket", 500)]
 PRODUCTS = [
     Product("sku-headphones", "Noise-cancelling headphones", 12999, "USD",
-            "https://images.example/headphones.jpg"),
+            "/app/static/img/demo/headphones.svg"),
     Product("sku-lipstick", "Velvet matte lipstick", 1850, "USD",
-            "https://images.example/lipstick.jpg"),
-    Product("sku-kettle", "Gooseneck kettle", 5400, "USD", "https://images.example/kettle.jpg"),
+            "/app/static/img/demo/lipstick.svg"),
+    Product("sku-kettle", "Gooseneck kettle", 5400, "USD", "/app/static/img/demo/kettle.svg"),
 ]  # fmt: skip
 
 

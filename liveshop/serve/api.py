@@ -34,7 +34,7 @@ from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
-from liveshop.serve import programming_api
+from liveshop.serve import overview_api, programming_api, web
 from liveshop.serve.auth import (
     Authorization,
     bearer_identity,
@@ -48,6 +48,7 @@ from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher
+from liveshop.storage.overview import OverviewStore
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
@@ -65,6 +66,9 @@ app = FastAPI(
 
 install_error_handlers(app)
 app.include_router(programming_api.router)
+app.include_router(overview_api.router)
+app.include_router(web.router)
+app.mount("/app/static", web.static_files(), name="static")
 
 
 class RoomCreate(BaseModel):
@@ -253,9 +257,11 @@ class Api:
         self.orders = self.commerce.orders
         self._reconciler = asyncio.get_running_loop().create_task(self.commerce.reconcile_forever())
         self.rooms = RoomClient(settings, self.room_store)
+        overview_api.use(OverviewStore(self.pool), settings, self.rooms.join)
         self.redis = RedisPublisher(settings.redis_url)
         self.programming = Programming(settings, self.pool)
         programming_api.use(self.programming, settings)
+        web.use(settings)
         # Channels run 24/7: start any channel actor that is missing (after a restart).
         self._channels = asyncio.get_running_loop().create_task(
             self.programming.keep_actors_running()

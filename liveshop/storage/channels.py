@@ -38,12 +38,12 @@ class ShowNotFound(NotFound):
     code = "show_not_found"
 
 
-def _channel(row: asyncpg.Record) -> ChannelInfo:
+def channel_from_row(row: asyncpg.Record) -> ChannelInfo:
     return ChannelInfo(row["id"], row["title"], row["category"], row["region"], row["tz"],
                        row["artwork_url"], row["description"])  # fmt: skip
 
 
-def _show(row: asyncpg.Record) -> Show:
+def show_from_row(row: asyncpg.Record) -> Show:
     return Show(
         row["id"], row["channel_id"], row["title"], row["starts_at"], row["ends_at"],
         tuple(row["hosts"]), row["kind"], row["status"], row["series_id"], row["season"],
@@ -93,7 +93,7 @@ class ChannelStore:
         row = await self.pool.fetchrow("SELECT * FROM channels WHERE id = $1", channel_id)
         if row is None:
             raise ChannelNotFound(f"no channel {channel_id!r}")
-        return _channel(row), row["override"]
+        return channel_from_row(row), row["override"]
 
     async def channel_exists(self, channel_id: str) -> bool:
         return bool(await self.pool.fetchval("SELECT 1 FROM channels WHERE id = $1", channel_id))
@@ -106,7 +106,7 @@ class ChannelStore:
             "AND ($2::text IS NULL OR region = $2) ORDER BY id",
             category, region,
         )  # fmt: skip
-        return [_channel(r) for r in rows]
+        return [channel_from_row(r) for r in rows]
 
     # -- shows ------------------------------------------------------------------------------
 
@@ -131,7 +131,7 @@ class ChannelStore:
                 )
                 if row is None:
                     raise ShowNotFound(f"no show {show.show_id!r}")
-                old = _show(row)
+                old = show_from_row(row)
                 if old.status == "live" and show.status == "cancelled":
                     raise InvalidRequest("a show on air is ended (end_show), not cancelled")
                 if not old.active:
@@ -143,7 +143,7 @@ class ChannelStore:
                 near = await conn.fetch(_ACTIVE_NEAR, show.starts_at, show.ends_at,
                                         [show.channel_id], list(show.hosts))  # fmt: skip
                 hours = await self._availability(conn, show.hosts)
-                Calendar([_show(r) for r in near]).check(show, hours)
+                Calendar([show_from_row(r) for r in near]).check(show, hours)
             if create_room and show.room_id:
                 await insert_room(conn, _room_of(show), epoch=epoch, if_absent=True)
             try:
@@ -187,7 +187,7 @@ class ChannelStore:
         row = await self.pool.fetchrow("SELECT * FROM shows WHERE id = $1", show_id)
         if row is None:
             raise ShowNotFound(f"no show {show_id!r}")
-        return _show(row), _run(row)
+        return show_from_row(row), _run(row)
 
     async def window(
         self, channel_id: str, start: float, end: float
@@ -198,7 +198,7 @@ class ChannelStore:
             "ORDER BY starts_at",
             channel_id, start, end,
         )  # fmt: skip
-        return [(_show(r), _run(r)) for r in rows]
+        return [(show_from_row(r), _run(r)) for r in rows]
 
     async def calendar(
         self,
@@ -218,7 +218,7 @@ class ChannelStore:
             "AND ($5::text IS NULL OR series_id = $5) ORDER BY starts_at, id LIMIT $6",
             start, end, channel_id, host, series_id, limit,
         )  # fmt: skip
-        return [_show(r) for r in rows]
+        return [show_from_row(r) for r in rows]
 
     async def upcoming(self, now: float, horizon: float) -> list[Show]:
         """Every active show on air at ``now`` or starting before ``now + horizon`` (the grid)."""
@@ -227,7 +227,7 @@ class ChannelStore:
             "AND starts_at < $2 ORDER BY starts_at",
             now, now + horizon,
         )  # fmt: skip
-        return [_show(r) for r in rows]
+        return [show_from_row(r) for r in rows]
 
     async def set_status(self, show: Show, *, conn: asyncpg.Connection | None = None) -> None:
         await (conn or self.pool).execute(
@@ -321,7 +321,7 @@ class ChannelStore:
             await _lock(conn, _lock_keys([make.channel_id], make.hosts))
             near = await conn.fetch(_ACTIVE_NEAR, start, until + row["duration"],
                                     [make.channel_id], list(make.hosts))  # fmt: skip
-            calendar = Calendar([_show(r) for r in near])
+            calendar = Calendar([show_from_row(r) for r in near])
             booked, clashes = calendar.expand(recurrence, make, start, until)
             hours = await self._availability(conn, make.hosts)
             kept = []

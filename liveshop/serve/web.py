@@ -1,0 +1,186 @@
+"""The web pages: viewer, host studio, channel grid, operations, cart, checkout and orders.
+
+Static files served by the API deployment under ``/app``; the pages talk to liveshop only
+through the documented WebSocket and HTTP APIs (``docs/protocol.md``). Nothing is fetched
+from the internet: the HLS player (hls.js) is copied from npm into ``liveshop/web/static/
+vendor`` by ``scripts/build-web``, which both README commands run.
+"""
+
+import secrets
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from fastapi import APIRouter, Request
+from fastapi.responses import RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from liveshop import __version__, clock
+from liveshop.config import Settings
+from liveshop.errors import NotFound, RateLimited
+from liveshop.ratelimit import TokenBucket
+from liveshop.tokens import ANY_ROOM, Role, issue_token
+
+WEB_DIR = Path(__file__).resolve().parent.parent / "web"
+PAGES_DIR = WEB_DIR / "pages"
+STATIC_DIR = WEB_DIR / "static"
+#: Page name → file; the same page serves several paths (its script reads the path).
+PAGES = ("home", "watch", "studio", "ops", "cart", "checkout", "orders")
+#: Guest tokens: what a guest may do everywhere (watch, chat, vote, buy), and how long.
+GUEST_ROLES = [Role.VIEWER]
+GUEST_TTL = 24 * 3600.0
+#: Per client address: guest tokens per second sustained, and burst.
+GUEST_RATE, GUEST_BURST = 0.2, 10
+#: Client addresses tracked by the guest limiter before the oldest are forgotten.
+GUEST_CLIENTS = 10_000
+
+router = APIRouter()
+
+
+class _Context:
+    settings: Settings | None = None
+    pages: dict[str, bytes] = {}
+    guests: dict[str, TokenBucket] = {}
+    csp: str = ""
+
+
+_context = _Context()
+
+
+def use(settings: Settings) -> None:
+    """Called by the API deployment when it starts: reads the pages once."""
+    _context.settings = settings
+    _context.pages = {name: (PAGES_DIR / f"{name}.html").read_bytes() for name in PAGES}
+    _context.csp = content_security_policy(ws_url(settings))
+
+
+def ws_url(settings: Settings) -> str:
+    return settings.public_ws_url or settings.ws_url
+
+
+def content_security_policy(ws: str) -> str:
+    """Pages load scripts, styles and fonts from liveshop only; product images may come
+    from a merchant's CDN (https), and video from liveshop's media or a blob (hls.js)."""
+    parts = urlsplit(ws)
+    socket = f"{parts.scheme}://{parts.netloc}"
+    return (
+        "default-src 'self'; script-src 'self'; style-src 'self'; "
+        "img-src 'self' data: blob: https:; media-src 'self' blob:; worker-src 'self' blob:; "
+        f"connect-src 'self' {socket}; frame-ancestors 'none'; base-uri 'none'; "
+        "form-action 'self'"
+    )
+
+
+def _settings() -> Settings:
+    if _context.settings is None:
+        raise RuntimeError("web.use() was not called")
+    return _context.settings
+
+
+def _page(name: str) -> Response:
+    return Response(
+        _context.pages[name],
+        media_type="text/html; charset=utf-8",
+        headers={
+            "Content-Security-Policy": _context.csp,
+            "Cache-Control": "no-cache",
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": "same-origin",
+        },
+    )
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/app/", status_code=307)
+
+
+@router.get("/app/", include_in_schema=False)
+async def home() -> Response:
+    return _page("home")
+
+
+@router.get("/app/watch/{room}", include_in_schema=False)
+@router.get("/app/tv/{channel}", include_in_schema=False)
+async def watch() -> Response:
+    return _page("watch")
+
+
+@router.get("/app/studio/{room}", include_in_schema=False)
+async def studio() -> Response:
+    return _page("studio")
+
+
+@router.get("/app/ops", include_in_schema=False)
+async def ops() -> Response:
+    return _page("ops")
+
+
+@router.get("/app/cart", include_in_schema=False)
+async def cart() -> Response:
+    return _page("cart")
+
+
+@router.get("/app/checkout", include_in_schema=False)
+async def checkout() -> Response:
+    return _page("checkout")
+
+
+@router.get("/app/orders", include_in_schema=False)
+@router.get("/app/orders/{order}", include_in_schema=False)
+async def orders() -> Response:
+    return _page("orders")
+
+
+@router.get("/app/config")
+async def config() -> dict[str, Any]:
+    """What a page needs to start: where the gateway is, whether guests may join."""
+    settings = _settings()
+    return {"ws_url": ws_url(settings), "guest_tokens": settings.guest_tokens,
+            "whep_max_subscribers": settings.whep_max_subscribers,
+            "version": __version__}  # fmt: skip
+
+
+class GuestIn(BaseModel):
+    name: str = Field(default="", max_length=40)
+
+
+@router.post("/auth/guest", status_code=201)
+async def guest(request: Request, body: GuestIn) -> dict[str, Any]:
+    """A viewer token for a new guest (no account): watch, chat, vote and buy everywhere.
+
+    Limited per client address, since each guest is a new user to the chat limits."""
+    settings = _settings()
+    if not settings.guest_tokens:
+        raise NotFound("guest tokens are disabled (LIVESHOP_GUEST_TOKENS=off)")
+    now = clock.now()
+    address = request.client.host if request.client else "?"
+    bucket = _context.guests.get(address)
+    if bucket is None:
+        if len(_context.guests) >= GUEST_CLIENTS:
+            _context.guests.pop(next(iter(_context.guests)))
+        bucket = _context.guests[address] = TokenBucket(GUEST_RATE, GUEST_BURST, now)
+    if not bucket.take(now):
+        raise RateLimited("too many guest sessions from this address; try again shortly")
+    user_id = f"guest-{secrets.token_hex(6)}"
+    name = body.name.strip() or f"Guest {user_id[-4:]}"
+    token = issue_token(settings.secret, user_id=user_id, name=name,
+                        rooms={ANY_ROOM: GUEST_ROLES}, now=now, ttl=GUEST_TTL)  # fmt: skip
+    return {"token": token, "user": {"id": user_id, "name": name},
+            "expires_at": int(now + GUEST_TTL)}  # fmt: skip
+
+
+class _Static(StaticFiles):
+    """Static files revalidated on every load (ETags make that a 304): a new release is
+    picked up at once, and the files are small."""
+
+    async def get_response(self, path: str, scope: Any) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers["Cache-Control"] = "no-cache"
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response
+
+
+def static_files() -> StaticFiles:
+    return _Static(directory=STATIC_DIR, check_dir=False)
