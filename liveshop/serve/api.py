@@ -12,6 +12,7 @@ import secrets
 from typing import Annotated, Any
 
 from fastapi import Body, FastAPI, Path, Query
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from ray import serve
@@ -65,6 +66,8 @@ app = FastAPI(
 
 
 install_error_handlers(app)
+# The pages' scripts (hls.js: 389 kB, 120 kB gzipped) and large JSON answers travel compressed.
+app.add_middleware(GZipMiddleware, minimum_size=1400)
 app.include_router(programming_api.router)
 app.include_router(overview_api.router)
 app.include_router(web.router)

@@ -25,8 +25,17 @@ from liveshop.tokens import ANY_ROOM, Role, issue_token
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
 PAGES_DIR = WEB_DIR / "pages"
 STATIC_DIR = WEB_DIR / "static"
-#: Page name → file; the same page serves several paths (its script reads the path).
-PAGES = ("home", "watch", "studio", "ops", "cart", "checkout", "orders")
+#: Page → the paths it serves (its script reads the path).
+ROUTES = {
+    "home": ["/app/"],
+    "watch": ["/app/watch/{room}", "/app/tv/{channel}"],
+    "studio": ["/app/studio/{room}"],
+    "ops": ["/app/ops"],
+    "cart": ["/app/cart"],
+    "checkout": ["/app/checkout"],
+    "orders": ["/app/orders", "/app/orders/{order}"],
+}
+PAGES = tuple(ROUTES)
 #: Guest tokens: what a guest may do everywhere (watch, chat, vote, buy), and how long.
 GUEST_ROLES = [Role.VIEWER]
 GUEST_TTL = 24 * 3600.0
@@ -96,41 +105,16 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/app/", status_code=307)
 
 
-@router.get("/app/", include_in_schema=False)
-async def home() -> Response:
-    return _page("home")
+def _page_route(name: str) -> Any:
+    async def page() -> Response:
+        return _page(name)
+
+    return page
 
 
-@router.get("/app/watch/{room}", include_in_schema=False)
-@router.get("/app/tv/{channel}", include_in_schema=False)
-async def watch() -> Response:
-    return _page("watch")
-
-
-@router.get("/app/studio/{room}", include_in_schema=False)
-async def studio() -> Response:
-    return _page("studio")
-
-
-@router.get("/app/ops", include_in_schema=False)
-async def ops() -> Response:
-    return _page("ops")
-
-
-@router.get("/app/cart", include_in_schema=False)
-async def cart() -> Response:
-    return _page("cart")
-
-
-@router.get("/app/checkout", include_in_schema=False)
-async def checkout() -> Response:
-    return _page("checkout")
-
-
-@router.get("/app/orders", include_in_schema=False)
-@router.get("/app/orders/{order}", include_in_schema=False)
-async def orders() -> Response:
-    return _page("orders")
+for _name, _paths in ROUTES.items():
+    for _path in _paths:
+        router.add_api_route(_path, _page_route(_name), methods=["GET"], include_in_schema=False)
 
 
 @router.get("/app/config")

@@ -40,6 +40,7 @@ async def test_pages_static_files_and_their_headers(running: Running) -> None:
         assert again.status_code == 304
         vendor = await http.get("/app/static/vendor/hls.min.js")
         assert vendor.status_code == 200 and len(vendor.content) > 100_000
+        assert vendor.headers["content-encoding"] == "gzip"  # 389 kB → about 120 kB
         for bad in ("/app/static/../../config.py", "/app/static/%2e%2e/%2e%2e/config.py",
                     "/app/static/nothing.js"):  # fmt: skip
             assert (await http.get(bad)).status_code == 404, bad

@@ -19,6 +19,10 @@ export function config() {
   configPromise ??= fetch("/app/config").then((r) => {
     if (!r.ok) throw new ApiError("unavailable", "liveshop is not reachable", { temporary: true });
     return r.json();
+  }).catch((error) => {
+    configPromise = null; // try again next time (the API may be restarting)
+    throw error instanceof ApiError ? error
+      : new ApiError("unavailable", "liveshop is not reachable", { temporary: true });
   });
   return configPromise;
 }
@@ -38,7 +42,16 @@ function decode(token) {
 export function session() {
   const hash = new URLSearchParams(location.hash.slice(1));
   if (hash.has("token")) {
-    localStorage.setItem(TOKEN_KEY, hash.get("token"));
+    // A link signs in (staff, demo links), with two guards: a guest token is free to mint,
+    // so one from a link could make this browser buy and save cards as someone else; and a
+    // link never replaces another account silently.
+    const offered = decode(hash.get("token"));
+    const held = decode(localStorage.getItem(TOKEN_KEY) || "");
+    let replace = Boolean(offered) && !offered.sub.startsWith("guest-");
+    if (replace && held && held.sub !== offered.sub) {
+      replace = window.confirm(`Sign in as ${offered.name || offered.sub} instead of ${held.name || held.sub}?`);
+    }
+    if (replace) localStorage.setItem(TOKEN_KEY, hash.get("token"));
     hash.delete("token");
     const rest = hash.toString();
     history.replaceState(null, "", location.pathname + location.search + (rest ? `#${rest}` : ""));

@@ -70,7 +70,17 @@ export class Live {
     socket.onmessage = (message) => this.receive(message.data);
     socket.onclose = (event) => this.closed(socket, event);
     socket.onerror = () => {};
-    const hello = await this.send({ op: "connect", token: who.token });
+    let hello;
+    try {
+      hello = await this.send({ op: "connect", token: who.token });
+    } catch (error) {
+      if (["token_invalid", "token_expired"].includes(error.code)) {
+        // A guest simply becomes a new guest; anyone else must sign in again.
+        localStorage.removeItem("liveshop.token");
+        if (!who.guest || !this.guest) this.setStatus("signed_out");
+      }
+      throw error;
+    }
     this.user = hello.user;
     this.attempt = 0;
     this.setStatus("online");
@@ -166,6 +176,11 @@ export class Live {
    * staff, kicked(reason).
    */
   async follow(room, handlers) {
+    const held = this.rooms.get(room);
+    if (held) {
+      held.handlers = handlers;
+      return;
+    }
     this.rooms.set(room, { handlers, epoch: null, offset: null, ready: false, buffer: [] });
     await this.start();
     if (!this.rooms.get(room).ready) await this.join(room);
@@ -174,7 +189,8 @@ export class Live {
   async unfollow(room) {
     const state = this.rooms.get(room);
     this.rooms.delete(room);
-    if (state && state.ready && this.socket) {
+    // Even before its subscribe is answered: the server counts it against the room limit.
+    if (state && this.socket) {
       try {
         await this.send({ op: "unsubscribe", room });
       } catch {
@@ -193,7 +209,12 @@ export class Live {
     try {
       result = await this.send({ op: "subscribe", room, ...(since ? { since } : {}) });
     } catch (error) {
-      if (error.code === "conflict") return; // already joined on this connection
+      if (error.code === "conflict" && this.socket) {
+        // The server still has us subscribed (an unsubscribe crossed it): start clean.
+        await this.send({ op: "unsubscribe", room }).catch(() => {});
+        if (this.rooms.get(room) === state) setTimeout(() => this.join(room), 100);
+        return;
+      }
       if (state.handlers.error) state.handlers.error(error);
       if (error.temporary && this.socket) setTimeout(() => this.join(room), 1000);
       return;
@@ -239,6 +260,7 @@ export class Live {
       if (event.offset <= state.offset) continue; // already held
       if (event.offset !== state.offset + 1) {
         // A gap (the broker dropped a message): fetch exactly what is missing.
+        if (fresh.length && state.handlers.events) state.handlers.events(fresh, false);
         this.resync(message.room);
         return;
       }

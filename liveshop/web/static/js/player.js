@@ -75,7 +75,15 @@ export class Player {
       headers: { "Content-Type": "application/sdp", ...(who ? { Authorization: `Bearer ${who.token}` } : {}) },
       body: pc.localDescription.sdp,
     });
-    if (generation !== this.generation) return;
+    if (generation !== this.generation) {
+      // Switched meanwhile: end the session the server just made for us.
+      const late = response.headers.get("Location");
+      if (response.status === 201 && late) {
+        fetch(late, { method: "DELETE", headers: authorization() }).catch(() => {});
+      }
+      pc.close();
+      return;
+    }
     if (response.status !== 201) {
       this.reset(null);
       let code = "unavailable";
@@ -114,12 +122,8 @@ export class Player {
     if (this.pc) this.pc.close();
     this.pc = null;
     if (this.whepSession) {
-      const who = session();
-      fetch(this.whepSession, {
-        method: "DELETE",
-        headers: who ? { Authorization: `Bearer ${who.token}` } : {},
-        keepalive: true,
-      }).catch(() => {});
+      fetch(this.whepSession, { method: "DELETE", headers: authorization(), keepalive: true })
+        .catch(() => {});
     }
     this.whepSession = null;
     this.video.removeAttribute("src");
@@ -133,6 +137,11 @@ export class Player {
     this.reset(null);
     this.video.load();
   }
+}
+
+function authorization() {
+  const who = session();
+  return who ? { Authorization: `Bearer ${who.token}` } : {};
 }
 
 function gathered(pc) {
@@ -202,8 +211,9 @@ export async function publish(room, video, { slot = "primary" } = {}) {
     media,
     location,
     async stop() {
-      await fetch(location, { method: "DELETE", headers: { Authorization: `Bearer ${session().token}` } }).catch(() => {});
+      // Close first: the camera must stop even if the token has expired meanwhile.
       pc.close();
+      await fetch(location, { method: "DELETE", headers: authorization() }).catch(() => {});
       for (const track of media.getTracks()) track.stop();
       video.srcObject = null;
     },

@@ -103,9 +103,10 @@ function snapshot(s) {
   document.title = `${s.room.title} · liveshop`;
   room.pinned = s.pinned;
   room.stock = s.stock || {};
-  room.polls = new Map((s.polls || []).map((p) => [p.poll_id, p]));
-  room.questions = new Map((s.questions || []).map((q) => [q.question_id, q]));
-  room.giveaways = new Map((s.giveaways || []).map((g) => [g.giveaway_id, g]));
+  // Keyed by string: state pushes key tallies by string (JSON object keys).
+  room.polls = new Map((s.polls || []).map((p) => [String(p.poll_id), p]));
+  room.questions = new Map((s.questions || []).map((q) => [String(q.question_id), q]));
+  room.giveaways = new Map((s.giveaways || []).map((g) => [String(g.giveaway_id), g]));
   room.auctions = s.auctions || {};
   room.reactions = s.reactions || {};
   room.viewers = s.viewers || 0;
@@ -162,16 +163,16 @@ function events(list) {
       case "message_unpinned": showPinnedMessage(null); break;
       case "pin": room.pinned = e.product; room.stock = {}; break;
       case "unpin": room.pinned = null; room.stock = {}; break;
-      case "poll_created": case "poll_closed": room.polls.set(e.poll.poll_id, e.poll); break;
-      case "question": room.questions.set(e.question.question_id, e.question); break;
+      case "poll_created": case "poll_closed": room.polls.set(String(e.poll.poll_id), e.poll); break;
+      case "question": room.questions.set(String(e.question.question_id), e.question); break;
       case "question_answered": {
-        const q = room.questions.get(e.question_id);
+        const q = room.questions.get(String(e.question_id));
         if (q) q.answered = true;
         break;
       }
-      case "giveaway_opened": room.giveaways.set(e.giveaway.giveaway_id, e.giveaway); break;
+      case "giveaway_opened": room.giveaways.set(String(e.giveaway.giveaway_id), e.giveaway); break;
       case "giveaway_drawn": {
-        const g = room.giveaways.get(e.giveaway_id);
+        const g = room.giveaways.get(String(e.giveaway_id));
         if (g) Object.assign(g, { drawn: true, winners: e.winners });
         if (live.user && e.winners.includes(live.user.id)) toast("You won the giveaway! 🎉");
         break;
@@ -365,12 +366,13 @@ async function act(op, fields, done) {
  *  lost answer never buys twice. */
 async function keyed(op, fields) {
   const key = newKey(op);
+  const deadline = Date.now() + 60000; // outlasts a reconnect (backoff tops out at 8 s)
   for (let attempt = 0; ; attempt += 1) {
     try {
       return await live.request(op, { room: room.id, ...fields, key });
     } catch (error) {
-      if (!error.temporary || attempt >= 3) throw error;
-      await new Promise((r) => setTimeout(r, 500 * (attempt + 1)));
+      if (!error.temporary || Date.now() > deadline) throw error;
+      await new Promise((r) => setTimeout(r, Math.min(4000, 500 * (attempt + 1))));
     }
   }
 }
@@ -515,7 +517,15 @@ const roomHandlers = {
 };
 
 /** Channel mode: take part in the room the channel plays now (chat, pins, deals). */
-async function followRoute(next) {
+let routing = Promise.resolve();
+
+function followRoute(next) {
+  // One switch at a time: a push carries both `route_changed` and `state.channel`.
+  routing = routing.then(() => switchRoute(next)).catch((error) => toast(explain(error), "error"));
+  return routing;
+}
+
+async function switchRoute(next) {
   route = next;
   const showRoom = route && route.route && route.route.room_id;
   if (showRoom !== room.id) {
@@ -531,11 +541,7 @@ async function main() {
   wire();
   connectionBadge(live);
   try {
-    const cfg = await config();
-    whepMax = cfg.whep_max_subscribers ?? whepMax;
-    const t0 = Date.now();
-    const pong = await live.request("ping");
-    skew = pong.pong - (t0 + Date.now()) / 2;
+    config().then((cfg) => { whepMax = cfg.whep_max_subscribers ?? whepMax; }).catch(() => {});
     if (channelMode) {
       await live.follow(feed, {
         snapshot: (s) => followRoute(s.channel),
@@ -551,6 +557,9 @@ async function main() {
       await live.follow(id, roomHandlers);
     }
     loadGifts();
+    const t0 = Date.now();
+    const pong = await live.request("ping");
+    skew = pong.pong - (t0 + Date.now()) / 2;
   } catch (error) {
     if (error instanceof ApiError) toast(explain(error), "error");
     else throw error;
