@@ -66,8 +66,9 @@ app = FastAPI(
 
 
 install_error_handlers(app)
-# The pages' scripts (hls.js: 389 kB, 120 kB gzipped) and large JSON answers travel compressed.
-app.add_middleware(GZipMiddleware, minimum_size=1400)
+# Large JSON answers and the pages travel compressed (static files come compressed already,
+# once per file: see web.static_files); level 6: less CPU per answer than the default 9.
+app.add_middleware(GZipMiddleware, minimum_size=1400, compresslevel=6)
 app.include_router(programming_api.router)
 app.include_router(overview_api.router)
 app.include_router(web.router)

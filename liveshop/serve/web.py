@@ -6,13 +6,15 @@ from the internet: the HLS player (hls.js) is copied from npm into ``liveshop/we
 vendor`` by ``scripts/build-web``, which both README commands run.
 """
 
+import asyncio
+import gzip
 import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
-from fastapi.responses import RedirectResponse, Response
+from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
@@ -36,6 +38,19 @@ ROUTES = {
     "orders": ["/app/orders", "/app/orders/{order}"],
 }
 PAGES = tuple(ROUTES)
+BODY_MARKER = "<!-- body -->\n"
+LAYOUT = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1, viewport-fit=cover">
+<link rel="icon" href="data:,">
+<link rel="stylesheet" href="/app/static/css/app.css">
+{head}</head>
+<body>
+{body}</body>
+</html>
+"""
 #: Guest tokens: what a guest may do everywhere (watch, chat, vote, buy), and how long.
 GUEST_ROLES = [Role.VIEWER]
 GUEST_TTL = 24 * 3600.0
@@ -60,8 +75,17 @@ _context = _Context()
 def use(settings: Settings) -> None:
     """Called by the API deployment when it starts: reads the pages once."""
     _context.settings = settings
-    _context.pages = {name: (PAGES_DIR / f"{name}.html").read_bytes() for name in PAGES}
+    _context.pages = {name: render_page(name) for name in PAGES}
     _context.csp = content_security_policy(ws_url(settings))
+
+
+def render_page(name: str) -> bytes:
+    """A page file holds its own ``<title>`` and scripts, then ``<!-- body -->`` and its
+    body; the document around them is the same for every page."""
+    head, marker, body = (PAGES_DIR / f"{name}.html").read_text().partition(BODY_MARKER)
+    if not marker:
+        raise ValueError(f"pages/{name}.html has no {BODY_MARKER.strip()} line")
+    return LAYOUT.replace("{head}", head).replace("{body}", body).encode()
 
 
 def ws_url(settings: Settings) -> str:
@@ -156,14 +180,41 @@ async def guest(request: Request, body: GuestIn) -> dict[str, Any]:
 
 
 class _Static(StaticFiles):
-    """Static files revalidated on every load (ETags make that a 304): a new release is
-    picked up at once, and the files are small."""
+    """Static files revalidated on every load (ETags make that a 304: a new release is
+    picked up at once) and gzipped once per file version, not per request: when a big show
+    starts, thousands of first loads of hls.js (389 kB) must not each cost a compression."""
+
+    def __init__(self, **options: Any) -> None:
+        super().__init__(**options)
+        self._gzipped: dict[tuple[str, str], bytes] = {}
 
     async def get_response(self, path: str, scope: Any) -> Response:
         response = await super().get_response(path, scope)
+        if (isinstance(response, FileResponse) and response.status_code == 200
+                and _accepts_gzip(scope)):  # fmt: skip
+            etag = response.headers.get("etag", "")
+            key = (str(response.path), etag)
+            body = self._gzipped.get(key)
+            if body is None:
+                body = await asyncio.to_thread(_gzip_file, str(response.path))
+                self._gzipped[key] = body
+            headers = {k: response.headers[k] for k in ("etag", "last-modified")
+                       if k in response.headers}  # fmt: skip
+            response = Response(body, media_type=response.media_type, headers={
+                **headers, "Content-Encoding": "gzip", "Vary": "Accept-Encoding"})  # fmt: skip
         response.headers["Cache-Control"] = "no-cache"
         response.headers["X-Content-Type-Options"] = "nosniff"
         return response
+
+
+def _gzip_file(path: str) -> bytes:
+    return gzip.compress(Path(path).read_bytes(), compresslevel=9, mtime=0)
+
+
+def _accepts_gzip(scope: Any) -> bool:
+    """A plain GET that takes gzip (a Range request gets the file's own bytes)."""
+    headers = dict(scope.get("headers") or [])
+    return b"gzip" in headers.get(b"accept-encoding", b"") and b"range" not in headers
 
 
 def static_files() -> StaticFiles:

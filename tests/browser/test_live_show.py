@@ -115,9 +115,9 @@ async def test_a_live_show_in_real_browsers(browser: Browser, site: Site) -> Non
         before = _stock(await ann.locator("#stock").inner_text())
         await expect(bob.locator("#stock")).to_have_text(f"{before} left")
         await ann.click("#buy")
-        await ann.fill("#card-number", "4242 4242 4242 4242")
-        await ann.fill("#card-month", "12")
-        await ann.fill("#card-year", "2040")
+        await ann.get_by_label("Card number").fill("4242 4242 4242 4242")
+        await ann.get_by_label("Expiry month").select_option("12")
+        await ann.get_by_label("Expiry year").select_option(index=4)
         await ann.click("#card-form button[type=submit]")
         await expect(ann.locator("#toasts")).to_contain_text("Bought!")
         for page in (ann, bob):

@@ -9,7 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from liveshop.serve.web import PAGES, PAGES_DIR, STATIC_DIR, content_security_policy
+from liveshop.serve.web import (
+    PAGES,
+    PAGES_DIR,
+    STATIC_DIR,
+    content_security_policy,
+    render_page,
+)
 
 CSS = STATIC_DIR / "css" / "app.css"
 
@@ -40,7 +46,7 @@ class _Page(HTMLParser):
 
 def _parse(name: str) -> _Page:
     page = _Page()
-    page.feed((PAGES_DIR / f"{name}.html").read_text())
+    page.feed(render_page(name).decode())
     return page
 
 

@@ -5,8 +5,10 @@
 import { explain, hasRole, http, money, SELLERS, session, signIn, STAFF } from "./api.js";
 import { Live } from "./live.js";
 import { publish } from "./player.js";
+import { RoomModel, Redraw } from "./room.js";
 import {
-  $, $$, busy, clock, connectionBadge, dateTime, el, formData, signInForm, timeOfDay, toast,
+  $, $$, attempt, busy, clock, connectionBadge, dateTime, el, formData, signInForm, sync, timeOfDay,
+  toast,
 } from "./ui.js";
 
 const room = decodeURIComponent(location.pathname.split("/")[3] || "");
@@ -21,13 +23,11 @@ const ALERTS = {
   long_keyframe_interval: "Keyframes are too far apart: set the encoder's keyframe interval to 1–2 s.",
 };
 
-// What the page holds of the room. Ids are kept as strings in the maps because `state`
-// pushes key tallies by string; the objects keep the original id to send back.
+// The page's own state; the room's is `model` (room.js, shared with the viewer page).
 const S = {
-  me: null, canSell: false, pinned: null, queue: [], stock: {}, auctions: {},
-  polls: new Map(), questions: new Map(), giveaways: new Map(),
-  report: {}, analyticsAt: 0, publishing: null, slowMode: "0",
+  me: null, canSell: false, report: {}, analyticsAt: 0, publishing: null, slowMode: "0",
 };
+let model = new RoomModel();
 
 // -- small helpers ---------------------------------------------------------------------------
 
@@ -39,50 +39,13 @@ const nextId = (prefix) => `${prefix}-${++uid}`;
 
 /** Run one operation from `button`: disabled meanwhile, the outcome in a toast; the result or null. */
 function act(button, op, fields, done) {
-  return busy(button, async () => {
-    try {
-      const result = await live.request(op, { room, ...fields });
-      if (done) toast(typeof done === "function" ? done(result) : done);
-      return result;
-    } catch (error) {
-      toast(explain(error), "error");
-      return null;
-    }
-  });
+  return busy(button, () => attempt(() => live.request(op, { room, ...fields }), done));
 }
 
 function button(label, onclick, attrs = {}) {
   const node = el("button", { type: "button", ...attrs }, label);
   node.addEventListener("click", () => onclick(node));
   return node;
-}
-
-/** Keep one node per key in `list`, in order. Existing nodes are refreshed in place, not
- * rebuilt, so a tally ticking every 50 ms neither steals focus nor re-enables a busy button. */
-function sync(list, items, keyOf, make) {
-  const old = new Map([...list.children].map((node) => [node.dataset.key, node]));
-  const nodes = items.map((item) => {
-    const key = String(keyOf(item));
-    let node = old.get(key);
-    if (!node) {
-      node = make(item);
-      node.dataset.key = key;
-    }
-    if (node.refresh) node.refresh(item);
-    return node;
-  });
-  const keep = new Set(nodes);
-  for (const node of old.values()) if (!keep.has(node)) node.remove();
-  nodes.forEach((node, i) => {
-    if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
-  });
-}
-
-const byId = (items, key) => new Map((items || []).map((item) => [String(item[key]), item]));
-
-function patch(map, id, fields) {
-  const item = map.get(String(id));
-  if (item) Object.assign(item, fields);
 }
 
 function onSubmit(selector, handler) {
@@ -232,7 +195,7 @@ function productCard(p, ...extra) {
 }
 
 function renderPinned() {
-  const p = S.pinned;
+  const p = model.pinned;
   $("#pinned").replaceChildren(p ? productCard(p) : el("p", { class: "muted" }, "Nothing pinned."));
   $("#unpin").classList.toggle("hidden", !p);
   renderStock();
@@ -240,14 +203,14 @@ function renderPinned() {
 
 function renderStock() {
   const now = Date.now() / 1000;
-  const skus = Object.values(S.stock).filter((s) => S.pinned && s.product_id === S.pinned.product_id);
+  const skus = Object.values(model.stock).filter((s) => model.pinned && s.product_id === model.pinned.product_id);
   $("#stock").replaceChildren(...skus.map((s) => {
     const d = s.deal && s.deal.phase !== "ended" ? s.deal : null;
     const when = d && (d.phase === "live" ? `ends in ${clock(d.ends_at - now)}` : `starts in ${clock(d.starts_at - now)}`);
     return el("li", {}, el("strong", {}, s.sku), ` ${s.available} available · ${s.sold} sold`,
       d && el("span", { class: "deal" }, ` · deal ${money(d.price_minor, s.currency)}, ${d.remaining} left, ${when}`));
   }));
-  $("#skus").replaceChildren(...Object.keys(S.stock).map((sku) => el("option", { value: sku })));
+  $("#skus").replaceChildren(...Object.keys(model.stock).map((sku) => el("option", { value: sku })));
 }
 
 function queueItem(p) {
@@ -258,10 +221,10 @@ function queueItem(p) {
   return el("li", { class: "slot" }, productCard(p, el("div", { class: "row" }, pin, drop)));
 }
 
-const renderQueue = () => sync($("#queue"), S.queue, (p) => p.product_id, queueItem);
+const renderQueue = () => sync($("#queue"), model.queue, (p) => p.product_id, queueItem);
 
 function renderAuctions() {
-  const views = Object.values(S.auctions || {});
+  const views = Object.values(model.auctions || {});
   $("#auctions").replaceChildren(...(views.length ? views.map((a) => el("li", { class: "slot" },
     el("strong", {}, `${a.sku} · ${a.phase}`), " ",
     a.result ? auctionResult(a.result, a.currency)
@@ -298,7 +261,7 @@ function pollItem(poll) {
   return node;
 }
 
-const renderPolls = () => sync($("#polls"), [...S.polls.values()].slice(-10).reverse(), (p) => p.poll_id, pollItem);
+const renderPolls = () => sync($("#polls"), [...model.polls.values()].slice(-10).reverse(), (p) => p.poll_id, pollItem);
 
 function questionItem(q) {
   const votes = el("span", { class: "muted grow" });
@@ -315,7 +278,7 @@ function questionItem(q) {
 
 function renderQuestions() {
   // Unanswered first; within each group the order of arrival, so nothing jumps under the pointer.
-  const all = [...S.questions.values()];
+  const all = [...model.questions.values()];
   const ordered = [...all.filter((q) => !q.answered), ...all.filter((q) => q.answered)].slice(0, 50);
   sync($("#questions"), ordered, (q) => q.question_id, questionItem);
   if (!ordered.length) $("#questions").replaceChildren(el("li", { class: "muted" }, "No questions yet."));
@@ -340,7 +303,7 @@ function giveawayItem(g) {
   return node;
 }
 
-const renderGiveaways = () => sync($("#giveaways"), [...S.giveaways.values()].slice(-10).reverse(), (g) => g.giveaway_id, giveawayItem);
+const renderGiveaways = () => sync($("#giveaways"), [...model.giveaways.values()].slice(-10).reverse(), (g) => g.giveaway_id, giveawayItem);
 
 // -- chat ------------------------------------------------------------------------------------
 
@@ -447,94 +410,50 @@ const ON = {
   message_deleted: (e) => $$("#chat-log li").find((li) => li.dataset.offset === String(e.message_id))?.remove(),
   user_muted: (e) => note(`${e.user_id} muted until ${timeOfDay(e.until)} by ${e.by}.`),
   user_banned: (e) => note(`${e.user_id} banned by ${e.by}.`),
-  chat_settings: (e) => showSettings(e.settings),
   gift: (e) => note(`${e.user.name} sent ${e.quantity} × ${e.gift.name} (${e.coins} coins).`),
-  pin: (e) => {
-    S.pinned = e.product;
-    S.queue = S.queue.filter((p) => p.product_id !== e.product.product_id);
-    renderPinned();
-    renderQueue();
-  },
-  unpin: () => { S.pinned = null; renderPinned(); },
-  product_queued: (e) => {
-    S.queue = [...S.queue.filter((p) => p.product_id !== e.product.product_id), e.product];
-    renderQueue();
-  },
-  product_unqueued: (e) => { S.queue = S.queue.filter((p) => p.product_id !== e.product_id); renderQueue(); },
-  poll_created: (e) => { S.polls.set(String(e.poll.poll_id), e.poll); renderPolls(); },
-  poll_closed: (e) => { S.polls.set(String(e.poll.poll_id), e.poll); renderPolls(); },
-  question: (e) => { S.questions.set(String(e.question.question_id), e.question); renderQuestions(); },
-  question_answered: (e) => { patch(S.questions, e.question_id, { answered: true }); renderQuestions(); },
-  giveaway_opened: (e) => { S.giveaways.set(String(e.giveaway.giveaway_id), e.giveaway); renderGiveaways(); },
-  giveaway_drawn: (e) => {
-    const { winners, seed, entrants, entrants_sha256: sha } = e;
-    patch(S.giveaways, e.giveaway_id, { drawn: { winners, seed, entrants, entrants_sha256: sha }, entrants });
-    renderGiveaways();
-  },
   deal_started: (e) => toast(`Deal live on ${e.sku}.`),
   deal_ended: (e) => toast(`Deal ended on ${e.sku}.`),
-  auction_ended: (e) => toast(`Auction: ${auctionResult(e.result, (S.auctions[e.auction_id] || {}).currency)}`),
+  auction_ended: (e) => toast(`Auction: ${auctionResult(e.result, (model.auctions[e.auction_id] || {}).currency)}`),
   stream_started: () => toast("The stream is on air."),
   stream_ended: () => toast("The stream ended."),
   stream_alert: (e) => toast(`Stream: ${e.alerts.map((a) => ALERTS[a] || a).join(" ")}`, "error"),
 };
 
 function onEvents(events) {
-  for (const event of events) if (ON[event.kind]) ON[event.kind](event);
+  const parts = [];
+  for (const event of events) {
+    parts.push(model.event(event));
+    if (ON[event.kind]) ON[event.kind](event);
+  }
+  redraw.mark(parts);
 }
 
-/** A snapshot, or the current view that comes with a recovery: lists, not per-tick tallies. */
-function applyView(v) {
-  if (v.room) {
-    $("#room-title").textContent = v.room.title;
-    document.title = `Studio: ${v.room.title} · liveshop`;
-  }
-  if ("pinned" in v) S.pinned = v.pinned;
-  if (v.queue) S.queue = v.queue;
-  if (v.stock) S.stock = v.stock;
-  if (v.auctions) S.auctions = v.auctions;
-  if (v.polls) S.polls = byId(v.polls, "poll_id");
-  if (v.questions) S.questions = byId(v.questions, "question_id");
-  if (v.giveaways) S.giveaways = byId(v.giveaways, "giveaway_id");
-  if (v.chat_settings) showSettings(v.chat_settings);
-  if ("stream" in v) renderHealth(v.stream);
-  counts(v);
-  renderPinned();
-  renderQueue();
-  renderAuctions();
-  renderPolls();
-  renderQuestions();
-  renderGiveaways();
-}
+const redraw = new Redraw({
+  info: () => {
+    $("#room-title").textContent = model.info.title;
+    document.title = `Studio: ${model.info.title} · liveshop`;
+  },
+  counts: () => counts(model.counts),
+  pinned: () => renderPinned(),
+  queue: () => renderQueue(),
+  auctions: () => renderAuctions(),
+  polls: () => renderPolls(),
+  questions: () => renderQuestions(),
+  giveaways: () => renderGiveaways(),
+  chat_settings: () => showSettings(model.chatSettings),
+  stream: () => renderHealth(model.stream),
+});
 
 function onSnapshot(view) {
+  model = new RoomModel();
   $("#chat-log").replaceChildren();
-  applyView(view);
+  redraw.mark(model.view(view));
   for (const e of view.recent_chat || []) addChat(e);
   $("#status").textContent = "";
 }
 
 function onState(s, recovered) {
-  if (recovered) {
-    applyView(s);
-    return;
-  }
-  if (s.stock) { S.stock = s.stock; renderStock(); }
-  if (s.auctions) { S.auctions = s.auctions; renderAuctions(); }
-  if ("stream" in s) renderHealth(s.stream);
-  if (s.polls) {
-    for (const [id, tallies] of Object.entries(s.polls)) patch(S.polls, id, { tallies });
-    renderPolls();
-  }
-  if (s.questions) {
-    for (const [id, votes] of Object.entries(s.questions)) patch(S.questions, id, { votes });
-    renderQuestions();
-  }
-  if (s.giveaways) {
-    for (const [id, entrants] of Object.entries(s.giveaways)) patch(S.giveaways, id, { entrants });
-    renderGiveaways();
-  }
-  counts(s);
+  redraw.mark(recovered ? model.view(s) : model.state(s));
 }
 
 // -- forms -----------------------------------------------------------------------------------
@@ -615,7 +534,7 @@ function boot(who) {
   setInterval(loadShow, 10000);
   // Deal countdowns move between pushes.
   setInterval(() => {
-    if (Object.values(S.stock).some((s) => s.deal && s.deal.phase !== "ended")) renderStock();
+    if (Object.values(model.stock).some((s) => s.deal && s.deal.phase !== "ended")) renderStock();
   }, 1000);
   addEventListener("pagehide", () => S.publishing && S.publishing.stop());
 }

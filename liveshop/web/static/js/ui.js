@@ -1,5 +1,7 @@
 // DOM helpers shared by the pages. Text from users is only ever set as text (never HTML).
 
+import { explain } from "./api.js";
+
 export const $ = (selector, root = document) => root.querySelector(selector);
 export const $$ = (selector, root = document) => [...root.querySelectorAll(selector)];
 
@@ -101,4 +103,39 @@ export function signInForm(onToken, message) {
     onToken(input.value.trim());
   });
   return form;
+}
+
+/** Run `work`; say how it went in a toast (`done`: a text, or a function of the result).
+ *  The result, or null after an error (already shown). */
+export async function attempt(work, done) {
+  try {
+    const result = await work();
+    if (done) toast(typeof done === "function" ? done(result) : done);
+    return result;
+  } catch (error) {
+    toast(explain(error), "error");
+    return null;
+  }
+}
+
+/** Keep one node per key in `list`, in order. Existing nodes are refreshed in place
+ *  (`node.refresh(item)`), not rebuilt, so a tally ticking many times a second neither takes
+ *  the focus nor re-enables a busy button. */
+export function sync(list, items, keyOf, make) {
+  const old = new Map([...list.children].map((node) => [node.dataset.key, node]));
+  const nodes = items.map((item) => {
+    const key = String(keyOf(item));
+    let node = old.get(key);
+    if (!node) {
+      node = make(item);
+      node.dataset.key = key;
+    }
+    if (node.refresh) node.refresh(item);
+    return node;
+  });
+  const keep = new Set(nodes);
+  for (const node of old.values()) if (!keep.has(node)) node.remove();
+  nodes.forEach((node, i) => {
+    if (list.children[i] !== node) list.insertBefore(node, list.children[i] || null);
+  });
 }

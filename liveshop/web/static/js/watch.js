@@ -6,7 +6,9 @@
 import { ApiError, config, explain, fromMinor, http, money, newKey, session, toMinor } from "./api.js";
 import { Live } from "./live.js";
 import { Player } from "./player.js";
-import { $, $$, busy, clock, connectionBadge, el, formData, toast } from "./ui.js";
+import { cardFields, markCardError, saveCard, savedMethods } from "./shop.js";
+import { RoomModel, Redraw } from "./room.js";
+import { $, $$, attempt, busy, clock, connectionBadge, el, formData, sync, toast } from "./ui.js";
 
 const [, , kind, rawId] = location.pathname.split("/");
 const id = decodeURIComponent(rawId || "");
@@ -21,19 +23,12 @@ let whepMax = 20;
 let preferWebRtc = params.get("player") !== "hls";
 
 /** The room we take part in: the one watched, or the show's room the channel plays. */
-const room = {
-  id: channelMode ? null : id,
-  pinned: null,
-  stock: {},
-  polls: new Map(),
-  questions: new Map(),
-  giveaways: new Map(),
-  auctions: {},
-  stream: null,
-  viewers: 0,
-  reactions: {},
-};
+let roomId = channelMode ? null : id;
+let model = new RoomModel();
 let route = null; // channel mode: what the channel plays
+/** The stream the player was last set to (health updates every second change nothing);
+ *  undefined until the first snapshot says whether there is one. */
+let playing;
 
 // ---- the video --------------------------------------------------------------------
 
@@ -42,7 +37,7 @@ async function playStream(roomId, stream) {
   $("#live-badge").classList.toggle("hidden", !(stream && stream.status === "live"));
   if (stream && stream.status === "live") {
     slate.classList.add("hidden");
-    if (preferWebRtc && room.viewers <= whepMax) {
+    if (preferWebRtc && (model.counts.viewers || 0) <= whepMax) {
       try {
         await player.playWhep(roomId);
         return;
@@ -76,7 +71,7 @@ async function playRoute() {
   }
   slate.classList.add("hidden");
   if (r.source === "live" || r.source === "override") {
-    if (preferWebRtc && r.room_id && room.viewers <= whepMax) {
+    if (preferWebRtc && r.room_id && (model.counts.viewers || 0) <= whepMax) {
       try {
         await player.playWhep(r.room_id);
         return;
@@ -92,101 +87,62 @@ async function playRoute() {
 }
 
 function refreshVideo() {
-  const work = channelMode ? playRoute() : playStream(room.id, room.stream);
+  const work = channelMode ? playRoute() : playStream(roomId, model.stream);
   work.catch((error) => toast(explain(error), "error"));
 }
 
 // ---- the room's state ---------------------------------------------------------------
 
+const redraw = new Redraw({
+  info: () => {
+    $("#title").textContent = model.info.title;
+    document.title = `${model.info.title} · liveshop`;
+  },
+  counts: renderCounts,
+  pinned: renderPinned,
+  pinned_message: renderPinnedMessage,
+  polls: renderPolls,
+  questions: renderQuestions,
+  giveaways: renderGiveaways,
+  auctions: renderAuctions,
+  stream: () => {
+    const s = model.stream;
+    const key = s ? `${s.status} ${s.hls} ${s.replay}` : null;
+    if (key !== playing && !channelMode) {
+      playing = key;
+      refreshVideo();
+    }
+  },
+});
+
 function snapshot(s) {
-  $("#title").textContent = s.room.title;
-  document.title = `${s.room.title} · liveshop`;
-  room.pinned = s.pinned;
-  room.stock = s.stock || {};
-  // Keyed by string: state pushes key tallies by string (JSON object keys).
-  room.polls = new Map((s.polls || []).map((p) => [String(p.poll_id), p]));
-  room.questions = new Map((s.questions || []).map((q) => [String(q.question_id), q]));
-  room.giveaways = new Map((s.giveaways || []).map((g) => [String(g.giveaway_id), g]));
-  room.auctions = s.auctions || {};
-  room.reactions = s.reactions || {};
-  room.viewers = s.viewers || 0;
-  room.stream = s.stream || null;
+  model = new RoomModel();
   $("#chat-log").replaceChildren();
   for (const event of s.recent_chat || []) addChat(event);
-  showPinnedMessage(s.pinned_message);
-  renderAll();
-  if (!channelMode) refreshVideo();
+  redraw.mark(model.view(s));
 }
 
-function state(s) {
-  if (s.stock) Object.assign(room.stock, s.stock);
-  if (s.reactions) room.reactions = s.reactions;
-  if (s.viewers !== undefined) room.viewers = s.viewers;
-  if (s.pinned !== undefined) room.pinned = s.pinned;
-  if (s.polls) for (const [pid, tallies] of Object.entries(s.polls)) {
-    const poll = room.polls.get(pid);
-    if (poll) poll.tallies = Array.isArray(tallies) ? tallies : poll.tallies;
-  }
-  if (s.questions) for (const [qid, votes] of Object.entries(s.questions)) {
-    const question = room.questions.get(qid);
-    if (question) question.votes = typeof votes === "number" ? votes : question.votes;
-  }
-  if (s.giveaways) for (const [gid, entrants] of Object.entries(s.giveaways)) {
-    const giveaway = room.giveaways.get(gid);
-    if (giveaway && typeof entrants === "number") giveaway.entrants = entrants;
-  }
-  if (s.auctions) Object.assign(room.auctions, s.auctions);
-  if (s.stream !== undefined && JSON.stringify(s.stream && [s.stream.status, s.stream.hls, s.stream.replay])
-      !== JSON.stringify(room.stream && [room.stream.status, room.stream.hls, room.stream.replay])) {
-    room.stream = s.stream;
-    if (!channelMode) refreshVideo();
-  } else if (s.stream !== undefined) {
-    room.stream = s.stream;
-  }
-  renderAll();
+function state(s, recovered) {
+  redraw.mark(recovered ? model.view(s) : model.state(s));
 }
 
 function events(list) {
+  const parts = [];
   for (const e of list) {
+    parts.push(model.event(e));
     switch (e.kind) {
-      case "chat":
-      case "system":
-      case "gift":
-        addChat(e);
-        break;
+      case "chat": case "system": case "gift": addChat(e); break;
       case "message_deleted": {
         const item = $(`#chat-log [data-offset="${e.message_id}"]`);
         if (item) item.remove();
         break;
       }
-      case "message_pinned": showPinnedMessage(e.message); break;
-      case "message_unpinned": showPinnedMessage(null); break;
-      case "pin": room.pinned = e.product; room.stock = {}; break;
-      case "unpin": room.pinned = null; room.stock = {}; break;
-      case "poll_created": case "poll_closed": room.polls.set(String(e.poll.poll_id), e.poll); break;
-      case "question": room.questions.set(String(e.question.question_id), e.question); break;
-      case "question_answered": {
-        const q = room.questions.get(String(e.question_id));
-        if (q) q.answered = true;
-        break;
-      }
-      case "giveaway_opened": room.giveaways.set(String(e.giveaway.giveaway_id), e.giveaway); break;
-      case "giveaway_drawn": {
-        const g = room.giveaways.get(String(e.giveaway_id));
-        if (g) Object.assign(g, { drawn: true, winners: e.winners });
+      case "giveaway_drawn":
         if (live.user && e.winners.includes(live.user.id)) toast("You won the giveaway! 🎉");
         break;
-      }
-      case "deal_started": case "deal_ended":
-        if (room.stock[e.sku]) room.stock[e.sku].deal = e.deal;
-        break;
-      case "auction_started": room.auctions[e.auction.auction_id] = e.auction; break;
-      case "auction_ended": {
-        const a = room.auctions[e.auction_id];
-        if (a) Object.assign(a, { phase: "ended", result: e.result });
+      case "auction_ended":
         if (live.user && e.result && e.result.winner === live.user.id) toast("You won the auction! Check your orders.");
         break;
-      }
       case "user_banned":
         if (live.user && e.user_id === live.user.id) toast("You were removed from this room.", "error");
         break;
@@ -194,33 +150,27 @@ function events(list) {
         break;
     }
   }
-  renderAll();
+  redraw.mark(parts);
 }
 
 // ---- rendering ----------------------------------------------------------------------
 
-function renderAll() {
-  $("#viewers").textContent = `${room.viewers} watching`;
+function renderCounts() {
+  $("#viewers").textContent = `${model.counts.viewers || 0} watching`;
   for (const button of $$("[data-react]")) {
-    button.querySelector("span").textContent = room.reactions[button.dataset.react] || 0;
+    button.querySelector("span").textContent = model.reactions[button.dataset.react] || 0;
   }
-  renderPinned();
-  renderPolls();
-  renderQuestions();
-  renderGiveaways();
-  renderAuctions();
 }
 
 /** The pinned product's SKU to buy (the first one in stock, else the first). */
 function pinnedSku() {
-  const skus = Object.values(room.stock);
+  const skus = Object.values(model.stock);
   return (skus.find((s) => s.available > 0) || skus[0] || null);
 }
 
 function renderPinned() {
-  const card = $("#pinned");
-  const product = room.pinned;
-  card.classList.toggle("hidden", !product);
+  const product = model.pinned;
+  $("#pinned").classList.toggle("hidden", !product);
   if (!product) return;
   $("#pinned-title").textContent = product.title;
   const image = $("#pinned-image");
@@ -232,7 +182,7 @@ function renderPinned() {
   const currency = (sku && sku.currency) || product.currency;
   $("#pinned-price").textContent = money(dealLive ? deal.price_minor : (sku ? sku.price_minor : product.price_minor), currency);
   $("#pinned-was").textContent = dealLive ? money(sku.price_minor, currency) : "";
-  const available = Object.values(room.stock).reduce((n, s) => n + (s.available || 0), 0);
+  const available = Object.values(model.stock).reduce((n, s) => n + (s.available || 0), 0);
   const stock = $("#stock");
   if (sku) {
     stock.textContent = available > 0 ? `${dealLive ? deal.remaining : available} left` : "Sold out";
@@ -256,70 +206,121 @@ function tickCountdowns() {
   for (const node of $$("[data-ends-at]")) node.textContent = clock(Number(node.dataset.endsAt) - now);
 }
 
+// Lists are kept in place (ui.sync): tallies tick many times a second, and a rebuilt list
+// would take the focus, or a half-typed bid, from the viewer.
+
 function renderPolls() {
-  const open = [...room.polls.values()].filter((p) => !p.closed).slice(-3);
-  const closed = [...room.polls.values()].filter((p) => p.closed).slice(-1);
-  const list = [...open, ...closed];
+  const polls = [...model.polls.values()];
+  const list = [...polls.filter((p) => !p.closed).slice(-3), ...polls.filter((p) => p.closed).slice(-1)];
   $("#polls").classList.toggle("hidden", !list.length);
-  $("#poll-list").replaceChildren(...list.map((poll) => {
-    const total = (poll.tallies || []).reduce((a, b) => a + b, 0) || 1;
-    return el("fieldset", {}, el("legend", {}, poll.question + (poll.closed ? " (closed)" : "")),
-      ...poll.options.map((option, i) => {
-        const votes = (poll.tallies || [])[i] || 0;
-        return el("button", { type: "button", class: "poll-option", disabled: poll.closed,
-          "aria-label": `Vote ${option}: ${votes} votes`,
-          onclick: (ev) => busy(ev.currentTarget, () => act("vote", { poll_id: poll.poll_id, option: i }, "Vote counted")) },
-        el("span", {}, option), el("span", {}, String(votes)),
-        el("span", { class: "meter", "aria-hidden": "true" }, bar(votes / total)));
-      }));
-  }));
+  sync($("#poll-list"), list, (p) => p.poll_id, pollItem);
 }
 
-/** A meter's bar (set through the CSSOM: the page's CSP allows no inline styles). */
-function bar(fraction) {
-  const node = el("span");
-  node.style.width = `${Math.round(fraction * 100)}%`;
+function pollItem(poll) {
+  const legend = el("legend");
+  const options = poll.options.map((option, i) => {
+    const votes = el("span");
+    const meter = el("span");
+    const button = el("button", { type: "button", class: "poll-option",
+      onclick: () => busy(button, () => act("vote", { poll_id: poll.poll_id, option: i }, "Vote counted")) },
+    el("span", {}, option), votes, el("span", { class: "meter", "aria-hidden": "true" }, meter));
+    return { button, votes, meter, option };
+  });
+  const node = el("fieldset", {}, legend, options.map((o) => o.button));
+  node.refresh = (p) => {
+    legend.textContent = p.question + (p.closed ? " (closed)" : "");
+    const tallies = p.tallies || [];
+    const total = tallies.reduce((a, b) => a + b, 0) || 1;
+    options.forEach((o, i) => {
+      const count = tallies[i] || 0;
+      o.votes.textContent = String(count);
+      // Through the CSSOM: the page's CSP allows no inline style attributes.
+      o.meter.style.width = `${Math.round((count / total) * 100)}%`;
+      o.button.setAttribute("aria-label", `Vote ${o.option}: ${count} votes`);
+      if (p.closed) o.button.disabled = true;
+    });
+  };
   return node;
 }
 
 function renderQuestions() {
-  const list = [...room.questions.values()]
+  const list = [...model.questions.values()]
     .sort((a, b) => (a.answered - b.answered) || (b.votes - a.votes)).slice(0, 20);
-  $("#questions").replaceChildren(...list.map((q) => el("li", { class: q.answered ? "muted" : "" },
-    el("span", { class: "who" }, q.user.name), q.text, " ",
-    el("button", { type: "button", "aria-label": `Upvote: ${q.text}`, disabled: q.answered,
-      onclick: (ev) => busy(ev.currentTarget, () => act("upvote", { question_id: q.question_id })) }, `▲ ${q.votes}`),
-    q.answered ? " answered" : "")));
+  sync($("#questions"), list, (q) => q.question_id, (q) => {
+    const upvote = el("button", { type: "button", "aria-label": `Upvote: ${q.text}`,
+      onclick: () => busy(upvote, () => act("upvote", { question_id: q.question_id })) });
+    const answered = el("span");
+    const node = el("li", {}, el("span", { class: "who" }, q.user.name), q.text, " ", upvote, answered);
+    node.refresh = (fresh) => {
+      upvote.textContent = `▲ ${fresh.votes}`;
+      node.className = fresh.answered ? "muted" : "";
+      answered.textContent = fresh.answered ? " answered" : "";
+      if (fresh.answered) upvote.disabled = true;
+    };
+    return node;
+  });
 }
 
 function renderGiveaways() {
-  const list = [...room.giveaways.values()].slice(-3);
+  const list = [...model.giveaways.values()].slice(-3);
   $("#giveaways").classList.toggle("hidden", !list.length);
-  $("#giveaway-list").replaceChildren(...list.map((g) => el("div", { class: "row" },
-    el("span", { class: "grow" }, `${g.prize} · ${g.entrants || 0} entered`),
-    g.drawn ? el("span", {}, `Winners: ${(g.winners || g.drawn.winners || []).join(", ") || "—"}`)
-      : el("button", { type: "button", onclick: (ev) => busy(ev.currentTarget, () => act("enter_giveaway", { giveaway_id: g.giveaway_id }, "You're in!")) }, "Enter"))));
+  sync($("#giveaway-list"), list, (g) => g.giveaway_id, (g) => {
+    const label = el("span", { class: "grow" });
+    const enter = el("button", { type: "button",
+      onclick: () => busy(enter, () => act("enter_giveaway", { giveaway_id: g.giveaway_id }, "You're in!")) }, "Enter");
+    const winners = el("span");
+    const node = el("div", { class: "row" }, label, enter, winners);
+    node.refresh = (fresh) => {
+      label.textContent = `${fresh.prize} · ${fresh.entrants || 0} entered`;
+      enter.classList.toggle("hidden", Boolean(fresh.drawn));
+      winners.textContent = fresh.drawn ? `Winners: ${fresh.drawn.winners.join(", ") || "—"}` : "";
+    };
+    return node;
+  });
 }
 
 function renderAuctions() {
-  const list = Object.values(room.auctions).filter((a) => a.phase !== "ended" || a.result).slice(-2);
+  const list = Object.values(model.auctions).filter((a) => a.phase !== "ended" || a.result).slice(-2);
   $("#auctions").classList.toggle("hidden", !list.length);
-  $("#auction-list").replaceChildren(...list.map((a) => {
-    const price = a.price === null ? "No bids yet" : money(a.price, a.currency);
-    if (a.phase === "ended") {
-      const r = a.result || {};
-      return el("p", {}, `Ended: ${r.reason === "sold" ? `sold to ${r.winner} for ${money(r.price, a.currency)}` : r.reason || ""}`);
+  sync($("#auction-list"), list, (a) => a.auction_id, auctionItem);
+}
+
+function auctionItem(a) {
+  const inputId = `bid-${a.auction_id}`;
+  const price = el("strong");
+  const leader = el("span");
+  const when = el("span");
+  const timer = el("span", { role: "timer" });
+  const label = el("label", { for: inputId });
+  const amount = el("input", { id: inputId, name: "amount", inputmode: "decimal", class: "grow",
+    value: fromMinor(a.minimum_bid, a.currency), required: true });
+  const submit = el("button", { type: "submit", class: "primary" }, "Bid");
+  const ended = el("p", { class: "hidden" });
+  const form = el("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); bid(a, form); } },
+    el("p", {}, price, leader, " · ", when, timer), label, el("div", { class: "row" }, amount, submit));
+  const node = el("div", {}, form, ended);
+  let minimum = a.minimum_bid;
+  node.refresh = (fresh) => {
+    if (fresh.phase === "ended") {
+      const r = fresh.result || {};
+      form.classList.add("hidden");
+      ended.classList.remove("hidden");
+      ended.textContent = `Ended: ${r.reason === "sold" ? `sold to ${r.winner} for ${money(r.price, fresh.currency)}` : r.reason || ""}`;
+      return;
     }
-    const inputId = `bid-${a.auction_id}`;
-    return el("form", { class: "stack", onsubmit: (ev) => { ev.preventDefault(); bid(a, ev.currentTarget); } },
-      el("p", {}, el("strong", {}, price), a.leader ? ` · leading: ${a.leader}` : "",
-        " · ", a.phase === "live" ? "ends in " : "starts in ",
-        el("span", { role: "timer", dataset: { endsAt: a.phase === "live" ? a.ends_at : a.starts_at } }, "")),
-      el("label", { for: inputId }, `Your bid (minimum ${money(a.minimum_bid, a.currency)})`),
-      el("div", { class: "row" },
-        el("input", { id: inputId, name: "amount", inputmode: "decimal", class: "grow", value: fromMinor(a.minimum_bid, a.currency), required: true }),
-        el("button", { type: "submit", class: "primary", disabled: a.phase !== "live" }, "Bid")));
-  }));
+    price.textContent = fresh.price === null ? "No bids yet" : money(fresh.price, fresh.currency);
+    leader.textContent = fresh.leader ? ` · leading: ${fresh.leader}` : "";
+    when.textContent = fresh.phase === "live" ? "ends in " : "starts in ";
+    timer.dataset.endsAt = fresh.phase === "live" ? fresh.ends_at : fresh.starts_at;
+    label.textContent = `Your bid (minimum ${money(fresh.minimum_bid, fresh.currency)})`;
+    // Raise the suggested bid with the minimum, unless the viewer typed their own.
+    if (fresh.minimum_bid !== minimum && document.activeElement !== amount) {
+      amount.value = fromMinor(fresh.minimum_bid, fresh.currency);
+    }
+    minimum = fresh.minimum_bid;
+    submit.disabled = fresh.phase !== "live";
+  };
+  return node;
 }
 
 async function bid(auction, form) {
@@ -329,19 +330,20 @@ async function bid(auction, form) {
 }
 
 function addChat(e) {
+  // Each event arrives once (live.js follows offsets): no duplicate check per message.
   const log = $("#chat-log");
-  if (log.querySelector(`[data-offset="${e.offset}"]`)) return;
   let item;
   if (e.kind === "chat") item = el("li", { dataset: { offset: e.offset } }, el("span", { class: "who" }, e.user.name), e.text);
   else if (e.kind === "gift") item = el("li", { class: "system", dataset: { offset: e.offset } }, `${e.user.name} sent ${e.quantity} × ${e.gift.name} 🎁`);
   else item = el("li", { class: "system", dataset: { offset: e.offset } }, e.text);
   const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
   log.append(item);
-  while (log.children.length > 200) log.firstElementChild.remove();
+  if (log.children.length > 200) log.firstElementChild.remove();
   if (atBottom) log.scrollTop = log.scrollHeight;
 }
 
-function showPinnedMessage(message) {
+function renderPinnedMessage() {
+  const message = model.pinnedMessage;
   const node = $("#pinned-message");
   node.classList.toggle("hidden", !message);
   node.textContent = message ? `📌 ${message.user ? `${message.user.name}: ` : ""}${message.text}` : "";
@@ -351,15 +353,8 @@ function showPinnedMessage(message) {
 
 /** A room operation in the room we take part in; a toast says how it went. */
 async function act(op, fields, done) {
-  if (!room.id) return toast("Nothing to take part in right now.", "error");
-  try {
-    const result = await live.request(op, { room: room.id, ...fields });
-    if (done) toast(done);
-    return result;
-  } catch (error) {
-    toast(explain(error), "error");
-    return null;
-  }
+  if (!roomId) return toast("Nothing to take part in right now.", "error");
+  return attempt(() => live.request(op, { room: roomId, ...fields }), done);
 }
 
 /** Send `op` with an idempotency key; a temporary failure is retried with the same key, so a
@@ -369,7 +364,7 @@ async function keyed(op, fields) {
   const deadline = Date.now() + 60000; // outlasts a reconnect (backoff tops out at 8 s)
   for (let attempt = 0; ; attempt += 1) {
     try {
-      return await live.request(op, { room: room.id, ...fields, key });
+      return await live.request(op, { room: roomId, ...fields, key });
     } catch (error) {
       if (!error.temporary || Date.now() > deadline) throw error;
       await new Promise((r) => setTimeout(r, Math.min(4000, 500 * (attempt + 1))));
@@ -377,15 +372,16 @@ async function keyed(op, fields) {
   }
 }
 
+/** The card form shown to a first-time buyer (the shop pages' fields: one card form). */
+const card = cardFields("Your card");
+
 async function buy() {
   const sku = pinnedSku();
   if (!sku) return;
-  const who = session();
-  const methods = await http("GET", `/users/${encodeURIComponent(who.user.id)}/payment-methods`).catch(() => []);
-  if (!methods.length) {
+  if (!(await savedMethods(session())).length) {
     // No saved card: ask for one here, without leaving the stream.
     $("#card-form").classList.remove("hidden");
-    $("#card-number").focus();
+    card.inputs.number.focus();
     return;
   }
   await purchase(sku);
@@ -393,24 +389,17 @@ async function buy() {
 
 async function purchase(sku) {
   const quantity = Number($("#quantity").value);
-  try {
-    const result = await keyed("buy", { sku: sku.sku, quantity, pay: true });
-    const paid = result.payment && result.payment.status === "succeeded";
-    toast(paid ? `Bought! Order ${result.order}` : `Order ${result.order} placed: ${result.payment ? "payment needs attention in Orders" : "pay in Orders"}`);
-  } catch (error) {
-    toast(explain(error), "error");
-  }
+  await attempt(() => keyed("buy", { sku: sku.sku, quantity, pay: true }), (result) => (
+    result.payment && result.payment.status === "succeeded" ? `Bought! Order ${result.order}`
+      : `Order ${result.order} placed: ${result.payment ? "payment needs attention in Orders" : "pay in Orders"}`));
 }
 
 async function saveCardAndBuy(form) {
-  const who = session();
-  const data = formData(form);
   try {
-    await http("POST", `/users/${encodeURIComponent(who.user.id)}/payment-methods`, {
-      number: data.number.replace(/\s+/g, ""), exp_month: Number(data.exp_month), exp_year: Number(data.exp_year),
-    });
+    await saveCard(session(), card.read());
   } catch (error) {
-    return toast(explain(error), "error");
+    if (!markCardError(card, error)) toast(explain(error), "error");
+    return;
   }
   form.classList.add("hidden");
   form.reset();
@@ -439,12 +428,8 @@ async function loadGifts() {
   $("#gift-list").replaceChildren(...gifts.map((g) => el("button", { type: "button",
     "aria-label": `Send ${g.name} for ${g.price_coins} coins`,
     onclick: (ev) => busy(ev.currentTarget, async () => {
-      try {
-        const sent = await keyed("send_gift", { gift_id: g.id, quantity: 1 });
-        $("#coins").textContent = sent.balance;
-      } catch (error) {
-        toast(explain(error), "error");
-      }
+      const sent = await attempt(() => keyed("send_gift", { gift_id: g.id, quantity: 1 }));
+      if (sent) $("#coins").textContent = sent.balance;
     }) }, `${g.name} · ${g.price_coins}`)));
 }
 
@@ -476,6 +461,7 @@ function wire() {
   }
   $("#buy").addEventListener("click", (ev) => busy(ev.currentTarget, buy));
   $("#add-to-cart").addEventListener("click", (ev) => busy(ev.currentTarget, addToCart));
+  $("#card-slot").append(card.node);
   $("#card-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
     busy(ev.currentTarget.querySelector("button"), () => saveCardAndBuy(ev.currentTarget));
@@ -528,12 +514,12 @@ function followRoute(next) {
 async function switchRoute(next) {
   route = next;
   const showRoom = route && route.route && route.route.room_id;
-  if (showRoom !== room.id) {
-    if (room.id) await live.unfollow(room.id);
-    room.id = showRoom || null;
-    if (room.id) await live.follow(room.id, roomHandlers);
+  if (showRoom !== roomId) {
+    if (roomId) await live.unfollow(roomId);
+    roomId = showRoom || null;
+    if (roomId) await live.follow(roomId, roomHandlers);
   }
-  if (!room.id) $("#title").textContent = route && route.channel ? route.channel.title : id;
+  if (!roomId) $("#title").textContent = route && route.channel ? route.channel.title : id;
   refreshVideo();
 }
 
