@@ -299,10 +299,12 @@ async def test_cues_fire_on_time_and_the_host_changes_them_live(
             for kind, cue in (("system", "hello"), ("pin", "pin"), ("deal_started", "deal")):
                 event = await host.wait_event(kind, timeout=10)
                 fired_at[cue] = event["ts"] / 1000 - start
-            # On time: never early, late by at most a tick (0.5 s here), the room's commit
-            # and what a busy 2-core machine adds.
-            assert 0.5 <= fired_at["hello"] < 2.0 and 1.0 <= fired_at["pin"] < 2.5, fired_at
-            assert 1.5 <= fired_at["deal"] < 3.0, fired_at
+            # Never early, in order, and soon after they are due. How late is measured under
+            # a controllable clock (tests/unit/test_schedule.py: within a tick); here, under
+            # the whole suite on 2 cores, CI saw the deal start 3.7 s after its time.
+            due = {"hello": 0.5, "pin": 1.0, "deal": 1.5}
+            assert all(due[c] <= fired_at[c] < due[c] + 10 for c in due), fired_at
+            assert fired_at["hello"] <= fired_at["pin"] <= fired_at["deal"], fired_at
             # The host fires the poll early, moves one cue and skips another, live.
             fired = await host.result("fire_cue", room=room, cue="poll")
             assert fired["cue"]["status"] == "fired" and "poll_id" in fired["result"]
