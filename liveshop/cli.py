@@ -117,10 +117,11 @@ def _seed_demo(settings: Settings, say: Any) -> None:
 
 def _print_table(stack: Stack, ready: float) -> None:
     info = stack.run_info()
+    gateways = f"{', '.join(info['gateways'])}  ({len(stack.gateways)} process(es))"
     rows = [
         ("web pages", info["http"] + "/app/"),
         ("HTTP API", info["http"] + "  (docs: /docs)"),
-        ("WebSocket gateway", f"{info['ws']}  ({stack.settings.gateways} process(es))"),
+        ("WebSocket gateway", gateways),
         ("Ray dashboard", info["dashboard"] or f"cluster at {info['ray']}"),
         ("PostgreSQL", info["database"] + ("  (embedded)" if stack.postgres else "")),
         ("Redis", info["redis"] + ("  (embedded)" if stack.redis else "")),
@@ -233,7 +234,12 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ws-host", help="address the gateways bind (default 127.0.0.1)")
     up.add_argument("--ws-port", type=int)
     up.add_argument("--dashboard-port", type=int)
-    up.add_argument("--gateways", type=int, help="gateway processes sharing the WebSocket port")
+    up.add_argument(
+        "--gateways",
+        type=int,
+        help="gateway processes sharing the WebSocket port (default: one per `gateway` unit "
+        "the cluster's nodes declare, else 1)",
+    )
     up.add_argument("--rtmp-host", help="address the RTMP ingest binds (default 127.0.0.1)")
     up.add_argument("--rtmp-port", type=int, help="RTMP ingest port (default 1935)")
     up.add_argument(

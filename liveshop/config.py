@@ -47,7 +47,12 @@ class Settings:
     ws_host: str = "127.0.0.1"
     ws_port: int = 8765
     dashboard_port: int = 8265
-    gateways: int = 1
+    #: Gateway processes; 0: one per ``gateway`` unit the cluster's nodes declare (following
+    #: nodes as they join and leave), or 1 on a cluster that declares none.
+    gateways: int = 0
+    #: The placement resources (actors/wiring.PLACEMENT_RESOURCES) this cluster declares:
+    #: liveshop asks for them only where some node offers them. Filled in by `liveshop up`.
+    placement: tuple[str, ...] = ()
     #: Browser origins allowed to open a WebSocket; clients that send no Origin (apps,
     #: services) are always allowed. Empty tuple: loopback pages only.
     allowed_origins: tuple[str, ...] = ()

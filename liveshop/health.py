@@ -71,6 +71,20 @@ async def _gateway(settings: Settings, url: str) -> Check:
         return ("WebSocket gateway", False, f"{url}: {type(exc).__name__}: {exc}")
 
 
+async def _registry(database_url: str) -> tuple[Check, list[str]]:
+    """The registered gateways, and the addresses to check them at."""
+    from liveshop.storage.gateways import live_gateways
+
+    try:
+        gateways = await live_gateways(database_url)
+    except Exception as exc:
+        return ("gateways registered", False, f"{type(exc).__name__}: {exc}"), []
+    where = sorted({g["url"] for g in gateways})
+    connections = sum(g["connections"] for g in gateways)
+    detail = f"{len(gateways)} live at {', '.join(where) or 'nowhere'}, {connections} connection(s)"
+    return ("gateways registered", bool(gateways), detail), where
+
+
 def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     results: list[Check] = []
     pid = int(info["pid"])
@@ -81,20 +95,21 @@ def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     redis_url = settings.redis_url or info["redis"]
 
     async def _async_checks() -> list[Check]:
-        return list(
-            await asyncio.gather(
-                _postgres(database_url), _redis(redis_url), _gateway(settings, info["ws"])
-            )
+        pg, rd, (registry, urls) = await asyncio.gather(
+            _postgres(database_url), _redis(redis_url), _registry(database_url)
         )
+        # Every address gateways registered at (on a cluster, one per gateway node).
+        gateways = await asyncio.gather(*(_gateway(settings, url) for url in urls or [info["ws"]]))
+        return [pg, rd, registry, *gateways]
 
-    pg, rd, gw = asyncio.run(_async_checks())
+    pg, rd, *gw = asyncio.run(_async_checks())
     results += [pg, rd]
     try:
         status, body = _http_json(info["http"] + "/healthz")
         results.append(("HTTP API", status == 200, f"{info['http']}: {body}"))
     except Exception as exc:
         results.append(("HTTP API", False, f"{info['http']}: {type(exc).__name__}: {exc}"))
-    results.append(gw)
+    results += gw
     if info.get("dashboard"):
         try:
             # The dashboard's API needs Ray's auth token; its page answers without one.

@@ -8,18 +8,22 @@ import json
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 from liveshop.config import NAMESPACE, Settings
-from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis, wait_for_port
+from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from liveshop.storage.migrate import migrate_url
 
 Progress = Callable[[str], None]
 
 RUN_FILE = "run.json"
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot run this configuration (said before anything is deployed)."""
 
 
 def redact(url: str) -> str:
@@ -37,6 +41,8 @@ class Stack:
     redis: EmbeddedRedis | None = None
     ray_address: str | None = None
     ray_started_here: bool = False
+    #: The gateway registry as `deploy` found it.
+    gateways: list[dict[str, Any]] = field(default_factory=list)
 
     # -- start ----------------------------------------------------------------------------
 
@@ -85,17 +91,71 @@ class Stack:
         self.ray_address = info.address_info.get("gcs_address") or address  # type: ignore[attr-defined]
         how = "started" if self.ray_started_here else "joined"
         progress(f"Ray         {self.ray_address} ({how})")
+        self._fit_cluster(progress)
+
+    def _fit_cluster(self, progress: Progress) -> None:
+        """Place by the resources this cluster's nodes declare, and refuse storage that the
+        other nodes could not reach."""
+        import ray
+
+        from liveshop.actors import wiring
+
+        declared = ray.cluster_resources()  # type: ignore[no-untyped-call]
+        placement = tuple(r for r in wiring.PLACEMENT_RESOURCES if declared.get(r, 0) > 0)
+        self.settings = self.settings.with_(placement=placement)
+        nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
+        here = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+        elsewhere = sorted({n["NodeManagerAddress"] for n in nodes} - {here})
+        embedded = [name for name, server in (("PostgreSQL", self.postgres), ("Redis", self.redis))
+                    if server is not None]  # fmt: skip
+        if embedded and elsewhere:
+            raise ClusterError(
+                f"the embedded {' and '.join(embedded)} listen on 127.0.0.1 of this machine, "
+                f"which the nodes at {', '.join(elsewhere)} cannot reach: set "
+                "LIVESHOP_DATABASE_URL and LIVESHOP_REDIS_URL to servers every node can reach"
+            )
+        media = declared.get(wiring.MEDIA_RESOURCE, 0)
+        units = ", ".join(f"{r} {declared[r]:g}" for r in placement) or "none declared"
+        progress(f"cluster     {len(nodes)} node(s); placement: {units}; media {media:g}")
 
     def deploy(self, progress: Progress = print) -> None:
         from liveshop.actors import wiring
 
         wiring.deploy(self.settings)
-        host = self.settings.ws_host
-        wait_for_port(
-            "127.0.0.1" if host in ("0.0.0.0", "::", "") else host, self.settings.ws_port, 30
-        )
         s = self.settings
-        progress(f"Serve       API {s.http_url}, gateway {s.ws_url}, RTMP ingest {s.rtmp_url}")
+        self.gateways = self.wait_for_gateways(self.expected_gateways(), timeout=60)
+        where = ", ".join(sorted({g["url"] for g in self.gateways}))
+        progress(f"Serve       API {s.http_url}, RTMP ingest {s.rtmp_url}")
+        progress(f"gateways    {len(self.gateways)} registered at {where}")
+
+    def expected_gateways(self) -> int:
+        """How many gateway replicas this deployment runs (see Settings.gateways)."""
+        import ray
+
+        from liveshop.actors import wiring
+
+        if self.settings.gateways:
+            return self.settings.gateways
+        if wiring.GATEWAY_RESOURCE not in self.settings.placement:
+            return 1
+        units = ray.cluster_resources().get(wiring.GATEWAY_RESOURCE, 0)  # type: ignore[no-untyped-call]
+        return max(1, int(units))
+
+    def wait_for_gateways(self, count: int, timeout: float) -> list[dict[str, Any]]:
+        """The registry once ``count`` gateways are serving (each registers only once its
+        port is open): on a cluster, on whichever nodes Serve placed them."""
+        from liveshop.storage.gateways import live_gateways
+
+        assert self.settings.database_url is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            live = asyncio.run(live_gateways(self.settings.database_url))
+            if len(live) >= count or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        if not live:
+            raise TimeoutError(f"no gateway registered within {timeout:.0f}s")
+        return live
 
     # -- stop -----------------------------------------------------------------------------
 
@@ -147,6 +207,7 @@ class Stack:
             "started_at": time.time(),
             "http": s.http_url,
             "ws": s.ws_url,
+            "gateways": sorted({g["url"] for g in self.gateways}),
             "dashboard": f"http://127.0.0.1:{s.dashboard_port}" if self.ray_started_here else None,
             "database": redact(s.database_url or ""),
             "redis": redact(s.redis_url or ""),

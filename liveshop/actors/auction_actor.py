@@ -38,6 +38,10 @@ CLOCK_INTERVAL = 0.05
 
 
 class AuctionActor:
+    def __repr__(self) -> str:
+        # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
+        return f"AuctionActor(auction={self.auction_id})"
+
     async def __init__(self, auction_id: str, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url
         self.auction_id = auction_id

@@ -48,6 +48,10 @@ CHECKOUT_HOLD_MARGIN = 300.0
 
 
 class CartActor:
+    def __repr__(self) -> str:
+        # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
+        return f"CartActor(user={self.user_id})"
+
     async def __init__(self, user_id: str, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url
         self.user_id = user_id

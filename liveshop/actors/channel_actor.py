@@ -70,6 +70,10 @@ def staff_push(room_id: str, report: dict[str, Any]) -> bytes:
 
 
 class ChannelActor:
+    def __repr__(self) -> str:
+        # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
+        return f"ChannelActor(channel={self.channel_id})"
+
     async def __init__(self, channel_id: str, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url and settings.redis_url
         self.channel_id = channel_id

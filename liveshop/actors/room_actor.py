@@ -19,7 +19,7 @@ from typing import Any
 import msgpack
 from redis.exceptions import RedisError
 
-from liveshop import clock, gctune
+from liveshop import clock, gctune, metrics
 from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, Unavailable
@@ -49,6 +49,8 @@ log = logging.getLogger(__name__)
 #: A state-only change (reaction totals, votes, entries, peak viewers) is persisted at most
 #: this often.
 STATE_SAVE_INTERVAL = 1.0
+#: Seconds between exports of the room's counts to Ray metrics.
+METRICS_INTERVAL = 1.0
 
 
 def tick_interval(settings: Settings, viewers: int) -> float:
@@ -64,13 +66,17 @@ def tick_interval(settings: Settings, viewers: int) -> float:
     return min(settings.max_tick, base * viewers / settings.tick_viewers)
 
 
-def encode_room_message(room: Room, events: list[Event], state: dict[str, Any]) -> bytes:
-    """The one message per tick that gateways turn into a ``room`` push."""
+def encode_room_message(
+    room: Room, events: list[Event], state: dict[str, Any], sent: float
+) -> bytes:
+    """The one message per tick that gateways turn into a ``room`` push. ``sent`` (Unix
+    seconds) is when it left the room: gateways measure publish-to-deliver latency with it."""
     message = {
         "room": room.info.room_id,
         "epoch": room.epoch,
         "events": [e.to_wire() for e in events],
         "state": state,
+        "sent": sent,
     }
     packed: bytes = msgpack.packb(message, use_bin_type=True)
     return packed
@@ -110,17 +116,36 @@ class RoomActor:
         self.batches = 0
         self.commands = 0
         self.flushes = 0
+        self.events = 0
+        self.publish_errors = 0
+        self.commit_errors = 0
+        #: Calls accepted and not yet answered (most wait for the tick's commit).
+        self.calls = 0
         # Gifts paid for while a previous incarnation died before publishing them.
         for receipt in await self.wallets.unpublished(room_id):
             self.room.apply(GiftSent(receipt), clock.now())
         gctune.tune()
-        self._loop_task = asyncio.get_running_loop().create_task(self._tick_loop())
+        loop = asyncio.get_running_loop()
+        self._loop_task = loop.create_task(self._tick_loop())
+        self._export_task = loop.create_task(self._export())
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
+
+    def __repr__(self) -> str:
+        # Ray shows this as the actor's "repr name" in the dashboard and prefixes its log
+        # lines with it, so an SRE finds a room's actor by the room's id.
+        return f"RoomActor(room={self.room_id})"
 
     # -- calls from gateways and the API -----------------------------------------------------
 
     async def handle(self, batch: list[Command]) -> list[Reply | LiveshopError]:
         """Apply a batch; answer once its events are durable (and published)."""
+        self.calls += 1
+        try:
+            return await self._handle(batch)
+        finally:
+            self.calls -= 1
+
+    async def _handle(self, batch: list[Command]) -> list[Reply | LiveshopError]:
         # Batches are applied one at a time, in arrival order, even though checking chat
         # (which may wait on a model) happens before applying.
         async with self._apply_lock:
@@ -186,8 +211,12 @@ class RoomActor:
         # this moment are neither pending nor unsaved, hence an offset, not a flag).
         results = self.room.join_many(joins, clock.now())
         shown = self.room.offset
-        while self._durable_offset < shown:
-            await self._next_flush()
+        self.calls += 1
+        try:
+            while self._durable_offset < shown:
+                await self._next_flush()
+        finally:
+            self.calls -= 1
         return results
 
     async def _moderate(self, batch: list[Command]) -> list[Command]:
@@ -249,6 +278,9 @@ class RoomActor:
         )
 
     async def stats(self) -> dict[str, Any]:
+        return self._stats()
+
+    def _stats(self) -> dict[str, Any]:
         return {
             "room": self.room_id,
             "offset": self.room.offset,
@@ -256,8 +288,25 @@ class RoomActor:
             "batches": self.batches,
             "commands": self.commands,
             "flushes": self.flushes,
+            "events": self.events,
+            "publish_errors": self.publish_errors,
+            "commit_errors": self.commit_errors,
+            "calls": self.calls,
             "viewers": self.room.viewers(clock.now()),
         }
+
+    async def _export(self) -> None:
+        export = metrics.Exporter(
+            {"room": self.room_id}, metrics.ROOM_GAUGES, metrics.ROOM_COUNTERS
+        ).export
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL)
+            try:
+                stats = self._stats()
+                export(stats)
+                metrics.queue_depth("room", self.room_id, stats["calls"])
+            except Exception:  # metrics must never take the room down
+                log.exception("room %s: metrics export failed", self.room_id)
 
     def _next_flush(self) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
@@ -299,6 +348,7 @@ class RoomActor:
         )
         offset = self.room.offset  # before any await: matches `events`
         if events or state_due:
+            started = time.perf_counter()
             try:
                 durable = self.room.durable_state()
                 await self.store.save_tick(
@@ -313,6 +363,7 @@ class RoomActor:
                 # Keep everything and retry, whatever the error: nobody is answered or shown
                 # anything until it is durable, and no offset is skipped. Callers see a
                 # timeout ("unavailable") if the outage lasts.
+                self.commit_errors += 1
                 if isinstance(exc, TRANSIENT_DB_ERRORS):
                     log.warning("room %s cannot persist its tick yet: %s", self.room_id, exc)
                 else:
@@ -324,6 +375,7 @@ class RoomActor:
                 await asyncio.sleep(0.2)
                 self._wake.set()
                 return
+            metrics.commit_seconds("room", self.room_id, time.perf_counter() - started)
             self._state_saved_at = time.monotonic()
             self._saved_version = version
         self._durable_offset = offset
@@ -332,12 +384,14 @@ class RoomActor:
         try:
             if events or state:
                 self.flushes += 1
+                self.events += len(events)
                 await self.publisher.publish(
-                    self.room_id, encode_room_message(self.room, events, state)
+                    self.room_id, encode_room_message(self.room, events, state, clock.now())
                 )
         except (RedisError, OSError) as exc:
             # At-most-once: the events are durable and carry offsets, so subscribers
             # detect the gap and recover from the room.
+            self.publish_errors += 1
             log.warning("room %s could not publish: %s", self.room_id, exc)
         finally:
             # Durable is what callers wait for: they are answered whatever publishing did.

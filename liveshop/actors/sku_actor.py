@@ -22,7 +22,7 @@ from typing import Any
 
 from ray.exceptions import RayActorError
 
-from liveshop import clock, gctune
+from liveshop import clock, gctune, metrics
 from liveshop.actors import wiring
 from liveshop.actors.group_commit import GroupCommit, report_failure
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
@@ -43,6 +43,8 @@ PRUNE_INTERVAL = 60.0
 #: Stock returns are applied when the canceller pokes the actor, and looked for this often
 #: in case a poke was lost.
 RETURNS_INTERVAL = 30.0
+#: Seconds between exports of the SKU's counts to Ray metrics.
+METRICS_INTERVAL = 1.0
 
 
 class SkuActor:
@@ -61,7 +63,7 @@ class SkuActor:
         self.group = GroupCommit(
             depth=2,
             take=self._take,
-            save=lambda batch: self.store.save(batch[0], batch[1], version=batch[4], turn=batch[5]),
+            save=self._save,
             committed=self._committed,
             failed=self._failed,
             error=Unavailable("stock could not be saved, try again with the same key"),
@@ -79,6 +81,8 @@ class SkuActor:
         self._returns_lock = asyncio.Lock()
         self.decisions = 0
         self.batches = 0
+        #: Calls accepted and not yet answered (waiting for their group commit, mostly).
+        self.calls = 0
         gctune.tune()
         loop = asyncio.get_running_loop()
         self._tasks = [
@@ -86,15 +90,27 @@ class SkuActor:
             loop.create_task(self._clock_loop()),
             loop.create_task(self._push_loop()),
             loop.create_task(self.take_returns()),
+            loop.create_task(self._export()),
         ]
         if self.watchers:
             self._push_due.set()
         log.info("SKU %s loaded: %s", sku, self.inventory.counts())
 
+    def __repr__(self) -> str:
+        # The dashboard's "repr name" and the log prefix: find a SKU's actor by its id.
+        return f"SkuActor(sku={self.sku})"
+
     # -- calls from gateways and the API ------------------------------------------------------
 
     async def handle(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
         """Decide a batch; answer once every decision in it is committed."""
+        self.calls += 1
+        try:
+            return await self._handle(batch)
+        finally:
+            self.calls -= 1
+
+    async def _handle(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
         if self._stale:
             await self._reload()
         now = clock.now()
@@ -154,8 +170,21 @@ class SkuActor:
             "batches": self.batches,
             "decisions": self.decisions,
             "commits": self.group.commits,
+            "calls": self.calls,
             **self.inventory.counts(),
         }
+
+    async def _export(self) -> None:
+        tags = {"sku": self.sku}
+        export = metrics.Exporter(tags, metrics.SKU_GAUGES, metrics.SKU_COUNTERS).export
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL)
+            try:
+                # Committed counts only, like the counter rooms are shown.
+                export({**self._counts, "decisions": self.decisions, "batches": self.batches})
+                metrics.queue_depth("sku", self.sku, self.calls)
+            except Exception:  # metrics must never take the SKU down
+                log.exception("SKU %s: metrics export failed", self.sku)
 
     # -- group commit -------------------------------------------------------------------------
 
@@ -174,6 +203,11 @@ class SkuActor:
             inventory.row(), changes, inventory.snapshot(clock.now()), inventory.counts(),
             version, turn,
         )  # fmt: skip
+
+    async def _save(self, batch: Batch) -> None:
+        started = time.perf_counter()
+        await self.store.save(batch[0], batch[1], version=batch[4], turn=batch[5])
+        metrics.commit_seconds("sku", self.sku, time.perf_counter() - started)
 
     def _committed(self, batch: Batch) -> None:
         _, _, view, self._counts, _, _ = batch

@@ -87,6 +87,10 @@ class StreamMetrics:
 
 
 class TranscoderActor:
+    def __repr__(self) -> str:
+        # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
+        return f"TranscoderActor(room={self.room_id})"
+
     async def __init__(self, room_id: str, settings: Settings) -> None:  # type: ignore[misc]
         self.room_id = room_id
         self.settings = settings

@@ -14,6 +14,7 @@ from typing import Any
 import ray
 
 from liveshop.config import NAMESPACE, Settings
+from liveshop.serve.scaling import GATEWAY_RESOURCE as GATEWAY_RESOURCE
 
 ROOM_ACTOR_PREFIX = "room:"
 SKU_ACTOR_PREFIX = "sku:"
@@ -24,6 +25,14 @@ CHANNEL_ACTOR_PREFIX = "channel:"
 
 #: The custom resource media nodes offer; one unit per live stream a node can transcode.
 MEDIA_RESOURCE = "media"
+#: Nodes for room, channel, SKU, auction and cart actors offer one unit per actor they may
+#: host (each actor is a process: size it by memory). Gateway nodes offer GATEWAY_RESOURCE,
+#: one unit per gateway process (see liveshop/serve/scaling.py).
+ACTOR_RESOURCE = "actors"
+#: The resources that place liveshop's processes when a cluster declares them (`liveshop
+#: up` looks at the cluster and records the ones it has in ``Settings.placement``). A
+#: cluster without them (a laptop, a plain `ray start`) places everything anywhere.
+PLACEMENT_RESOURCES = (GATEWAY_RESOURCE, ACTOR_RESOURCE)
 
 #: Room actors mostly wait on I/O: they must not reserve a CPU each, or a 2-core machine
 #: could hold two rooms. max_concurrency bounds the batches in flight per room.
@@ -60,6 +69,23 @@ CHANNEL_ACTOR_OPTIONS: dict[str, Any] = {**ROOM_ACTOR_OPTIONS, "max_concurrency"
 #: Serve deployments. The gateway and API are I/O bound as well.
 GATEWAY_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
 API_ACTOR_OPTIONS: dict[str, Any] = {"num_cpus": 0}
+#: With gateway nodes: as many replicas as the cluster has ``gateway`` units, following the
+#: nodes as they come and go (scale down only after a node has been gone a few seconds).
+GATEWAY_AUTOSCALING: dict[str, Any] = {
+    "min_replicas": 1,
+    "max_replicas": 10_000,
+    "upscale_delay_s": 0,
+    "downscale_delay_s": 5,
+    "policy": {"policy_function": "liveshop.serve.scaling.gateway_units"},
+}
+
+
+def placed(options: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """A domain actor's options on this cluster: on the nodes that offer ``actors`` if it
+    declares them, spread over them so that losing one node restarts few actors."""
+    if ACTOR_RESOURCE not in settings.placement:
+        return options
+    return {**options, "resources": {ACTOR_RESOURCE: 1}, "scheduling_strategy": "SPREAD"}
 
 
 @functools.cache
@@ -94,14 +120,15 @@ def get_room_actor(room_id: str) -> RoomHandle | None:
     return _get_actor(room_actor_name(room_id))
 
 
+def _create(module: str, cls: str, name: str, options: dict[str, Any], *args: Any) -> Any:
+    """Get or create the detached actor ``name`` (a blocking GCS call)."""
+    return _remote(module, cls).options(name=name, get_if_exists=True, **options).remote(*args)
+
+
 def create_room_actor(room_id: str, settings: Settings) -> RoomHandle:
     """Get or create the room's detached actor (blocking GCS call)."""
-    handle: RoomHandle = (
-        _remote("room_actor", "RoomActor")
-        .options(name=room_actor_name(room_id), get_if_exists=True, **ROOM_ACTOR_OPTIONS)
-        .remote(room_id, settings)
-    )
-    return handle
+    options = placed(ROOM_ACTOR_OPTIONS, settings)
+    return _create("room_actor", "RoomActor", room_actor_name(room_id), options, room_id, settings)
 
 
 def get_sku_actor(sku: str) -> SkuHandle | None:
@@ -110,12 +137,8 @@ def get_sku_actor(sku: str) -> SkuHandle | None:
 
 def create_sku_actor(sku: str, settings: Settings) -> SkuHandle:
     """Get or create the SKU's detached actor (blocking GCS call); the SKU must exist."""
-    handle: SkuHandle = (
-        _remote("sku_actor", "SkuActor")
-        .options(name=sku_actor_name(sku), get_if_exists=True, **SKU_ACTOR_OPTIONS)
-        .remote(sku, settings)
-    )
-    return handle
+    options = placed(SKU_ACTOR_OPTIONS, settings)
+    return _create("sku_actor", "SkuActor", sku_actor_name(sku), options, sku, settings)
 
 
 def get_auction_actor(auction_id: str) -> Any | None:
@@ -124,13 +147,9 @@ def get_auction_actor(auction_id: str) -> Any | None:
 
 def create_auction_actor(auction_id: str, settings: Settings) -> Any:
     """Get or create the auction's detached actor (blocking GCS call); it must exist."""
-    return (
-        _remote("auction_actor", "AuctionActor")
-        .options(
-            name=AUCTION_ACTOR_PREFIX + auction_id, get_if_exists=True, **AUCTION_ACTOR_OPTIONS
-        )
-        .remote(auction_id, settings)
-    )
+    name = AUCTION_ACTOR_PREFIX + auction_id
+    options = placed(AUCTION_ACTOR_OPTIONS, settings)
+    return _create("auction_actor", "AuctionActor", name, options, auction_id, settings)
 
 
 def get_cart_actor(user_id: str) -> Any | None:
@@ -139,11 +158,9 @@ def get_cart_actor(user_id: str) -> Any | None:
 
 def create_cart_actor(user_id: str, settings: Settings) -> Any:
     """Get or create the user's detached cart actor (blocking GCS call)."""
-    return (
-        _remote("cart_actor", "CartActor")
-        .options(name=CART_ACTOR_PREFIX + user_id, get_if_exists=True, **CART_ACTOR_OPTIONS)
-        .remote(user_id, settings)
-    )
+    name = CART_ACTOR_PREFIX + user_id
+    options = placed(CART_ACTOR_OPTIONS, settings)
+    return _create("cart_actor", "CartActor", name, options, user_id, settings)
 
 
 def get_transcoder_actor(room_id: str) -> Any | None:
@@ -153,12 +170,9 @@ def get_transcoder_actor(room_id: str) -> Any | None:
 def create_transcoder_actor(room_id: str, settings: Settings) -> Any:
     """Get or create the room's transcoder (blocking GCS call); it waits for a node with a
     free ``media`` unit."""
-    return (
-        _remote("transcoder_actor", "TranscoderActor")
-        .options(
-            name=TRANSCODER_ACTOR_PREFIX + room_id, get_if_exists=True, **TRANSCODER_ACTOR_OPTIONS
-        )
-        .remote(room_id, settings)
+    name = TRANSCODER_ACTOR_PREFIX + room_id
+    return _create(
+        "transcoder_actor", "TranscoderActor", name, TRANSCODER_ACTOR_OPTIONS, room_id, settings
     )
 
 
@@ -168,20 +182,25 @@ def get_channel_actor(channel_id: str) -> Any | None:
 
 def create_channel_actor(channel_id: str, settings: Settings) -> Any:
     """Get or create the channel's detached actor (blocking GCS call); it must exist."""
-    return (
-        _remote("channel_actor", "ChannelActor")
-        .options(
-            name=CHANNEL_ACTOR_PREFIX + channel_id, get_if_exists=True, **CHANNEL_ACTOR_OPTIONS
-        )
-        .remote(channel_id, settings)
-    )
+    name = CHANNEL_ACTOR_PREFIX + channel_id
+    options = placed(CHANNEL_ACTOR_OPTIONS, settings)
+    return _create("channel_actor", "ChannelActor", name, options, channel_id, settings)
+
+
+def state_address() -> str:
+    """The connected cluster, for Ray's state API: without an address it picks the newest
+    cluster on this machine, which on a host running two is not always ours."""
+    address: str = ray.get_runtime_context().gcs_address
+    return address
 
 
 def list_actor_names(prefix: str) -> list[str]:
     from ray.util.state import list_actors
 
     actors = list_actors(
-        filters=[("state", "!=", "DEAD"), ("ray_namespace", "=", NAMESPACE)], limit=10_000
+        address=state_address(),
+        filters=[("state", "!=", "DEAD"), ("ray_namespace", "=", NAMESPACE)],
+        limit=10_000,
     )
     return [a.name for a in actors if a.name and a.name.startswith(prefix)]
 
@@ -224,8 +243,17 @@ def gateway_application(settings: Settings) -> Any:
     """The Serve application whose replicas each run a WebSocket gateway (SO_REUSEPORT)."""
     from liveshop.serve.gateway_app import GatewayDeployment
 
+    if GATEWAY_RESOURCE not in settings.placement:
+        return GatewayDeployment.options(  # type: ignore[attr-defined]
+            num_replicas=max(1, settings.gateways), ray_actor_options=GATEWAY_ACTOR_OPTIONS
+        ).bind(settings)
+    options = {**GATEWAY_ACTOR_OPTIONS, "resources": {GATEWAY_RESOURCE: 1}}
+    if settings.gateways:  # a fixed count, each on a gateway unit
+        return GatewayDeployment.options(  # type: ignore[attr-defined]
+            num_replicas=settings.gateways, ray_actor_options=options
+        ).bind(settings)
     return GatewayDeployment.options(  # type: ignore[attr-defined]
-        num_replicas=settings.gateways, ray_actor_options=GATEWAY_ACTOR_OPTIONS
+        autoscaling_config=GATEWAY_AUTOSCALING, ray_actor_options=options
     ).bind(settings)
 
 

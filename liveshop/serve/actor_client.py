@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 from ray.exceptions import ActorDiedError, GetTimeoutError, RayActorError
 
+from liveshop import metrics
 from liveshop.config import Settings
 from liveshop.errors import LiveshopError, NotFound, Unavailable
 from liveshop.serve.batcher import Batcher
@@ -88,11 +90,18 @@ class ActorClient:
         batcher = self._batchers.get((key, method))
         if batcher is None:
             batcher = self._batchers[(key, method)] = Batcher(
-                lambda batch: self.call(key, method, batch),
+                lambda batch: self._call_batch(key, method, batch),
                 window=self.settings.batch_window,
                 max_batch=self._max_batch,
             )
         return batcher.submit(item)
+
+    async def _call_batch(self, key: str, method: str, batch: list[Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            return await self.call(key, method, batch)
+        finally:
+            metrics.batch(self.kind.lower(), method, len(batch), time.perf_counter() - started)
 
     async def call(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         handle = await self.actor(actor_id)

@@ -49,6 +49,7 @@ from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher
+from liveshop.storage.gateways import GatewayStore
 from liveshop.storage.overview import OverviewStore
 from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
@@ -257,6 +258,7 @@ class Api:
         self.wallets = WalletStore(self.pool)
         self.commerce = Commerce(settings, self.pool)
         self.sku_store = self.commerce.sku_store
+        self.gateways = GatewayStore(self.pool)
         self.skus = self.commerce.skus
         self.orders = self.commerce.orders
         self._reconciler = asyncio.get_running_loop().create_task(self.commerce.reconcile_forever())
@@ -428,6 +430,12 @@ class Api:
     async def get_sku(self, sku: RoomId) -> dict[str, Any]:
         """Committed counts, price, the flash deal and the rooms it is pushed to."""
         return await self.skus.view(sku)
+
+    @app.get("/gateways")
+    async def list_gateways(self, authorization: Authorization = None) -> dict[str, Any]:
+        """The gateway registry: every gateway process serving now, where, and its load."""
+        self._service(authorization)
+        return {"gateways": await self.gateways.live()}
 
     @app.get("/skus/{sku}/audit")
     async def audit_sku(self, sku: RoomId, authorization: Authorization = None) -> dict[str, Any]:

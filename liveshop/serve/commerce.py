@@ -8,11 +8,12 @@ import asyncio
 import contextlib
 import logging
 import secrets
+import time
 from typing import Any
 
 import asyncpg
 
-from liveshop import clock
+from liveshop import clock, metrics
 from liveshop.commerce.auction import AuctionTerms
 from liveshop.commerce.inventory import Commit, Release, Reserve
 from liveshop.commerce.order import ShipmentLine
@@ -45,7 +46,21 @@ class Commerce:
         self.orders = self.cashier.orders
 
     async def run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
-        """One validated commerce op (protocol.COMMERCE_OPS) for ``who``."""
+        """One validated commerce op (protocol.COMMERCE_OPS) for ``who``, timed for the
+        ``liveshop_commerce_seconds`` metric by op and outcome (an error's code)."""
+        started = time.perf_counter()
+        outcome = "internal"
+        try:
+            result = await self._run(op, who, params)
+            outcome = "ok"
+            return result
+        except LiveshopError as exc:
+            outcome = exc.code
+            raise
+        finally:
+            metrics.commerce(op, outcome, time.perf_counter() - started)
+
+    async def _run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
         if not who.roles_in(params.room):
             raise Forbidden(f"your token grants no role in room {params.room!r}")
         match op:

@@ -22,7 +22,7 @@ from websockets.asyncio.server import Server, ServerConnection, serve
 from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
-from liveshop import clock
+from liveshop import clock, metrics
 from liveshop.config import Settings
 from liveshop.errors import (
     AlreadyConnected,
@@ -64,7 +64,8 @@ from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisSubscriber
-from liveshop.storage.pool import create_pool
+from liveshop.storage.gateways import HEARTBEAT, GatewayRecord, GatewayStore
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.tokens import STAFF_ROLES, Identity, verify_token
@@ -82,6 +83,8 @@ LISTEN_BACKLOG = 4096
 SLOW_CONSUMER_SWEEP = 1.0
 #: A client told to slow down this many times in a row (no request let through) is closed.
 MAX_RATE_STRIKES = 50
+#: Seconds between exports of the gateway's counts to Ray metrics.
+METRICS_INTERVAL = 1.0
 
 
 @dataclass(eq=False)
@@ -120,7 +123,12 @@ class Gateway:
         self._reporter: asyncio.Task[None] | None = None
         self._sweeper: asyncio.Task[None] | None = None
         self.slow_closed = 0
+        self.frames_in = 0
         self._joins: dict[str, asyncio.Lock] = {}
+        self._registry: GatewayStore | None = None
+        self.node_id, self.node_ip = _node()
+        self.url = advertised_url(settings, self.node_ip)
+        self._background: list[asyncio.Task[None]] = []
 
     # -- lifecycle ------------------------------------------------------------------------
 
@@ -132,6 +140,10 @@ class Gateway:
         self.products = ProductStore(self._pool)
         self.programming = Programming(self.settings, self._pool)
         self.hub.on_ban = self._kick
+        rooms = self.rooms
+        self.hub.fetch = lambda room_id, since: rooms.join(room_id, since)
+        self.hub.observe = lambda age: metrics.publish_to_deliver(age, self.gateway_id)
+        self._registry = GatewayStore(self._pool)
         self.subscriber = RedisSubscriber(
             self.settings.redis_url, self.hub.on_message, on_reconnect=self._on_reconnect
         )
@@ -154,12 +166,16 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._reporter = loop.create_task(self._report_viewers())
         self._sweeper = loop.create_task(self._sweep_slow_consumers())
-        log.info("gateway %s listening on %s", self.gateway_id, self.settings.ws_url)
+        self._background = [loop.create_task(self._register()), loop.create_task(self._export())]
+        log.info("gateway %s listening on %s", self.gateway_id, self.url)
 
     async def stop(self) -> None:
-        for task in (self._reporter, self._sweeper):
+        for task in (self._reporter, self._sweeper, *self._background):
             if task is not None:
                 task.cancel()
+        if self._registry is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._registry.remove(self.gateway_id), 2)
         if self.server is not None:
             self.server.close(code=CloseCode.GOING_AWAY, reason="gateway stopping")
             with contextlib.suppress(Exception):
@@ -178,21 +194,54 @@ class Gateway:
         redis_ok = self.subscriber is not None and self.subscriber.connected
         return {
             "gateway": self.gateway_id,
+            "url": self.url,
+            "node_id": self.node_id,
             "serving": serving,
             "redis": redis_ok,
             "connections": self.connections,
             "slow_closed": self.slow_closed,
             "rooms": len(self.hub.feeds),
+            "frames_in": self.frames_in,
             "messages_in": self.hub.messages_in,
             "frames_out": self.hub.frames_out,
+            "gaps_repaired": self.hub.gaps_repaired,
+            "gaps_unrepaired": self.hub.gaps_unrepaired,
         }
 
     async def _on_reconnect(self) -> None:
-        # Messages published while Redis was away are gone from the broker (at-most-once).
-        # Clients see the offsets jump and resubscribe; issue 8's drills cover this path.
+        # Messages published while Redis was away are gone from the broker (at-most-once):
+        # ask every room watched here for what it published meanwhile.
         log.warning(
-            "gateway %s resubscribed to Redis; clients may see offset gaps", self.gateway_id
+            "gateway %s resubscribed to Redis; filling gaps from the rooms", self.gateway_id
         )
+        self.hub.resync()
+
+    async def _register(self) -> None:
+        """Keep this gateway's row in the registry fresh (see storage/gateways.py)."""
+        assert self._registry is not None
+        while True:
+            record = GatewayRecord(
+                self.gateway_id, self.url, self.node_id, self.node_ip, os.getpid(),
+                connections=self.connections, rooms=len(self.hub.feeds),
+            )  # fmt: skip
+            try:
+                await self._registry.beat(record)
+            except TRANSIENT_DB_ERRORS as exc:
+                log.warning("gateway %s cannot register: %s", self.gateway_id, exc)
+            except Exception:
+                log.exception("gateway %s cannot register", self.gateway_id)
+            await asyncio.sleep(HEARTBEAT)
+
+    async def _export(self) -> None:
+        export = metrics.Exporter(
+            {"gateway": self.gateway_id}, metrics.GATEWAY_GAUGES, metrics.GATEWAY_COUNTERS
+        ).export
+        while True:
+            await asyncio.sleep(METRICS_INTERVAL)
+            try:
+                export(self.health())
+            except Exception:  # metrics must never take the gateway down
+                log.exception("gateway %s: metrics export failed", self.gateway_id)
 
     async def _sweep_slow_consumers(self) -> None:
         """Close connections that stopped reading before they grow the gateway's memory.
@@ -306,6 +355,7 @@ class Gateway:
         return session
 
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
+        self.frames_in += 1
         rid: RequestId | None = None
         try:
             message = decode_frame(frame, session.codec)
@@ -476,6 +526,29 @@ class Gateway:
         self._joins.pop(room_id, None)
         assert self.rooms is not None
         self.rooms.drop(room_id)
+
+
+def advertised_url(settings: Settings, node_ip: str) -> str:
+    """Where clients reach this gateway: its bind address, or the node's own address when
+    it binds every interface."""
+    host = settings.ws_host
+    if host in ("", "0.0.0.0", "::"):
+        host = node_ip
+    if ":" in host:
+        host = f"[{host}]"
+    return f"ws://{host}:{settings.ws_port}"
+
+
+def _node() -> tuple[str, str]:
+    """The Ray node this process runs on (id, address); the host outside Ray."""
+    try:
+        import ray
+
+        if ray.is_initialized():
+            return ray.get_runtime_context().get_node_id(), ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    except Exception:  # not in a Ray worker: a bench or a test
+        pass
+    return socket.gethostname(), "127.0.0.1"
 
 
 def _select_subprotocol(connection: ServerConnection, subprotocols: Any) -> Subprotocol | None:

@@ -4,12 +4,19 @@ The broker delivers one message per room per tick; the hub decodes it once, enco
 push once per wire codec, frames it once and writes the same bytes to every live socket.
 Sockets still joining (snapshot in flight) buffer messages so that nothing between the
 snapshot and the live stream is lost or shown twice.
+
+The broker is at-most-once: a message Redis dropped (an outage, a reconnect) shows up as a
+jump in offsets. The hub fills such a gap itself, once for all its sockets, by asking the room
+for what it missed before passing anything newer on; a million viewers resubscribing on their
+own after a Redis blip would be a storm. Clients still check offsets (the gap the hub could
+not fill reaches them as a jump, and they recover with ``since``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 
 import msgpack
@@ -17,9 +24,14 @@ from websockets.asyncio.server import ServerConnection
 from websockets.frames import Frame, Opcode
 from websockets.protocol import State
 
+from liveshop import clock
 from liveshop.protocol import Codec, encode_frame, room_push
 
 log = logging.getLogger(__name__)
+
+Message = dict[str, Any]
+#: What a room published after ``(offset, epoch)``: its answer to a recovering subscriber.
+Fetch = Callable[[str, tuple[int, str]], Awaitable[dict[str, Any]]]
 
 _OPEN = State.OPEN
 
@@ -56,6 +68,12 @@ class RoomFeed:
         self.catching_up: dict[ServerConnection, tuple[Codec, int]] = {}
         #: Sockets of the room's staff (hosts, moderators): they also get staff-only pushes.
         self.staff: dict[ServerConnection, Codec] = {}
+        #: The last event this feed passed on, from the broker or a repair: the next message
+        #: should start right after it. None until the first message with events.
+        self.epoch: str | None = None
+        self.offset: int | None = None
+        #: Messages held back while a gap is filled from the room (None: no repair running).
+        self.held: list[Message] | None = None
 
     def __len__(self) -> int:
         live = sum(len(c) for c in self.live.values())
@@ -92,6 +110,38 @@ class RoomFeed:
         self.catching_up.pop(ws, None)
         for conns in self.live.values():
             conns.discard(ws)
+
+    def gap_before(self, message: Message) -> bool:
+        """Events between the last one passed on and this message's first are missing."""
+        events = message["events"]
+        return bool(
+            events
+            and self.offset is not None
+            and message["epoch"] == self.epoch
+            and events[0]["offset"] > self.offset + 1
+        )
+
+    def fresh(self, message: Message) -> Message | None:
+        """``message`` without the events already passed on (after a repair, the held
+        messages overlap what it fetched); None if nothing is left to send."""
+        events = message["events"]
+        if (
+            self.offset is None
+            or message["epoch"] != self.epoch
+            or not events
+            or events[0]["offset"] > self.offset
+        ):
+            return message
+        newer = [e for e in events if e["offset"] > self.offset]
+        if not newer and not message.get("state"):
+            return None
+        return {**message, "events": newer}
+
+    def advance(self, message: Message) -> None:
+        if message["epoch"] != self.epoch:
+            self.epoch, self.offset = message["epoch"], None
+        if message["events"]:
+            self.offset = message["events"][-1]["offset"]
 
     def deliver(self, message: dict[str, Any]) -> int:
         push = room_push(
@@ -169,8 +219,15 @@ class Hub:
         self.feeds: dict[str, RoomFeed] = {}
         #: Called with (room, user) for every ban event delivered, after the broadcast.
         self.on_ban: Callable[[str, str], None] | None = None
+        #: Asks a room for what it published after an offset; without it gaps pass through.
+        self.fetch: Fetch | None = None
+        #: Called with each room message's age (seconds since the room sent it) on delivery.
+        self.observe: Callable[[float], None] | None = None
         self.messages_in = 0
         self.frames_out = 0
+        self.gaps_repaired = 0
+        self.gaps_unrepaired = 0
+        self._repairs: set[asyncio.Task[None]] = set()
 
     def feed(self, room_id: str) -> RoomFeed:
         feed = self.feeds.get(room_id)
@@ -193,8 +250,60 @@ class Hub:
         if staff is not None:
             self.frames_out += feed.deliver_staff(staff)
             return
-        self.frames_out += feed.deliver(message)
+        if feed.held is not None:  # a repair is running: keep the order
+            feed.held.append(message)
+        elif self.fetch is not None and feed.gap_before(message):
+            feed.held = [message]
+            self._repair(feed)
+        else:
+            self._deliver(feed, message)
+
+    def resync(self) -> None:
+        """The broker connection came back: whatever rooms published meanwhile is lost, and
+        a room that publishes nothing more would never show the gap. Ask each room now."""
+        for feed in self.feeds.values():
+            if feed.offset is not None and feed.held is None and self.fetch is not None:
+                feed.held = []
+                self._repair(feed)
+
+    def _deliver(self, feed: RoomFeed, message: Message) -> None:
+        fresh = feed.fresh(message)
+        if fresh is None:
+            return
+        self.frames_out += feed.deliver(fresh)
+        feed.advance(fresh)
+        sent = fresh.get("sent")
+        if sent is not None and self.observe is not None:
+            self.observe(clock.now() - sent)
         if self.on_ban is not None:
-            for event in message["events"]:
+            for event in fresh["events"]:
                 if event["kind"] == "user_banned":
-                    self.on_ban(room_id, event["user_id"])
+                    self.on_ban(feed.room_id, event["user_id"])
+
+    def _repair(self, feed: RoomFeed) -> None:
+        task = asyncio.get_running_loop().create_task(self._fill(feed))
+        self._repairs.add(task)
+        task.add_done_callback(self._repairs.discard)
+
+    async def _fill(self, feed: RoomFeed) -> None:
+        """Fetch what the feed missed, pass it on, then what was held meanwhile."""
+        assert self.fetch is not None and feed.offset is not None and feed.epoch is not None
+        epoch = feed.epoch
+        try:
+            result: dict[str, Any] | None = await self.fetch(feed.room_id, (feed.offset, epoch))
+        except Exception as exc:  # the room is away: the clients' own checks take over
+            log.warning("room %s: cannot fill a broker gap: %r", feed.room_id, exc)
+            result = None
+        held, feed.held = feed.held or [], None
+        if self.feeds.get(feed.room_id) is not feed:
+            return  # nobody watches it any more
+        if result is not None and result.get("recovered") and result["epoch"] == epoch:
+            if result["events"]:
+                self.gaps_repaired += 1
+                self._deliver(feed, {"epoch": epoch, "events": result["events"], "state": {}})
+        else:
+            # The room is away, or the gap is too old (or a new epoch): pass the jump on, and
+            # clients resubscribe with ``since`` themselves.
+            self.gaps_unrepaired += 1
+        for message in held:
+            self._deliver(feed, message)

@@ -128,6 +128,13 @@ class RedisSubscriber:
     async def _read_forever(self) -> None:
         backoff = 0.05
         while True:
+            if not self.connected:
+                # Until a reconnect succeeds: a pub/sub whose SUBSCRIBE failed has no
+                # connection, and reading it would return nothing forever instead of failing.
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 2.0)
+                await self._reconnect()
+                continue
             try:
                 message = await self._pubsub.get_message(timeout=1.0)
                 backoff = 0.05
@@ -136,9 +143,6 @@ class RedisSubscriber:
             except (RedisError, OSError) as exc:
                 self.connected = False
                 log.warning("redis subscriber lost its connection: %s", exc)
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 2.0)
-                await self._reconnect()
                 continue
             if message is not None:
                 self._dispatch(message)

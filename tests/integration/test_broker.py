@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import secrets
+from pathlib import Path
 
 import redis.asyncio as aioredis
+from redis.exceptions import RedisError
 
 from liveshop.storage.broker import RedisPublisher, RedisSubscriber
+from liveshop.storage.embedded import EmbeddedRedis
 
 
 def _room() -> str:
@@ -92,3 +96,38 @@ async def test_subscriber_reconnects_and_resubscribes(redis_url: str) -> None:
         await sub.close()
         await pub.close()
         await admin.aclose()
+
+
+async def test_subscriber_outlives_a_redis_restart(tmp_path: Path) -> None:
+    """The server itself goes away for seconds (not just the connection): the subscriber
+    keeps trying until it is back, then resubscribes and delivers again."""
+    server = EmbeddedRedis(tmp_path)  # one of its own: this test stops it
+    url = server.start()
+    received: list[tuple[str, bytes]] = []
+    reconnected = asyncio.Event()
+
+    async def on_reconnect() -> None:
+        reconnected.set()
+
+    sub = RedisSubscriber(url, lambda r, d: received.append((r, d)), on_reconnect)
+    pub = RedisPublisher(url)
+    room = _room()
+    try:
+        await sub.start()
+        await sub.subscribe(room)
+        await asyncio.to_thread(server.stop)
+        await asyncio.sleep(2.5)  # several failed reconnects while it is away
+        assert not sub.connected
+        await asyncio.to_thread(server.start)
+        await asyncio.wait_for(reconnected.wait(), 10)
+        for _ in range(50):
+            with contextlib.suppress(RedisError):
+                if await pub.publish(room, b"after restart"):
+                    break
+            await asyncio.sleep(0.05)
+        await _collect(received, 1)
+        assert received[-1] == (room, b"after restart")
+    finally:
+        await sub.close()
+        await pub.close()
+        server.stop()

@@ -1,0 +1,127 @@
+"""Scale-out pieces without a cluster: placement options, the gateway count policy, the
+advertised gateway address, metric export and the cluster launcher config."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+import ray
+import yaml
+
+from liveshop import metrics
+from liveshop.actors import wiring
+from liveshop.config import Settings
+from liveshop.serve import scaling
+from liveshop.serve.gateway import advertised_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_domain_actors_ask_for_actor_nodes_only_where_the_cluster_has_them() -> None:
+    plain = wiring.placed(wiring.ROOM_ACTOR_OPTIONS, Settings())
+    assert plain == wiring.ROOM_ACTOR_OPTIONS and "resources" not in plain
+    placed = wiring.placed(wiring.SKU_ACTOR_OPTIONS, Settings(placement=("actors",)))
+    assert placed["resources"] == {"actors": 1}
+    assert placed["scheduling_strategy"] == "SPREAD"
+    assert placed["max_restarts"] == -1 and placed["lifetime"] == "detached"
+
+
+def test_the_gateway_count_follows_the_clusters_gateway_units(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    units = {"gateway": 3.0}
+    asked: list[int] = []
+
+    def cluster_resources() -> dict[str, float]:
+        asked.append(1)
+        return units
+
+    monkeypatch.setattr(ray, "cluster_resources", cluster_resources)
+    now = [1000.0]
+    monkeypatch.setattr(scaling.time, "time", lambda: now[0])
+    ctx = SimpleNamespace(policy_state={})
+    replicas, state = scaling.gateway_units(ctx)
+    assert replicas == 3
+    units["gateway"] = 5.0  # a gateway node joined; the policy looks again after a while
+    replicas, state = scaling.gateway_units(SimpleNamespace(policy_state=state))
+    assert replicas == 3 and len(asked) == 1
+    now[0] += scaling.CHECK_EVERY
+    replicas, state = scaling.gateway_units(SimpleNamespace(policy_state=state))
+    assert replicas == 5
+    units.clear()  # every gateway node gone: keep one replica (it waits for a node)
+    now[0] += scaling.CHECK_EVERY
+    assert scaling.gateway_units(SimpleNamespace(policy_state=state))[0] == 1
+
+
+def test_a_gateway_on_every_interface_advertises_its_nodes_address() -> None:
+    assert advertised_url(Settings(ws_port=9000), "10.0.0.5") == "ws://127.0.0.1:9000"
+    assert advertised_url(Settings(ws_host="0.0.0.0"), "10.0.0.5") == "ws://10.0.0.5:8765"
+    assert advertised_url(Settings(ws_host="::"), "fd00::5") == "ws://[fd00::5]:8765"
+
+
+class Recorder:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, float, dict[str, str]]] = []
+
+    def gauge(self, name: str, *_: Any) -> Any:
+        return SimpleNamespace(set=lambda v, tags: self.calls.append((name, v, tags)))
+
+    def counter(self, name: str, *_: Any) -> Any:
+        return SimpleNamespace(inc=lambda v, tags: self.calls.append((name, v, tags)))
+
+
+def test_the_exporter_sets_gauges_and_adds_what_counters_grew(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    recorder = Recorder()
+    monkeypatch.setattr(metrics, "gauge", recorder.gauge)
+    monkeypatch.setattr(metrics, "counter", recorder.counter)
+    export = metrics.Exporter(
+        {"gateway": "g1"}, {"connections": ("c", "")}, {"frames_out": ("f", "")}
+    ).export
+    export({"connections": 10, "frames_out": 100})
+    export({"connections": 7, "frames_out": 160})
+    export({"connections": 7, "frames_out": 160})  # nothing grew: no increment
+    tags = {"gateway": "g1"}
+    assert recorder.calls == [
+        ("c", 10.0, tags), ("f", 100.0, tags), ("c", 7.0, tags), ("f", 60.0, tags),
+        ("c", 7.0, tags),
+    ]  # fmt: skip
+
+
+def test_every_metric_is_documented_for_operators() -> None:
+    operations = (ROOT / "docs" / "operations.md").read_text()
+    names = [
+        name
+        for table in (metrics.GATEWAY_GAUGES, metrics.GATEWAY_COUNTERS, metrics.ROOM_GAUGES,
+                      metrics.ROOM_COUNTERS, metrics.SKU_GAUGES, metrics.SKU_COUNTERS)
+        for name, _ in table.values()
+    ]  # fmt: skip
+    names += [
+        "liveshop_publish_to_deliver_seconds", "liveshop_batch_size",
+        "liveshop_actor_call_seconds", "liveshop_commerce_seconds",
+        "liveshop_actor_queue_depth", "liveshop_commit_seconds", "liveshop_transcoder_speed",
+    ]  # fmt: skip
+    missing = [name for name in names if f"`{name}`" not in operations]
+    assert not missing, f"docs/operations.md does not describe {missing}"
+
+
+def test_cluster_yaml_is_a_valid_launcher_config_with_liveshops_node_types() -> None:
+    from ray.autoscaler._private.util import prepare_config, validate_config
+
+    config = yaml.safe_load((ROOT / "cluster.yaml").read_text())
+    prepared = prepare_config(config)
+    validate_config(prepared)  # Ray's own schema, as `ray up` checks it
+    types = prepared["available_node_types"]
+    declared = {r for node in types.values() for r in node.get("resources", {})}
+    assert declared == {*wiring.PLACEMENT_RESOURCES, wiring.MEDIA_RESOURCE}
+    head = " ".join(prepared["head_start_ray_commands"])
+    # GCS fault tolerance, the dashboard on loopback only, token auth everywhere.
+    assert "RAY_REDIS_ADDRESS=" in head and "RAY_external_storage_namespace=" in head
+    assert "--dashboard-host=127.0.0.1" in head
+    for command in (head, " ".join(prepared["worker_start_ray_commands"])):
+        assert "RAY_AUTH_MODE=token" in command
+    assert any("liveshop-*.whl" in c for c in prepared["setup_commands"])
