@@ -18,7 +18,7 @@ from liveshop import __version__, clock
 from liveshop.config import Settings, default_data_dir
 from liveshop.errors import InvalidRequest
 from liveshop.media.ladder import parse_ladder
-from liveshop.stack import Stack, read_run_file
+from liveshop.stack import ClusterError, Stack, read_run_file
 from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import Role, issue_token
 
@@ -86,6 +86,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         print("\nliveshop stopping...", flush=True)
         return 130
+    except ClusterError as exc:
+        print(f"liveshop: {exc}", file=sys.stderr, flush=True)
+        return 2
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)  # finish the clean-up even on a 2nd ^C
         stack.stop(say)

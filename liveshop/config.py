@@ -64,6 +64,9 @@ class Settings:
     #: How long a gateway gathers commands for one room before one actor call (seconds).
     batch_window: float = 0.002
     max_batch: int = 512
+    #: Calls a process keeps out to one actor (per method); what arrives meanwhile rides the
+    #: next call, so batches grow with the load instead of the calls (see serve/batcher.py).
+    max_calls_in_flight: int = 2
     #: Buys for one SKU per actor call: a decision costs microseconds, so a flash sale is
     #: served best by few, large calls (measured: 2,048 sold ~10% faster than 512).
     sku_max_batch: int = 2048

@@ -93,6 +93,7 @@ class ActorClient:
                 lambda batch: self._call_batch(key, method, batch),
                 window=self.settings.batch_window,
                 max_batch=self._max_batch,
+                max_in_flight=self.settings.max_calls_in_flight,
             )
         return batcher.submit(item)
 

@@ -11,13 +11,11 @@ cluster only.
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import ray
 from ray.cluster_utils import Cluster
@@ -25,8 +23,8 @@ from ray.cluster_utils import Cluster
 from liveshop.config import Settings
 from liveshop.stack import Stack
 from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
-from liveshop.tokens import ANY_ROOM, Role, issue_token
 from tests.cluster.load import Crowd
+from tests.e2e.conftest import Running
 
 #: What each node offers: gateway nodes a gateway unit each and room actors, the media node
 #: transcoding. The head is also a gateway-and-actors node (as a small cluster's would be).
@@ -35,26 +33,14 @@ MEDIA_NODE: dict[str, Any] = {"num_cpus": 1, "resources": {"media": 1}}
 
 
 @dataclass
-class Deployment:
-    stack: Stack
-    settings: Settings
+class Deployment(Running):
+    """A running liveshop (tokens, an HTTP client as a service) and the cluster under it."""
+
     cluster: Cluster
     worker: Any  # the second gateway-and-actors node (the one a drill removes)
     media: Any
     postgres: EmbeddedPostgres
     redis: EmbeddedRedis
-
-    def token(self, user: str, rooms: dict[str, list[str]], ttl: float = 3600) -> str:
-        return issue_token(self.settings.secret, user_id=user, name=user.title(),
-                           rooms=rooms, now=time.time(), ttl=ttl)  # fmt: skip
-
-    def http(self) -> httpx.AsyncClient:
-        service = self.token("svc", {ANY_ROOM: [Role.SERVICE]})
-        return httpx.AsyncClient(
-            base_url=self.settings.http_url,
-            headers={"Authorization": f"Bearer {service}"},
-            timeout=30,
-        )
 
 
 @pytest.fixture(scope="session")

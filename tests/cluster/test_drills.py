@@ -53,6 +53,15 @@ def _chatter(dep: Deployment, crowd: Crowd, rooms: list[str], interval: float = 
     return chatter
 
 
+async def _chatting_room(
+    dep: Deployment, crowd: Crowd, room: str, viewers: int
+) -> tuple[str, list[Viewer], Chatter]:
+    """A new room, ``viewers`` following it and a host chatting into it."""
+    await _room(dep, room)
+    followers = await _viewers(dep, crowd, room, viewers)
+    return room, followers, _chatter(dep, crowd, [room])
+
+
 async def _everyone_has_everything(
     viewers: list[Viewer], chatter: Chatter, timeout: float = 45
 ) -> None:
@@ -161,10 +170,7 @@ async def test_killing_a_gateway_process_loses_no_acknowledged_chat(
     deployment: Deployment, crowd: Crowd, new_id: NewId
 ) -> None:
     dep = deployment
-    room = new_id("gw-kill")
-    await _room(dep, room)
-    viewers = await _viewers(dep, crowd, room, 12)
-    chatter = _chatter(dep, crowd, [room])
+    _, viewers, chatter = await _chatting_room(dep, crowd, new_id("gw-kill"), 12)
     await asyncio.sleep(1.5)
     busiest = max(await _gateways(dep), key=lambda g: g["connections"])
     os.kill(busiest["pid"], signal.SIGKILL)
@@ -182,10 +188,7 @@ async def test_killing_a_room_actor_loses_no_acknowledged_chat(
     deployment: Deployment, crowd: Crowd, new_id: NewId
 ) -> None:
     dep = deployment
-    room = new_id("room-kill")
-    await _room(dep, room)
-    viewers = await _viewers(dep, crowd, room, 10)
-    chatter = _chatter(dep, crowd, [room])
+    room, viewers, chatter = await _chatting_room(dep, crowd, new_id("room-kill"), 10)
     for _ in range(2):
         await _serves_on(chatter, count=5)
         ray.kill(ray.get_actor(wiring.room_actor_name(room), namespace=NAMESPACE), no_restart=False)
@@ -265,10 +268,7 @@ async def test_redis_away_for_seconds_then_every_viewer_catches_up(
     deployment: Deployment, crowd: Crowd, new_id: NewId
 ) -> None:
     dep = deployment
-    room = new_id("redis-out")
-    await _room(dep, room)
-    viewers = await _viewers(dep, crowd, room, 10)
-    chatter = _chatter(dep, crowd, [room])
+    _, viewers, chatter = await _chatting_room(dep, crowd, new_id("redis-out"), 10)
     await _serves_on(chatter, count=5)
     before = await _gateway_stats()
     await asyncio.to_thread(dep.redis.stop)

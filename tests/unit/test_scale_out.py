@@ -16,6 +16,8 @@ from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.serve import scaling
 from liveshop.serve.gateway import advertised_url
+from liveshop.stack import ClusterError, Stack
+from liveshop.storage.embedded import EmbeddedPostgres
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -125,3 +127,36 @@ def test_cluster_yaml_is_a_valid_launcher_config_with_liveshops_node_types() -> 
     for command in (head, " ".join(prepared["worker_start_ray_commands"])):
         assert "RAY_AUTH_MODE=token" in command
     assert any("liveshop-*.whl" in c for c in prepared["setup_commands"])
+
+
+def _cluster(monkeypatch: pytest.MonkeyPatch, ips: list[str], resources: dict[str, float]) -> None:
+    """What `liveshop up --address` reads of a cluster, without one."""
+    nodes = [{"Alive": True, "NodeManagerAddress": ip} for ip in ips]
+    monkeypatch.setattr(ray, "cluster_resources", lambda: resources)
+    monkeypatch.setattr(ray, "nodes", lambda: nodes)
+    monkeypatch.setattr(ray.util, "get_node_ip_address", lambda: ips[0])
+
+
+def test_joining_a_cluster_places_by_what_its_nodes_declare(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    _cluster(monkeypatch, ["10.0.0.1", "10.0.0.2"], {"CPU": 8, "gateway": 4, "media": 2})
+    stack = Stack(Settings(database_url="postgresql://db", redis_url="redis://r"))
+    said: list[str] = []
+    stack._fit_cluster(said.append)
+    assert stack.settings.placement == ("gateway",)  # no `actors` declared: anywhere
+    assert stack.expected_gateways() == 4
+    assert said == ["cluster     2 node(s); placement: gateway 4; media 2"]
+
+
+def test_embedded_storage_is_refused_when_other_nodes_could_not_reach_it(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    _cluster(monkeypatch, ["10.0.0.1", "10.0.0.2"], {"CPU": 8})
+    stack = Stack(Settings(data_dir=tmp_path), postgres=EmbeddedPostgres(tmp_path, port=5))
+    with pytest.raises(ClusterError, match=r"10\.0\.0\.2 cannot reach"):
+        stack._fit_cluster(lambda _: None)
+    # Several nodes on this one machine share its loopback: fine.
+    _cluster(monkeypatch, ["10.0.0.1", "10.0.0.1"], {"CPU": 8})
+    stack._fit_cluster(lambda _: None)
+    assert stack.settings.placement == ()

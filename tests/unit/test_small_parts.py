@@ -114,6 +114,48 @@ async def test_batcher_flushes_at_max_batch_and_fails_all_when_send_fails() -> N
     await batcher.close()
 
 
+async def test_batches_grow_while_calls_are_out_instead_of_the_calls() -> None:
+    """At most ``max_in_flight`` calls out: what arrives meanwhile leaves together when one
+    returns, so a slow actor gets fewer, larger calls."""
+    calls: list[list[int]] = []
+    release = asyncio.Event()
+
+    async def send(items: list[int]) -> list[object]:
+        calls.append(items)
+        await release.wait()
+        return list(items)
+
+    batcher: Batcher[int] = Batcher(send, window=0.001, max_batch=100, max_in_flight=1)
+    futures = [batcher.submit(0)]
+    await asyncio.sleep(0.01)  # the first call is out and waits
+    futures += [batcher.submit(i) for i in range(1, 50)]
+    await asyncio.sleep(0.01)
+    assert calls == [[0]]  # the others gather behind it
+    release.set()
+    assert await asyncio.gather(*futures) == list(range(50))
+    assert calls == [[0], list(range(1, 50))]
+
+
+async def test_an_overloaded_batcher_refuses_at_once_and_sends_nothing_for_it() -> None:
+    sent: list[int] = []
+    release = asyncio.Event()
+
+    async def send(items: list[int]) -> list[object]:
+        sent.extend(items)
+        await release.wait()
+        return list(items)
+
+    batcher: Batcher[int] = Batcher(send, window=0.001, max_batch=2, max_in_flight=1, max_pending=3)
+    accepted = [batcher.submit(i) for i in range(5)]  # 2 leave at once, 3 may wait
+    refused = batcher.submit(99)
+    with pytest.raises(Unavailable):
+        await refused
+    release.set()
+    assert await asyncio.gather(*accepted) == [0, 1, 2, 3, 4]
+    assert 99 not in sent  # refused means not applied
+    await batcher.close()
+
+
 def test_big_rooms_publish_less_often(tmp_path: Path) -> None:
     from liveshop.actors.room_actor import tick_interval
 
