@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from liveshop import __version__, clock
-from liveshop.config import Settings, default_data_dir
+from liveshop.config import Settings, default_data_dir, parse_placement
 from liveshop.errors import InvalidRequest
 from liveshop.media.ladder import parse_ladder
 from liveshop.stack import ClusterError, Stack, read_run_file
@@ -43,6 +43,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         rtmp_port=args.rtmp_port,
         media_slots=args.media_slots,
         media_ladder=args.media_ladder,
+        placement=parse_placement(args.placement) if args.placement else None,
     ).with_keys()
     try:
         parse_ladder(settings.media_ladder)
@@ -237,6 +238,11 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ws-host", help="address the gateways bind (default 127.0.0.1)")
     up.add_argument("--ws-port", type=int)
     up.add_argument("--dashboard-port", type=int)
+    up.add_argument(
+        "--placement",
+        help="resources to place by: auto (default: those the cluster's nodes declare), "
+        "gateway,actors (wait for such nodes even if none has joined yet), or none",
+    )
     up.add_argument(
         "--gateways",
         type=int,

@@ -26,8 +26,11 @@ ENV_ORIGINS = "LIVESHOP_ALLOWED_ORIGINS"
 ENV_DEV_TOKENS = "LIVESHOP_DEV_TOKENS"
 ENV_GUEST_TOKENS = "LIVESHOP_GUEST_TOKENS"
 ENV_PUBLIC_WS_URL = "LIVESHOP_PUBLIC_WS_URL"
+ENV_PLACEMENT = "LIVESHOP_PLACEMENT"
 
 NAMESPACE = "liveshop"
+#: ``Settings.placement`` when `liveshop up` should read it off the cluster.
+AUTO_PLACEMENT: tuple[str, ...] = ("auto",)
 
 
 def default_data_dir() -> Path:
@@ -50,9 +53,10 @@ class Settings:
     #: Gateway processes; 0: one per ``gateway`` unit the cluster's nodes declare (following
     #: nodes as they join and leave), or 1 on a cluster that declares none.
     gateways: int = 0
-    #: The placement resources (actors/wiring.PLACEMENT_RESOURCES) this cluster declares:
-    #: liveshop asks for them only where some node offers them. Filled in by `liveshop up`.
-    placement: tuple[str, ...] = ()
+    #: The placement resources (actors/wiring.PLACEMENT_RESOURCES) liveshop asks for: by
+    #: default (AUTO_PLACEMENT) `liveshop up` takes those some node of the cluster declares;
+    #: ``--placement`` names them, to wait for nodes that are still joining.
+    placement: tuple[str, ...] = AUTO_PLACEMENT
     #: Browser origins allowed to open a WebSocket; clients that send no Origin (apps,
     #: services) are always allowed. Empty tuple: loopback pages only.
     allowed_origins: tuple[str, ...] = ()
@@ -161,6 +165,8 @@ class Settings:
                 env[key] = os.environ[name].lower() not in ("0", "off", "false", "no")
         if os.environ.get(ENV_PUBLIC_WS_URL):
             env["public_ws_url"] = os.environ[ENV_PUBLIC_WS_URL]
+        if os.environ.get(ENV_PLACEMENT):
+            env["placement"] = parse_placement(os.environ[ENV_PLACEMENT])
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 
@@ -199,6 +205,17 @@ class Settings:
             return [None, *self.allowed_origins]
         local = [f"http://{h}:{self.http_port}" for h in ("127.0.0.1", "localhost")]
         return [None, *local]
+
+
+def parse_placement(text: str) -> tuple[str, ...]:
+    """``auto``, or a comma-separated list of placement resources (``gateway,actors``;
+    ``none`` for none)."""
+    text = text.strip()
+    if text == "auto":
+        return AUTO_PLACEMENT
+    if text == "none":
+        return ()
+    return tuple(part.strip() for part in text.split(",") if part.strip())
 
 
 def _read_or_create(path: Path) -> str:

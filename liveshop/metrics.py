@@ -4,8 +4,10 @@ They go through ``ray.util.metrics``, so they appear in the Ray dashboard (Metri
 Grafana) and on each node's Prometheus endpoint, prefixed ``ray_``. docs/operations.md lists
 them with what to do when one goes red; keep the two in step.
 
-Hot paths count in plain integers (a socket write must not pay for a metric call); a
-component's :class:`Exporter` turns those counts into Ray metrics once a second. Metric
+Per-socket and per-frame work counts in plain integers (a socket write must not pay for a
+metric call); a component's :class:`Exporter` turns those counts into Ray metrics once a
+second. Histograms are observed per event that is already batched: a room message, an actor
+call, a commit, a commerce operation. Metric
 objects are made on first use in each process: outside a Ray worker (unit tests, benches)
 recording is a cheap no-op.
 """
@@ -142,12 +144,13 @@ def queue_depth(kind: str, key: str, calls: int) -> None:
     ).set(calls, tags={"actor": kind, "id": key})  # fmt: skip
 
 
-def commit_seconds(kind: str, key: str, seconds: float) -> None:
-    """One group commit of a domain actor (a room's tick, a SKU's batch)."""
+def commit_seconds(kind: str, seconds: float) -> None:
+    """One group commit of a domain actor (a room's tick, a SKU's batch). Tagged by kind
+    only: a histogram per room or SKU would be a dozen series for each, forever."""
     histogram(
         "liveshop_commit_seconds", "One group commit to PostgreSQL by a domain actor",
-        tuple(LATENCY_BUCKETS), ("actor", "id"),
-    ).observe(seconds, tags={"actor": kind, "id": key})  # fmt: skip
+        tuple(LATENCY_BUCKETS), ("actor",),
+    ).observe(seconds, tags={"actor": kind})  # fmt: skip
 
 
 class Exporter:

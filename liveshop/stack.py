@@ -7,13 +7,13 @@ import contextlib
 import json
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from liveshop.config import NAMESPACE, Settings
+from liveshop.config import AUTO_PLACEMENT, NAMESPACE, Settings
 from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis
 from liveshop.storage.migrate import migrate_url
 
@@ -101,7 +101,17 @@ class Stack:
         from liveshop.actors import wiring
 
         declared = ray.cluster_resources()  # type: ignore[no-untyped-call]
-        placement = tuple(r for r in wiring.PLACEMENT_RESOURCES if declared.get(r, 0) > 0)
+        placement = self.settings.placement
+        if placement == AUTO_PLACEMENT:
+            placement = tuple(r for r in wiring.PLACEMENT_RESOURCES if declared.get(r, 0) > 0)
+            if not placement and not self.ray_started_here:
+                progress(
+                    "cluster     no node declares `gateway` or `actors` (yet): placing "
+                    "anywhere; --placement gateway,actors waits for such nodes instead"
+                )
+        unknown = set(placement) - set(wiring.PLACEMENT_RESOURCES)
+        if unknown:
+            raise ClusterError(f"--placement: unknown resource(s) {', '.join(sorted(unknown))}")
         self.settings = self.settings.with_(placement=placement)
         nodes = [n for n in ray.nodes() if n.get("Alive")]  # type: ignore[no-untyped-call]
         here = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
@@ -115,15 +125,20 @@ class Stack:
                 "LIVESHOP_DATABASE_URL and LIVESHOP_REDIS_URL to servers every node can reach"
             )
         media = declared.get(wiring.MEDIA_RESOURCE, 0)
-        units = ", ".join(f"{r} {declared[r]:g}" for r in placement) or "none declared"
+        units = ", ".join(f"{r} {declared.get(r, 0):g}" for r in placement) or "none declared"
         progress(f"cluster     {len(nodes)} node(s); placement: {units}; media {media:g}")
 
     def deploy(self, progress: Progress = print) -> None:
         from liveshop.actors import wiring
 
+        before = {g["id"] for g in self.registered_gateways()}
         wiring.deploy(self.settings)
         s = self.settings
-        self.gateways = self.wait_for_gateways(self.expected_gateways(), timeout=60)
+        # On a cluster, gateway nodes may still be booting (`ray up` returns before them).
+        timeout = 60.0 if self.ray_started_here else 600.0
+        self.gateways = self.wait_for_gateways(
+            self.expected_gateways(), timeout, progress, ignore=before
+        )
         where = ", ".join(sorted({g["url"] for g in self.gateways}))
         progress(f"Serve       API {s.http_url}, RTMP ingest {s.rtmp_url}")
         progress(f"gateways    {len(self.gateways)} registered at {where}")
@@ -141,21 +156,35 @@ class Stack:
         units = ray.cluster_resources().get(wiring.GATEWAY_RESOURCE, 0)  # type: ignore[no-untyped-call]
         return max(1, int(units))
 
-    def wait_for_gateways(self, count: int, timeout: float) -> list[dict[str, Any]]:
-        """The registry once ``count`` gateways are serving (each registers only once its
-        port is open): on a cluster, on whichever nodes Serve placed them."""
+    def registered_gateways(self) -> list[dict[str, Any]]:
         from liveshop.storage.gateways import live_gateways
 
         assert self.settings.database_url is not None
+        return asyncio.run(live_gateways(self.settings.database_url))
+
+    def wait_for_gateways(
+        self,
+        count: int,
+        timeout: float,
+        progress: Progress = print,
+        ignore: Collection[str] = (),
+    ) -> list[dict[str, Any]]:
+        """The registry once ``count`` gateways of this deployment are serving (each
+        registers once its port is open; ``ignore``: ids a previous run left there)."""
         deadline = time.monotonic() + timeout
+        said = time.monotonic()
         while True:
-            live = asyncio.run(live_gateways(self.settings.database_url))
-            if len(live) >= count or time.monotonic() > deadline:
-                break
+            live = [g for g in self.registered_gateways() if g["id"] not in ignore]
+            if len(live) >= count:
+                return live
+            if time.monotonic() > deadline:
+                if live:
+                    return live
+                raise TimeoutError(f"no gateway registered within {timeout:.0f}s")
+            if time.monotonic() - said >= 30:
+                said = time.monotonic()
+                progress(f"gateways    {len(live)} of {count} registered, waiting for nodes")
             time.sleep(0.2)
-        if not live:
-            raise TimeoutError(f"no gateway registered within {timeout:.0f}s")
-        return live
 
     # -- stop -----------------------------------------------------------------------------
 

@@ -375,7 +375,7 @@ class RoomActor:
                 await asyncio.sleep(0.2)
                 self._wake.set()
                 return
-            metrics.commit_seconds("room", self.room_id, time.perf_counter() - started)
+            metrics.commit_seconds("room", time.perf_counter() - started)
             self._state_saved_at = time.monotonic()
             self._saved_version = version
         self._durable_offset = offset

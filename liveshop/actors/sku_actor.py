@@ -207,7 +207,7 @@ class SkuActor:
     async def _save(self, batch: Batch) -> None:
         started = time.perf_counter()
         await self.store.save(batch[0], batch[1], version=batch[4], turn=batch[5])
-        metrics.commit_seconds("sku", self.sku, time.perf_counter() - started)
+        metrics.commit_seconds("sku", time.perf_counter() - started)
 
     def _committed(self, batch: Batch) -> None:
         _, _, view, self._counts, _, _ = batch

@@ -80,12 +80,17 @@ GATEWAY_AUTOSCALING: dict[str, Any] = {
 }
 
 
-def placed(options: dict[str, Any], settings: Settings) -> dict[str, Any]:
+#: ``actors`` units a cart takes: one per shopper, mostly idle, so many share a unit (the
+#: others take a whole one).
+CART_UNITS = 0.01
+
+
+def placed(options: dict[str, Any], settings: Settings, units: float = 1.0) -> dict[str, Any]:
     """A domain actor's options on this cluster: on the nodes that offer ``actors`` if it
     declares them, spread over them so that losing one node restarts few actors."""
     if ACTOR_RESOURCE not in settings.placement:
         return options
-    return {**options, "resources": {ACTOR_RESOURCE: 1}, "scheduling_strategy": "SPREAD"}
+    return {**options, "resources": {ACTOR_RESOURCE: units}, "scheduling_strategy": "SPREAD"}
 
 
 @functools.cache
@@ -159,7 +164,7 @@ def get_cart_actor(user_id: str) -> Any | None:
 def create_cart_actor(user_id: str, settings: Settings) -> Any:
     """Get or create the user's detached cart actor (blocking GCS call)."""
     name = CART_ACTOR_PREFIX + user_id
-    options = placed(CART_ACTOR_OPTIONS, settings)
+    options = placed(CART_ACTOR_OPTIONS, settings, CART_UNITS)
     return _create("cart_actor", "CartActor", name, options, user_id, settings)
 
 

@@ -4,6 +4,7 @@ and batch the calls bound for each one."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -102,7 +103,8 @@ class ActorClient:
         try:
             return await self.call(key, method, batch)
         finally:
-            metrics.batch(self.kind.lower(), method, len(batch), time.perf_counter() - started)
+            with contextlib.suppress(Exception):  # never instead of the call's own outcome
+                metrics.batch(self.kind.lower(), method, len(batch), time.perf_counter() - started)
 
     async def call(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         handle = await self.actor(actor_id)

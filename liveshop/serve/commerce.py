@@ -58,7 +58,8 @@ class Commerce:
             outcome = exc.code
             raise
         finally:
-            metrics.commerce(op, outcome, time.perf_counter() - started)
+            with contextlib.suppress(Exception):  # never instead of the op's own outcome
+                metrics.commerce(op, outcome, time.perf_counter() - started)
 
     async def _run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
         if not who.roles_in(params.room):

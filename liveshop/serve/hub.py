@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 Message = dict[str, Any]
 #: What a room published after ``(offset, epoch)``: its answer to a recovering subscriber.
 Fetch = Callable[[str, tuple[int, str]], Awaitable[dict[str, Any]]]
+#: How long a gap repair may ask the room; the room's sockets get nothing meanwhile.
+REPAIR_TIMEOUT = 3.0
 
 _OPEN = State.OPEN
 
@@ -74,6 +76,8 @@ class RoomFeed:
         self.offset: int | None = None
         #: Messages held back while a gap is filled from the room (None: no repair running).
         self.held: list[Message] | None = None
+        #: Redis came back during a repair: ask the room once more when it ends.
+        self.resync_due = False
 
     def __len__(self) -> int:
         live = sum(len(c) for c in self.live.values())
@@ -260,11 +264,18 @@ class Hub:
 
     def resync(self) -> None:
         """The broker connection came back: whatever rooms published meanwhile is lost, and
-        a room that publishes nothing more would never show the gap. Ask each room now."""
+        a room that publishes nothing more would never show the gap. Ask each room now (a
+        feed already being repaired asks once more when that repair ends)."""
+        if self.fetch is None:
+            return
         for feed in self.feeds.values():
-            if feed.offset is not None and feed.held is None and self.fetch is not None:
+            if feed.offset is None:
+                continue
+            if feed.held is None:
                 feed.held = []
                 self._repair(feed)
+            else:
+                feed.resync_due = True
 
     def _deliver(self, feed: RoomFeed, message: Message) -> None:
         fresh = feed.fresh(message)
@@ -272,13 +283,13 @@ class Hub:
             return
         self.frames_out += feed.deliver(fresh)
         feed.advance(fresh)
-        sent = fresh.get("sent")
-        if sent is not None and self.observe is not None:
-            self.observe(clock.now() - sent)
         if self.on_ban is not None:
             for event in fresh["events"]:
                 if event["kind"] == "user_banned":
                     self.on_ban(feed.room_id, event["user_id"])
+        sent = fresh.get("sent")
+        if sent is not None and self.observe is not None:
+            self.observe(clock.now() - sent)
 
     def _repair(self, feed: RoomFeed) -> None:
         task = asyncio.get_running_loop().create_task(self._fill(feed))
@@ -286,24 +297,48 @@ class Hub:
         task.add_done_callback(self._repairs.discard)
 
     async def _fill(self, feed: RoomFeed) -> None:
-        """Fetch what the feed missed, pass it on, then what was held meanwhile."""
+        """Fetch what the feed missed and pass it on, then what was held meanwhile; again if
+        the held messages jump once more (a second lost message) or Redis came back
+        meanwhile. A repair that fails passes everything on: no loop, clients take over."""
+        while True:
+            feed.resync_due = False
+            repaired = await self._fetch_missed(feed)
+            held, feed.held = feed.held or [], None
+            if self.feeds.get(feed.room_id) is not feed:
+                return  # nobody watches it any more
+            for i, message in enumerate(held):
+                if repaired and feed.gap_before(message):
+                    feed.held = held[i:]
+                    break
+                self._deliver_safely(feed, message)
+            else:
+                if not (repaired and feed.resync_due):
+                    return
+                feed.held = []
+
+    async def _fetch_missed(self, feed: RoomFeed) -> bool:
+        """Pass on what the room published after the feed's offset; False if it could not
+        say (away, too slow, the gap older than its history, a new epoch)."""
         assert self.fetch is not None and feed.offset is not None and feed.epoch is not None
         epoch = feed.epoch
         try:
-            result: dict[str, Any] | None = await self.fetch(feed.room_id, (feed.offset, epoch))
+            # Bounded: every socket of the room waits meanwhile.
+            result = await asyncio.wait_for(
+                self.fetch(feed.room_id, (feed.offset, epoch)), REPAIR_TIMEOUT
+            )
         except Exception as exc:  # the room is away: the clients' own checks take over
             log.warning("room %s: cannot fill a broker gap: %r", feed.room_id, exc)
             result = None
-        held, feed.held = feed.held or [], None
-        if self.feeds.get(feed.room_id) is not feed:
-            return  # nobody watches it any more
-        if result is not None and result.get("recovered") and result["epoch"] == epoch:
-            if result["events"]:
-                self.gaps_repaired += 1
-                self._deliver(feed, {"epoch": epoch, "events": result["events"], "state": {}})
-        else:
-            # The room is away, or the gap is too old (or a new epoch): pass the jump on, and
-            # clients resubscribe with ``since`` themselves.
+        if result is None or not result.get("recovered") or result["epoch"] != epoch:
             self.gaps_unrepaired += 1
-        for message in held:
+            return False
+        if result["events"] and self.feeds.get(feed.room_id) is feed:
+            self.gaps_repaired += 1
+            self._deliver_safely(feed, {"epoch": epoch, "events": result["events"], "state": {}})
+        return True
+
+    def _deliver_safely(self, feed: RoomFeed, message: Message) -> None:
+        try:
             self._deliver(feed, message)
+        except Exception:  # one bad message must not lose the rest of a repair
+            log.exception("room %s: delivery after a repair failed", feed.room_id)

@@ -175,7 +175,10 @@ class RedisSubscriber:
         self.reconnects += 1
         log.info("redis subscriber reconnected, %d rooms resubscribed", len(self._rooms))
         if self._on_reconnect is not None:
-            await self._on_reconnect()
+            try:
+                await self._on_reconnect()
+            except Exception:  # the reader must go on whatever the owner's hook does
+                log.exception("redis subscriber: on_reconnect failed")
 
     async def close(self) -> None:
         if self._reader is not None:

@@ -9,6 +9,7 @@ The tests run in file order and share one cluster; removing a node comes last.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
 import time
@@ -16,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
+import httpx
 import ray
 from ray import serve
 from ray.util.state import list_actors
@@ -122,12 +124,18 @@ async def _wait_actor(name: str, timeout: float = 60) -> Any:
     return actor
 
 
-async def _gateways(dep: Deployment) -> list[dict[str, Any]]:
+async def _gateways(dep: Deployment, timeout: float = 30) -> list[dict[str, Any]]:
+    """The registry, through the API (retried: after a node loss its replica may be moving)."""
+    deadline = time.monotonic() + timeout
     async with dep.http() as http:
-        reply = await http.get("/gateways")
-        assert reply.status_code == 200, reply.text
-        gateways: list[dict[str, Any]] = reply.json()["gateways"]
-        return gateways
+        while True:
+            with contextlib.suppress(httpx.HTTPError):
+                reply = await http.get("/gateways")
+                if reply.status_code == 200:
+                    gateways: list[dict[str, Any]] = reply.json()["gateways"]
+                    return gateways
+            assert time.monotonic() < deadline, "GET /gateways kept failing"
+            await asyncio.sleep(0.5)
 
 
 async def _gateway_stats(samples: int = 30) -> dict[str, dict[str, Any]]:
@@ -171,7 +179,7 @@ async def test_killing_a_gateway_process_loses_no_acknowledged_chat(
 ) -> None:
     dep = deployment
     _, viewers, chatter = await _chatting_room(dep, crowd, new_id("gw-kill"), 12)
-    await asyncio.sleep(1.5)
+    await asyncio.sleep(2.5)  # a registry heartbeat (2 s) counts the new connections
     busiest = max(await _gateways(dep), key=lambda g: g["connections"])
     os.kill(busiest["pid"], signal.SIGKILL)
     await _serves_on(chatter)
@@ -279,13 +287,16 @@ async def test_redis_away_for_seconds_then_every_viewer_catches_up(
     await asyncio.to_thread(dep.redis.start)
     await _serves_on(chatter, count=10)
     await chatter.stop()
-    # ... and the gateways, back on Redis, fetch what it dropped from the rooms.
+    # ... and the gateways, back on Redis, fetch what it dropped from the rooms: every viewer
+    # gets everything without seeing a jump (no client had to recover by itself).
     await _everyone_has_everything(viewers, chatter)
+    assert [v.follower.gaps for v in viewers] == [0] * len(viewers)
     after = await _gateway_stats()
-    repaired = sum(s["gaps_repaired"] for s in after.values()) - sum(
-        s["gaps_repaired"] for s in before.values()
-    )
-    assert repaired >= 1, after
+
+    def grown(key: str) -> int:
+        return sum(s[key] for s in after.values()) - sum(s[key] for s in before.values())
+
+    assert grown("gaps_repaired") >= 1 and grown("gaps_unrepaired") == 0, after
     assert all(s["redis"] for s in after.values())
 
 

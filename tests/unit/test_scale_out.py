@@ -13,7 +13,7 @@ import yaml
 
 from liveshop import metrics
 from liveshop.actors import wiring
-from liveshop.config import Settings
+from liveshop.config import AUTO_PLACEMENT, Settings, parse_placement
 from liveshop.serve import scaling
 from liveshop.serve.gateway import advertised_url
 from liveshop.stack import ClusterError, Stack
@@ -29,6 +29,10 @@ def test_domain_actors_ask_for_actor_nodes_only_where_the_cluster_has_them() -> 
     assert placed["resources"] == {"actors": 1}
     assert placed["scheduling_strategy"] == "SPREAD"
     assert placed["max_restarts"] == -1 and placed["lifetime"] == "detached"
+    # Carts (one per shopper, mostly idle) share a unit; a whole one each would run a node
+    # out of units long before memory.
+    cart = wiring.placed(wiring.CART_ACTOR_OPTIONS, Settings(placement=("actors",)), 0.01)
+    assert cart["resources"] == {"actors": 0.01} and wiring.CART_UNITS == 0.01
 
 
 def test_the_gateway_count_follows_the_clusters_gateway_units(
@@ -160,3 +164,22 @@ def test_embedded_storage_is_refused_when_other_nodes_could_not_reach_it(
     _cluster(monkeypatch, ["10.0.0.1", "10.0.0.1"], {"CPU": 8})
     stack._fit_cluster(lambda _: None)
     assert stack.settings.placement == ()
+
+
+def test_placement_named_up_front_waits_for_nodes_that_have_not_joined_yet(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # `ray up` returns before the autoscaler's nodes join: nothing is declared yet.
+    _cluster(monkeypatch, ["10.0.0.1"], {"CPU": 4})
+    said: list[str] = []
+    auto = Stack(Settings(database_url="postgresql://db", redis_url="redis://r"))
+    auto._fit_cluster(said.append)
+    assert auto.settings.placement == () and "--placement gateway,actors" in said[0]
+    named = Settings(placement=parse_placement("gateway,actors"), database_url="postgresql://db")
+    stack = Stack(named)
+    stack._fit_cluster(lambda _: None)
+    assert stack.settings.placement == ("gateway", "actors")
+    assert stack.expected_gateways() == 1  # one, pending until a gateway node joins
+    with pytest.raises(ClusterError, match="unknown"):
+        Stack(Settings(placement=("gpu",)))._fit_cluster(lambda _: None)
+    assert parse_placement("auto") == AUTO_PLACEMENT and parse_placement("none") == ()
