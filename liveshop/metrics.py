@@ -14,9 +14,16 @@ recording is a cheap no-op.
 
 from __future__ import annotations
 
+import asyncio
 import functools
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from typing import Any
+
+log = logging.getLogger(__name__)
+
+#: Seconds between a component's exports of its counts.
+EXPORT_INTERVAL = 1.0
 
 #: Seconds: from a millisecond (loopback, a batch) to 10 s (the actor call timeout).
 LATENCY_BUCKETS = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0]
@@ -112,6 +119,10 @@ def commerce(op: str, outcome: str, seconds: float) -> None:
 ROOM_GAUGES = {
     "viewers": ("liveshop_room_viewers", "Viewers of the room, summed over gateways"),
     "offset": ("liveshop_room_offset", "The room's last event offset"),
+    "calls": (
+        "liveshop_room_queue_depth",
+        "Calls inside the room actor, not yet answered (waiting for a commit, mostly)",
+    ),
 }
 ROOM_COUNTERS = {
     "commands": ("liveshop_room_commands", "Commands applied by the room actor"),
@@ -133,15 +144,11 @@ SKU_COUNTERS = {
 SKU_GAUGES = {
     "available": ("liveshop_sku_available", "Units on sale now (committed)"),
     "sold": ("liveshop_sku_sold", "Units sold (committed)"),
+    "calls": (
+        "liveshop_sku_queue_depth",
+        "Calls inside the SKU actor, not yet answered (waiting for a group commit, mostly)",
+    ),
 }
-
-
-def queue_depth(kind: str, key: str, calls: int) -> None:
-    """Calls an actor has accepted and not yet answered (waiting for a commit, mostly)."""
-    gauge(
-        "liveshop_actor_queue_depth", "Calls inside a domain actor, not yet answered",
-        ("actor", "id"),
-    ).set(calls, tags={"actor": kind, "id": key})  # fmt: skip
 
 
 def commit_seconds(kind: str, seconds: float) -> None:
@@ -180,3 +187,13 @@ class Exporter:
                 metric.inc(grown, tags=self.tags)
             # A restarted process counts from 0 again: so does its export.
             self._last[key] = value
+
+    async def run(self, read: Callable[[], Mapping[str, float]]) -> None:
+        """Export what ``read`` says every EXPORT_INTERVAL, for as long as the component
+        lives (a task of its own); a failure is logged and never takes the component down."""
+        while True:
+            await asyncio.sleep(EXPORT_INTERVAL)
+            try:
+                self.export(read())
+            except Exception:
+                log.exception("metrics export failed (%s)", self.tags)

@@ -49,8 +49,6 @@ log = logging.getLogger(__name__)
 #: A state-only change (reaction totals, votes, entries, peak viewers) is persisted at most
 #: this often.
 STATE_SAVE_INTERVAL = 1.0
-#: Seconds between exports of the room's counts to Ray metrics.
-METRICS_INTERVAL = 1.0
 
 
 def tick_interval(settings: Settings, viewers: int) -> float:
@@ -127,7 +125,8 @@ class RoomActor:
         gctune.tune()
         loop = asyncio.get_running_loop()
         self._loop_task = loop.create_task(self._tick_loop())
-        self._export_task = loop.create_task(self._export())
+        exporter = metrics.Exporter({"room": room_id}, metrics.ROOM_GAUGES, metrics.ROOM_COUNTERS)
+        self._export_task = loop.create_task(exporter.run(self._stats))
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
 
     def __repr__(self) -> str:
@@ -294,19 +293,6 @@ class RoomActor:
             "calls": self.calls,
             "viewers": self.room.viewers(clock.now()),
         }
-
-    async def _export(self) -> None:
-        export = metrics.Exporter(
-            {"room": self.room_id}, metrics.ROOM_GAUGES, metrics.ROOM_COUNTERS
-        ).export
-        while True:
-            await asyncio.sleep(METRICS_INTERVAL)
-            try:
-                stats = self._stats()
-                export(stats)
-                metrics.queue_depth("room", self.room_id, stats["calls"])
-            except Exception:  # metrics must never take the room down
-                log.exception("room %s: metrics export failed", self.room_id)
 
     def _next_flush(self) -> asyncio.Future[None]:
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()

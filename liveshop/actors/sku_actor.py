@@ -43,8 +43,6 @@ PRUNE_INTERVAL = 60.0
 #: Stock returns are applied when the canceller pokes the actor, and looked for this often
 #: in case a poke was lost.
 RETURNS_INTERVAL = 30.0
-#: Seconds between exports of the SKU's counts to Ray metrics.
-METRICS_INTERVAL = 1.0
 
 
 class SkuActor:
@@ -90,7 +88,11 @@ class SkuActor:
             loop.create_task(self._clock_loop()),
             loop.create_task(self._push_loop()),
             loop.create_task(self.take_returns()),
-            loop.create_task(self._export()),
+            loop.create_task(
+                metrics.Exporter({"sku": sku}, metrics.SKU_GAUGES, metrics.SKU_COUNTERS).run(
+                    self._exported
+                )
+            ),
         ]
         if self.watchers:
             self._push_due.set()
@@ -174,17 +176,10 @@ class SkuActor:
             **self.inventory.counts(),
         }
 
-    async def _export(self) -> None:
-        tags = {"sku": self.sku}
-        export = metrics.Exporter(tags, metrics.SKU_GAUGES, metrics.SKU_COUNTERS).export
-        while True:
-            await asyncio.sleep(METRICS_INTERVAL)
-            try:
-                # Committed counts only, like the counter rooms are shown.
-                export({**self._counts, "decisions": self.decisions, "batches": self.batches})
-                metrics.queue_depth("sku", self.sku, self.calls)
-            except Exception:  # metrics must never take the SKU down
-                log.exception("SKU %s: metrics export failed", self.sku)
+    def _exported(self) -> dict[str, int]:
+        # Committed counts only, like the counter rooms are shown.
+        return {**self._counts, "decisions": self.decisions, "batches": self.batches,
+                "calls": self.calls}  # fmt: skip
 
     # -- group commit -------------------------------------------------------------------------
 

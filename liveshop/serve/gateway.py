@@ -83,8 +83,6 @@ LISTEN_BACKLOG = 4096
 SLOW_CONSUMER_SWEEP = 1.0
 #: A client told to slow down this many times in a row (no request let through) is closed.
 MAX_RATE_STRIKES = 50
-#: Seconds between exports of the gateway's counts to Ray metrics.
-METRICS_INTERVAL = 1.0
 
 
 @dataclass(eq=False)
@@ -166,7 +164,12 @@ class Gateway:
         loop = asyncio.get_running_loop()
         self._reporter = loop.create_task(self._report_viewers())
         self._sweeper = loop.create_task(self._sweep_slow_consumers())
-        self._background = [loop.create_task(self._register()), loop.create_task(self._export())]
+        exporter = metrics.Exporter(
+            {"gateway": self.gateway_id}, metrics.GATEWAY_GAUGES, metrics.GATEWAY_COUNTERS
+        )
+        self._background = [
+            loop.create_task(self._register()), loop.create_task(exporter.run(self.health))
+        ]  # fmt: skip
         log.info("gateway %s listening on %s", self.gateway_id, self.url)
 
     async def stop(self) -> None:
@@ -231,17 +234,6 @@ class Gateway:
             except Exception:
                 log.exception("gateway %s cannot register", self.gateway_id)
             await asyncio.sleep(HEARTBEAT)
-
-    async def _export(self) -> None:
-        export = metrics.Exporter(
-            {"gateway": self.gateway_id}, metrics.GATEWAY_GAUGES, metrics.GATEWAY_COUNTERS
-        ).export
-        while True:
-            await asyncio.sleep(METRICS_INTERVAL)
-            try:
-                export(self.health())
-            except Exception:  # metrics must never take the gateway down
-                log.exception("gateway %s: metrics export failed", self.gateway_id)
 
     async def _sweep_slow_consumers(self) -> None:
         """Close connections that stopped reading before they grow the gateway's memory.

@@ -8,98 +8,19 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import itertools
-import json
 import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from websockets.asyncio.client import ClientConnection, connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from liveshop.follower import RoomFollower, Verdict
+from tests.e2e.client import Client
 
 #: Errors a client is told to retry (protocol.md, "Errors": temporary).
 TEMPORARY = {"unavailable", "rate_limited", "timeout"}
-
-
-class Dropped(Exception):
-    """The connection closed under a request."""
-
-
-class Conn:
-    """One authenticated connection: requests matched to replies by id, pushes to a callback."""
-
-    def __init__(self, ws: ClientConnection, on_push: Callable[[dict[str, Any]], None]) -> None:
-        self.ws = ws
-        self.gateway = ""
-        self._on_push = on_push
-        self._ids = itertools.count(1)
-        self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
-        self._reader = asyncio.ensure_future(self._read())
-
-    @classmethod
-    async def open(
-        cls, url: str, token: str, on_push: Callable[[dict[str, Any]], None] = lambda _: None
-    ) -> Conn:
-        ws = await connect(url, open_timeout=10, compression=None, max_size=None)
-        conn = cls(ws, on_push)
-        try:
-            hello = await conn.request("connect", token=token)
-        except BaseException:
-            await conn.close()
-            raise
-        if "result" not in hello:
-            await conn.close()
-            raise Dropped(f"connect refused: {hello}")
-        conn.gateway = hello["result"]["gateway"]
-        return conn
-
-    @property
-    def closed(self) -> bool:
-        return self._reader.done()
-
-    async def _read(self) -> None:
-        try:
-            async for frame in self.ws:
-                message = json.loads(frame)
-                if "push" in message:
-                    self._on_push(message)
-                    continue
-                fut = self._replies.pop(message.get("id"), None)
-                if fut is not None and not fut.done():
-                    fut.set_result(message)
-        except ConnectionClosed:
-            pass
-        finally:
-            for fut in self._replies.values():
-                if not fut.done():
-                    fut.set_exception(Dropped("connection closed"))
-            self._replies.clear()
-
-    async def request(self, op: str, timeout: float = 20.0, **params: Any) -> dict[str, Any]:
-        if self.closed:
-            raise Dropped("connection closed")
-        rid = next(self._ids)
-        fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
-        self._replies[rid] = fut
-        try:
-            await self.ws.send(json.dumps({"id": rid, "op": op, **params}))
-        except ConnectionClosed:
-            self._replies.pop(rid, None)
-            raise Dropped("connection closed") from None
-        try:
-            return await asyncio.wait_for(fut, timeout)
-        finally:
-            self._replies.pop(rid, None)
-
-    async def close(self) -> None:
-        with contextlib.suppress(Exception):
-            await asyncio.wait_for(self.ws.close(), 5)
-        self._reader.cancel()
-        # A cancellation of the caller still propagates (gather re-raises it).
-        await asyncio.gather(self._reader, return_exceptions=True)
 
 
 async def retrying(what: Callable[[], Any], give_up: float) -> Any:
@@ -109,11 +30,19 @@ async def retrying(what: Callable[[], Any], give_up: float) -> Any:
     while True:
         try:
             return await what()
-        except (OSError, Dropped, TimeoutError, InvalidStatus, ConnectionClosed):
+        except (OSError, AssertionError, TimeoutError, InvalidStatus, ConnectionClosed):
             if time.monotonic() > deadline:
                 raise
         await asyncio.sleep(delay * (1 + random.random()))
         delay = min(delay * 2, 1.0)
+
+
+async def connected(conn: Client | None, url: str, token: str) -> Client:
+    """``conn`` while it is open, else a new connection (retried while gateways restart)."""
+    if conn is not None and not conn.closed:
+        return conn
+    new: Client = await retrying(lambda: Client.open(url, token, open_timeout=10), 60)
+    return new
 
 
 @dataclass(eq=False)
@@ -152,7 +81,7 @@ class Viewer(Background):
     gateways: list[str] = field(default_factory=list)
     connects: int = 0
     errors: list[str] = field(default_factory=list)
-    _conn: Conn | None = None
+    _conn: Client | None = None
     _resync: asyncio.Event = field(default_factory=asyncio.Event)
 
     def __post_init__(self) -> None:
@@ -175,10 +104,10 @@ class Viewer(Background):
                 await asyncio.sleep(0.1 + random.random() * 0.3)
 
     async def _session(self) -> None:
-        conn = await Conn.open(self.url, self.token, self._on_push)
+        conn = await Client.open(self.url, self.token, on_push=self._on_push, open_timeout=10)
         self._conn = conn
         self.connects += 1
-        self.gateways.append(conn.gateway)
+        self.gateways.append(conn.hello["gateway"])
         try:
             await self._subscribe(conn)
             while not conn.closed and not self._stop.is_set():
@@ -192,7 +121,7 @@ class Viewer(Background):
             self.follower.subscribing()
             await conn.close()
 
-    async def _subscribe(self, conn: Conn) -> None:
+    async def _subscribe(self, conn: Client) -> None:
         self.follower.subscribing()
         since = self.follower.since()
         for _ in range(50):
@@ -244,11 +173,10 @@ class Chatter(Background):
     _seq: itertools.count[int] = field(default_factory=itertools.count)
 
     async def _run(self) -> None:
-        conn: Conn | None = None
+        conn: Client | None = None
         while not self._stop.is_set():
             try:
-                if conn is None or conn.closed:
-                    conn = await retrying(lambda: Conn.open(self.url, self.token), 60)
+                conn = await connected(conn, self.url, self.token)
                 await self._say(conn)
             except asyncio.CancelledError:
                 raise
@@ -257,7 +185,7 @@ class Chatter(Background):
                 conn = None
             await asyncio.sleep(self.interval)
 
-    async def _say(self, conn: Conn) -> None:
+    async def _say(self, conn: Client) -> None:
         room = self.rooms[next(self._seq) % len(self.rooms)]
         text = f"m{time.monotonic_ns()}"
         reply = await conn.request("chat", room=room, text=text)
@@ -281,27 +209,28 @@ class Buyer(Background):
     sku: str
     user: str
     orders: dict[str, str] = field(default_factory=dict)  # key -> order id
+    #: Error codes the protocol answered with, and transport failures (retried alike).
     codes: list[str] = field(default_factory=list)
+    drops: int = 0
     sold_out: bool = False
     failure: str | None = None
 
     async def _run(self) -> None:
-        conn: Conn | None = None
+        conn: Client | None = None
         n = 0
         while not self._stop.is_set() and not self.sold_out:
             key = f"{self.user}-{n}"
             n += 1
             while not self._stop.is_set():
                 try:
-                    if conn is None or conn.closed:
-                        conn = await retrying(lambda: Conn.open(self.url, self.token), 60)
+                    conn = await connected(conn, self.url, self.token)
                     reply = await conn.request(
                         "buy", room=self.room, sku=self.sku, quantity=1, key=key
                     )
                 except asyncio.CancelledError:
                     raise
-                except Exception as exc:
-                    self.codes.append(type(exc).__name__)
+                except Exception:
+                    self.drops += 1
                     conn = None
                     await asyncio.sleep(0.1)
                     continue

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import itertools
 import json
 from collections.abc import Callable
@@ -19,9 +20,15 @@ Push = dict[str, Any]
 
 
 class Client:
-    def __init__(self, ws: ClientConnection, binary: bool) -> None:
+    def __init__(
+        self, ws: ClientConnection, binary: bool, on_push: Callable[[Push], None] | None = None
+    ) -> None:
         self.ws = ws
         self.binary = binary
+        #: Called with each push as it arrives (besides keeping it in ``pushes``).
+        self.on_push = on_push
+        #: The ``connect`` result (user, expiry, the gateway that answered).
+        self.hello: dict[str, Any] = {}
         self.pushes: list[Push] = []
         self.replies: dict[Any, asyncio.Future[dict[str, Any]]] = {}
         self.orphans: list[dict[str, Any]] = []  # replies nobody waited for (e.g. id null)
@@ -31,15 +38,30 @@ class Client:
 
     @classmethod
     async def open(
-        cls, url: str, token: str | None = None, *, binary: bool = False, **kwargs: Any
+        cls,
+        url: str,
+        token: str | None = None,
+        *,
+        binary: bool = False,
+        on_push: Callable[[Push], None] | None = None,
+        **kwargs: Any,
     ) -> Client:
         protocols = [Subprotocol(SUBPROTOCOL_MSGPACK)] if binary else None
         ws = await connect(url, subprotocols=protocols, compression=None, **kwargs)
-        client = cls(ws, binary)
+        client = cls(ws, binary, on_push)
         if token is not None:
-            reply = await client.request("connect", token=token)
-            assert "result" in reply, reply
+            try:
+                reply = await client.request("connect", token=token)
+                assert "result" in reply, reply
+            except BaseException:
+                await client.close()
+                raise
+            client.hello = reply["result"]
         return client
+
+    @property
+    def closed(self) -> bool:
+        return self._reader.done()
 
     async def _read(self) -> None:
         try:
@@ -47,6 +69,8 @@ class Client:
                 message = msgpack.unpackb(frame) if self.binary else json.loads(frame)
                 if "push" in message:
                     self.pushes.append(message)
+                    if self.on_push is not None:
+                        self.on_push(message)
                 elif message.get("id") in self.replies:
                     self.replies.pop(message["id"]).set_result(message)
                 else:
@@ -54,6 +78,12 @@ class Client:
                 self._changed.set()
         except ConnectionClosed:
             pass
+        finally:
+            # Nobody will answer these now: fail them instead of letting them time out.
+            for fut in self.replies.values():
+                if not fut.done():
+                    fut.set_exception(ConnectionError("connection closed"))
+            self.replies.clear()
         self._changed.set()
 
     def encode(self, message: dict[str, Any]) -> str | bytes:
@@ -66,8 +96,11 @@ class Client:
         rid = next(self._ids)
         fut: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
         self.replies[rid] = fut
-        await self.ws.send(self.encode({"id": rid, "op": op, **params}))
-        return await asyncio.wait_for(fut, timeout)
+        try:
+            await self.ws.send(self.encode({"id": rid, "op": op, **params}))
+            return await asyncio.wait_for(fut, timeout)
+        finally:
+            self.replies.pop(rid, None)
 
     async def result(self, op: str, **params: Any) -> dict[str, Any]:
         reply = await self.request(op, **params)
@@ -109,5 +142,8 @@ class Client:
         return self.ws.close_code
 
     async def close(self) -> None:
-        await self.ws.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(self.ws.close(), 5)
         self._reader.cancel()
+        # The caller's own cancellation still propagates (gather re-raises it).
+        await asyncio.gather(self._reader, return_exceptions=True)
