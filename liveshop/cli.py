@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import os
+import shlex
 import signal
 import sys
 import threading
@@ -101,8 +102,11 @@ def _seed_demo(settings: Settings, say: Any) -> None:
     from liveshop import demo
 
     assert settings.database_url
-    asyncio.run(demo.seed(settings.database_url))
-    # Pin through the public API, the way a host's tool would.
+    if not asyncio.run(demo.seed(settings.database_url)):
+        # A restart: the room is the host's now; keep whatever they pinned (or unpinned).
+        say(f"demo        channel '{demo.CHANNEL_ID}', room '{demo.ROOM_ID}' (kept as it was)")
+        return
+    # The first run: pin through the public API, the way a host's tool would.
     token = issue_token(
         settings.secret, user_id=demo.HOST_ID, name="Demo host",
         rooms={demo.ROOM_ID: [Role.HOST]}, now=clock.now(), ttl=300,
@@ -126,6 +130,7 @@ def _print_table(stack: Stack, ready: float) -> None:
         ("web pages", info["http"] + "/app/"),
         ("HTTP API", info["http"] + "  (docs: /docs)"),
         ("WebSocket gateway", gateways),
+        ("RTMP ingest", info["rtmp"]),
         ("Ray dashboard", info["dashboard"] or f"cluster at {info['ray']}"),
         ("PostgreSQL", info["database"] + ("  (embedded)" if stack.postgres else "")),
         ("Redis", info["redis"] + ("  (embedded)" if stack.redis else "")),
@@ -158,11 +163,20 @@ def _print_demo(settings: Settings) -> None:
     print(f"  snapshot:  curl {settings.http_url}/rooms/{demo.ROOM_ID}")
     print(f"  websocket: {settings.ws_url}")
     print(f"  viewer token ({settings.token_ttl / 3600:g} h):\n    {token}\n")
-    print(
-        f"  try it:  python -m liveshop.client --url {settings.ws_url} "
-        f"--token <the token above> --room {demo.ROOM_ID}\n",
-        flush=True,
-    )
+    print(f"  try it (type to chat, Ctrl-D to leave):\n    {try_it_command(settings, token)}\n",
+          flush=True)  # fmt: skip
+
+
+def try_it_command(settings: Settings, token: str) -> str:
+    """The terminal client on the demo room, as a command that works when pasted into a
+    shell anywhere: this interpreter by absolute path (the venv's, whether or not it is
+    activated), every argument quoted."""
+    from liveshop import demo
+
+    return shlex.join([
+        sys.executable, "-m", "liveshop.client", "--url", settings.ws_url, "--token", token,
+        "--room", demo.ROOM_ID,
+    ])  # fmt: skip
 
 
 def cmd_down(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ ENV_DEV_TOKENS = "LIVESHOP_DEV_TOKENS"
 ENV_GUEST_TOKENS = "LIVESHOP_GUEST_TOKENS"
 ENV_PUBLIC_WS_URL = "LIVESHOP_PUBLIC_WS_URL"
 ENV_PLACEMENT = "LIVESHOP_PLACEMENT"
+ENV_MEDIA_CPU_SHARE = "LIVESHOP_MEDIA_CPU_SHARE"
 
 NAMESPACE = "liveshop"
 #: ``Settings.placement`` when `liveshop up` should read it off the cluster.
@@ -79,6 +80,10 @@ class Settings:
     #: Per-connection rate limit: sustained requests per second and burst.
     rate_per_second: float = 20.0
     rate_burst: int = 40
+    #: Per user and gateway: sockets at once, and the requests of all of them together.
+    max_user_connections: int = 32
+    user_rate_per_second: float = 40.0
+    user_rate_burst: int = 80
     max_inflight: int = 32
     viewer_report_interval: float = 1.0
     token_ttl: float = 24 * 3600.0
@@ -123,6 +128,10 @@ class Settings:
     #: The ABR ladder, ``height:video_kbps[:audio_kbps]`` per rung (heights are the short
     #: side; a source gets the rungs at or below its own size, never upscaled).
     media_ladder: str = DEFAULT_LADDER_SPEC
+    #: The share of a core (the encoding thread) and of its node's cores one stream's
+    #: ladder is sized to when it starts (the node's encoding cost measured then); rungs
+    #: above it are left out. 0: every rung (LIVESHOP_MEDIA_CPU_SHARE).
+    media_cpu_share: float = 0.75
     #: An ingest silent this long is stalled: the stream fails over to the backup or slate.
     stall_after: float = 2.0
     #: With no publisher for this long the stream ends (its recording becomes a replay).
@@ -167,6 +176,8 @@ class Settings:
             env["public_ws_url"] = os.environ[ENV_PUBLIC_WS_URL]
         if os.environ.get(ENV_PLACEMENT):
             env["placement"] = parse_placement(os.environ[ENV_PLACEMENT])
+        if os.environ.get(ENV_MEDIA_CPU_SHARE):
+            env["media_cpu_share"] = min(1.0, max(0.0, float(os.environ[ENV_MEDIA_CPU_SHARE])))
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 

@@ -36,18 +36,23 @@ PRODUCTS = [
 ]  # fmt: skip
 
 
-async def seed(database_url: str) -> None:
-    """Idempotent: running it on an already seeded database changes nothing."""
+async def seed(database_url: str) -> bool:
+    """Idempotent: running it on an already seeded database changes nothing. Returns whether
+    the demo room was created now (the first run on this database): only then is the demo's
+    product pinned, so a restart keeps what the host pinned since."""
     pool = await create_pool(database_url, min_size=1, max_size=1)
     try:
         rooms = RoomStore(pool)
         channels = ChannelStore(pool)
         await channels.save_channel(ChannelInfo(CHANNEL_ID, "Deals", "Deals"), epoch="demo-1")
-        with contextlib.suppress(Conflict):
+        created = True
+        try:
             await rooms.create_room(
                 RoomInfo(ROOM_ID, "Demo: Friday flash deals", CHANNEL_ID, host_id=HOST_ID),
                 epoch="demo-1",
             )
+        except Conflict:
+            created = False
         # Today's show (UTC day) is on in the demo room: the channel plays it once its host
         # goes live, and a replay or the slate until then.
         day = dt.datetime.now(dt.UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -59,6 +64,8 @@ async def seed(database_url: str) -> None:
         skus = SkuStore(pool)
         for product in PRODUCTS:
             await products.create(product, upsert=True)
+            # The platform (the demo's seller) lets the demo room promote its products.
+            await products.list_in(product.product_id, ROOM_ID, by="demo")
             # One SKU per demo product, id = product id, so a pinned product can be bought.
             with contextlib.suppress(Conflict):
                 await skus.create(
@@ -71,5 +78,6 @@ async def seed(database_url: str) -> None:
         # Every demo viewer starts with some coins (once: the credit is idempotent).
         for viewer in VIEWERS:
             await wallets.credit(viewer, 1000, ref="demo-welcome")
+        return created
     finally:
         await pool.close()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+import os
 import urllib.error
+import urllib.parse
 import urllib.request
 from typing import Any
 
 from liveshop import clock
 from liveshop.config import Settings
+from liveshop.media.rtmp import HANDSHAKE_SIZE, VERSION
 from liveshop.storage.embedded import pid_alive
 from liveshop.tokens import issue_token
 
@@ -71,6 +75,45 @@ async def _gateway(settings: Settings, url: str) -> Check:
         return ("WebSocket gateway", False, f"{url}: {type(exc).__name__}: {exc}")
 
 
+async def rtmp_handshake(url: str, timeout: float = 5.0) -> Check:
+    """The RTMP ingest, checked as a publisher starts: a TCP connect, then the handshake
+    (C0+C1 out; S0+S1+S2 back, S0 the version, S2 echoing C1; C2 out), then a close."""
+    name = "RTMP ingest"
+    where = urllib.parse.urlsplit(url)
+    host = where.hostname or "127.0.0.1"
+    # A listener on every interface is reached on this machine's loopback.
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+    port = where.port or 1935
+    c1 = bytes(8) + os.urandom(HANDSHAKE_SIZE - 8)  # time 0, zero, random bytes
+    try:
+        async with asyncio.timeout(timeout):
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                writer.write(bytes([VERSION]) + c1)
+                await writer.drain()
+                s0 = await reader.readexactly(1)
+                if s0[0] != VERSION:
+                    return (name, False, f"{url}: not RTMP (version byte {s0[0]} in S0)")
+                s1 = await reader.readexactly(HANDSHAKE_SIZE)
+                s2 = await reader.readexactly(HANDSHAKE_SIZE)
+                writer.write(s1)  # C2
+                await writer.drain()
+            finally:
+                writer.close()
+                with contextlib.suppress(OSError):
+                    await writer.wait_closed()
+    except TimeoutError:
+        return (name, False, f"{url}: no RTMP handshake within {timeout:g} s")
+    except (asyncio.IncompleteReadError, ConnectionResetError, BrokenPipeError):
+        return (name, False, f"{url}: the connection closed during the RTMP handshake")
+    except OSError as exc:
+        return (name, False, f"{url}: {type(exc).__name__}: {exc}")
+    # S2 echoes C1 (its second time field may differ: only the random part must match).
+    if s2[8:] != c1[8:]:
+        return (name, False, f"{url}: the server's S2 does not echo C1")
+    return (name, True, f"{url}, handshake ok (RTMP version {VERSION})")
+
+
 async def _registry(database_url: str) -> tuple[Check, list[str]]:
     """The registered gateways, and the addresses to check them at."""
     from liveshop.storage.gateways import live_gateways
@@ -95,14 +138,15 @@ def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     redis_url = settings.redis_url or info["redis"]
 
     async def _async_checks() -> list[Check]:
-        pg, rd, (registry, urls) = await asyncio.gather(
-            _postgres(database_url), _redis(redis_url), _registry(database_url)
-        )
+        pg, rd, (registry, urls), rtmp = await asyncio.gather(
+            _postgres(database_url), _redis(redis_url), _registry(database_url),
+            rtmp_handshake(info.get("rtmp") or settings.rtmp_url),
+        )  # fmt: skip
         # Every address gateways registered at (on a cluster, one per gateway node).
         gateways = await asyncio.gather(*(_gateway(settings, url) for url in urls or [info["ws"]]))
-        return [pg, rd, registry, *gateways]
+        return [pg, rd, rtmp, registry, *gateways]
 
-    pg, rd, *gw = asyncio.run(_async_checks())
+    pg, rd, rtmp, *gw = asyncio.run(_async_checks())
     results += [pg, rd]
     try:
         status, body = _http_json(info["http"] + "/healthz")
@@ -110,6 +154,7 @@ def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     except Exception as exc:
         results.append(("HTTP API", False, f"{info['http']}: {type(exc).__name__}: {exc}"))
     results += gw
+    results.append(rtmp)
     if info.get("dashboard"):
         try:
             # The dashboard's API needs Ray's auth token; its page answers without one.

@@ -15,11 +15,15 @@ import msgpack
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from liveshop.errors import BadFrame, InvalidRequest, LiveshopError, UnknownOp
+from liveshop.text import IdemKey, Key, Line, text_problem
+from liveshop.text import Text as TextRule
 
 SUBPROTOCOL_JSON = "liveshop.v1.json"
 SUBPROTOCOL_MSGPACK = "liveshop.v1.msgpack"
 MAX_FRAME_BYTES = 64 * 1024
 MAX_ID_CHARS = 64
+#: Arrays and objects nest at most this deep in a frame (deeper is a ``bad_frame``).
+MAX_DEPTH = 32
 
 RoomId = Annotated[str, Field(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")]
 RequestId = str | int
@@ -35,7 +39,8 @@ class Codec(StrEnum):
 
 
 class _Params(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # Strict: "1" is not 1 and 1 is not True; floats are finite (JSON allows NaN here).
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True, allow_inf_nan=False)
 
 
 class ConnectParams(_Params):
@@ -50,18 +55,21 @@ class Position(_Params):
     """Where a client stopped: the last offset it saw and that offset's epoch."""
 
     offset: int = Field(ge=0, lt=2**53)
-    epoch: str = Field(min_length=1, max_length=64)
+    epoch: Key = Field(min_length=1, max_length=64)
 
 
 class SubscribeParams(RoomParams):
     since: Position | None = None
 
 
-UserId = Annotated[str, Field(min_length=1, max_length=64)]
+UserId = Annotated[Key, Field(min_length=1, max_length=64)]
 EventId = Annotated[int, Field(ge=1, lt=2**53)]
-# The room enforces the real limits after stripping; these only bound the work.
-Text = Annotated[str, Field(max_length=4000)]
-ShortText = Annotated[str, Field(max_length=200)]
+#: Issued ids (orders, reservations, payments, auctions, cues, payment methods).
+IssuedId = Annotated[Key, Field(min_length=1, max_length=140)]
+# Every text field follows liveshop/text.py (no NUL, surrogates or controls; NFC). The room
+# enforces the real limits after stripping; these only bound the work.
+Text = Annotated[TextRule, Field(max_length=4000)]
+ShortText = Annotated[Line, Field(max_length=200)]
 
 
 class ChatParams(RoomParams):
@@ -74,7 +82,7 @@ class TextParams(RoomParams):
 
 
 class ReactParams(RoomParams):
-    kind: str = Field(min_length=1, max_length=32)
+    kind: Annotated[Line, Field(min_length=1, max_length=32)]
     count: int = Field(default=1, ge=1, le=100)
 
 
@@ -99,10 +107,14 @@ class ChatSettingsParams(RoomParams):
     audience: Literal["everyone", "followers", "subscribers"] | None = None
     rate_limit: int | None = Field(default=None, ge=1, le=1000)
     rate_window: int | None = Field(default=None, ge=1, le=3600)
-    blocked_words: list[Annotated[str, Field(max_length=64)]] | None = Field(
+    blocked_words: list[Annotated[Line, Field(max_length=64)]] | None = Field(
         default=None, max_length=500
     )
     automod_fallback: Literal["allow", "block"] | None = None
+    #: The reaction kinds viewers may send (replaces the set; the room checks the kinds).
+    reactions: list[Annotated[Key, Field(max_length=32)]] | None = Field(
+        default=None, min_length=1, max_length=16
+    )
     frozen: bool | None = None
 
 
@@ -116,7 +128,7 @@ class ProductParams(RoomParams):
 
 class PollParams(RoomParams):
     question: ShortText
-    options: list[Annotated[str, Field(max_length=80)]] = Field(min_length=2, max_length=6)
+    options: list[Annotated[Line, Field(max_length=80)]] = Field(min_length=2, max_length=6)
     duration: float = Field(ge=5, le=24 * 3600)
     allow_change: bool = False
 
@@ -136,7 +148,7 @@ class QuestionParams(RoomParams):
 
 class GiveawayParams(RoomParams):
     prize: ShortText
-    eligibility: list[Annotated[str, Field(min_length=1, max_length=32)]] = Field(
+    eligibility: list[Annotated[Line, Field(min_length=1, max_length=32)]] = Field(
         default_factory=list, max_length=5
     )
 
@@ -148,19 +160,19 @@ class GiveawayIdParams(RoomParams):
 class DrawParams(GiveawayIdParams):
     winners: int = Field(default=1, ge=1, le=100)
     #: Optional: a seed announced in advance makes the draw checkable by anyone.
-    seed: str | None = Field(default=None, min_length=1, max_length=64)
+    seed: Key | None = Field(default=None, min_length=1, max_length=64)
 
 
 class GiftParams(RoomParams):
     gift_id: RoomId
     quantity: int = Field(default=1, ge=1, le=99)
     #: Idempotency key chosen by the client: resending the same request never pays twice.
-    key: str = Field(min_length=1, max_length=64)
+    key: IdemKey
 
 
 class TipParams(RoomParams):
     coins: int = Field(ge=1, le=1_000_000)
-    key: str = Field(min_length=1, max_length=64)
+    key: IdemKey
 
 
 class SkuParams(RoomParams):
@@ -172,13 +184,13 @@ class SkuParams(RoomParams):
 class BuyParams(SkuParams):
     quantity: int = Field(default=1, ge=1, le=1000)
     #: Idempotency key, per buyer: a retry with the same key and body gets the same answer.
-    key: str = Field(min_length=1, max_length=64)
+    key: IdemKey
 
 
 class BuyNowParams(BuyParams):
     #: 1-tap: also charge the order with a saved payment method (``method``, else the newest).
     pay: bool = False
-    method: str | None = Field(default=None, min_length=1, max_length=64)
+    method: IssuedId | None = None
 
 
 class ReserveParams(BuyParams):
@@ -186,18 +198,18 @@ class ReserveParams(BuyParams):
 
 
 class PayParams(RoomParams):
-    order: str = Field(min_length=1, max_length=140)
-    method: str | None = Field(default=None, min_length=1, max_length=64)
-    key: str = Field(min_length=1, max_length=64)
+    order: IssuedId
+    method: IssuedId | None = None
+    key: IdemKey
 
 
 class ConfirmParams(RoomParams):
-    payment: str = Field(min_length=1, max_length=64)
-    code: str = Field(min_length=1, max_length=32)
+    payment: IssuedId
+    code: Annotated[Key, Field(min_length=1, max_length=32)]
 
 
 class ReleaseParams(SkuParams):
-    reservation: str = Field(min_length=1, max_length=140)
+    reservation: IssuedId
 
 
 class DealParams(SkuParams):
@@ -221,14 +233,14 @@ class AuctionParams(SkuParams):
 
 
 class AuctionIdParams(RoomParams):
-    auction: str = Field(min_length=1, max_length=64)
+    auction: Annotated[Key, Field(min_length=1, max_length=64)]
 
 
 class BidParams(AuctionIdParams):
     amount: int = Field(ge=0, le=10**12, strict=True)
     #: Proxy bidding: liveshop bids for you up to this amount.
     max_amount: int | None = Field(default=None, ge=0, le=10**12, strict=True)
-    key: str = Field(min_length=1, max_length=64)
+    key: IdemKey
 
 
 class AddToCartParams(SkuParams):
@@ -240,20 +252,27 @@ class UpdateCartParams(SkuParams):
     quantity: int = Field(ge=0, le=1000)
 
 
+#: A postal address: the checkout rules (commerce/checkout.py) check its fields.
+Address = Annotated[
+    dict[Annotated[Key, Field(max_length=32)], Annotated[Line, Field(max_length=200)]],
+    Field(max_length=16),
+]
+
+
 class CheckoutParams(RoomParams):
-    address: dict[str, Any]
-    key: str = Field(min_length=1, max_length=64)
-    email: str | None = Field(
-        default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
-    )
-    method: str | None = Field(default=None, min_length=1, max_length=64)
+    address: Address
+    key: IdemKey
+    email: (
+        Annotated[Key, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")] | None
+    ) = None
+    method: IssuedId | None = None
     skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
     #: False: place the order and pay later (``pay``).
     pay: bool = True
 
 
 class QuoteParams(RoomParams):
-    address: dict[str, Any]
+    address: Address
     skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
 
 
@@ -261,12 +280,12 @@ class OrdersParams(RoomParams):
     status: Literal["pending", "paid", "fulfilled", "shipped", "delivered", "cancelled"] | None = (
         None
     )
-    before: str | None = Field(default=None, min_length=1, max_length=140)
+    before: IssuedId | None = None
     limit: int = Field(default=20, ge=1, le=100)
 
 
 class OrderParams(RoomParams):
-    order: str = Field(min_length=1, max_length=140)
+    order: IssuedId
 
 
 class ReturnLine(_Params):
@@ -276,13 +295,20 @@ class ReturnLine(_Params):
 
 class ReturnParams(OrderParams):
     lines: list[ReturnLine] = Field(min_length=1, max_length=1000)
-    reason: str = Field(min_length=1, max_length=500)
-    key: str = Field(min_length=1, max_length=64)
+    reason: Annotated[TextRule, Field(min_length=1, max_length=500)]
+    key: IdemKey
 
 
 class PolicyParams(RoomParams):
     stock_policy: Literal["hold", "first_paid"]
     hold_seconds: float | None = Field(default=None, gt=0, le=86400)
+
+
+class HistoryParams(RoomParams):
+    """A page of the chat log older than ``before`` (an offset); the newest without it."""
+
+    before: int | None = Field(default=None, ge=1, lt=2**53)
+    limit: int = Field(default=50, ge=1, le=100)
 
 
 class PingParams(_Params):
@@ -292,7 +318,7 @@ class PingParams(_Params):
 class CueParams(RoomParams):
     """A run-of-show cue of the show on air (or next) in ``room``."""
 
-    cue: str = Field(min_length=1, max_length=64)
+    cue: Annotated[Key, Field(min_length=1, max_length=64)]
 
 
 class RescheduleCueParams(CueParams):
@@ -373,6 +399,7 @@ OPS: dict[str, type[_Params]] = {
     "subscribe": SubscribeParams,
     "unsubscribe": RoomParams,
     "ping": PingParams,
+    "history": HistoryParams,
     **ROOM_OPS,
     **COMMERCE_OPS,
     **SHOW_OPS,
@@ -392,15 +419,36 @@ def decode_frame(frame: str | bytes, codec: Codec) -> Any:
         if not isinstance(frame, str):
             raise BadFrame("expected a JSON text frame")
         try:
-            return json.loads(frame)
-        except ValueError:
+            message = json.loads(frame)
+        except (ValueError, RecursionError):  # RecursionError: nesting deeper than Python's
             raise BadFrame("frame is not valid JSON") from None
-    if not isinstance(frame, bytes):
-        raise BadFrame("expected a msgpack binary frame")
-    try:
-        return msgpack.unpackb(frame, raw=False, strict_map_key=True)
-    except Exception:  # msgpack raises several unrelated types for corrupt input
-        raise BadFrame("frame is not valid msgpack") from None
+    else:
+        if not isinstance(frame, bytes):
+            raise BadFrame("expected a msgpack binary frame")
+        try:
+            message = msgpack.unpackb(frame, raw=False, strict_map_key=True)
+        except Exception:  # msgpack raises several unrelated types for corrupt input
+            raise BadFrame("frame is not valid msgpack") from None
+    if _too_deep(message):
+        raise BadFrame(f"frame nests deeper than {MAX_DEPTH} levels")
+    return message
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether arrays/objects nest deeper than MAX_DEPTH (iteratively: no recursion)."""
+    todo = [(value, 1)]
+    while todo:
+        item, depth = todo.pop()
+        if isinstance(item, dict):
+            children: Any = item.values()
+        elif isinstance(item, list | tuple):
+            children = item
+        else:
+            continue
+        if depth > MAX_DEPTH:
+            return True
+        todo.extend((child, depth + 1) for child in children)
+    return False
 
 
 def encode_frame(message: dict[str, Any], codec: Codec) -> str | bytes:
@@ -424,7 +472,7 @@ def _valid_id(rid: Any) -> bool:
         return False
     if isinstance(rid, int):
         return -(2**53) < rid < 2**53
-    return isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS
+    return isinstance(rid, str) and 0 < len(rid) <= MAX_ID_CHARS and text_problem(rid) is None
 
 
 def parse_request(message: Any) -> Request:
@@ -452,10 +500,17 @@ def validate_params(model: type[_Params], fields: dict[str, Any], op: str) -> An
         return model.model_validate(fields)
     except ValidationError as exc:
         details = [
-            {"field": ".".join(str(p) for p in e["loc"]), "message": e["msg"]}
+            {"field": ".".join(_printable(p) for p in e["loc"]), "message": e["msg"]}
             for e in exc.errors(include_url=False, include_input=False)
         ]
         raise InvalidRequest(f"invalid '{op}' request", details=details) from None
+
+
+def _printable(part: Any) -> str:
+    """A field name to echo back: a hostile one (an unknown key holding a surrogate) is
+    escaped, so the error reply itself can always be encoded."""
+    text = str(part)
+    return text if text_problem(text) is None else ascii(text)
 
 
 def result_reply(rid: RequestId, result: dict[str, Any]) -> dict[str, Any]:

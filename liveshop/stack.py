@@ -236,6 +236,7 @@ class Stack:
             "started_at": time.time(),
             "http": s.http_url,
             "ws": s.ws_url,
+            "rtmp": s.rtmp_url,
             "gateways": sorted({g["url"] for g in self.gateways}),
             "dashboard": f"http://127.0.0.1:{s.dashboard_port}" if self.ray_started_here else None,
             "database": redact(s.database_url or ""),

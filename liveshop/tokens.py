@@ -16,6 +16,7 @@ from typing import Any
 import jwt
 
 from liveshop.errors import InvalidRequest, TokenExpired, TokenInvalid
+from liveshop.text import check_name, text_problem
 
 ALGORITHM = "HS256"
 ANY_ROOM = "*"
@@ -38,6 +39,8 @@ STAFF_ROLES = frozenset({Role.HOST, Role.COHOST, Role.MODERATOR, Role.SERVICE})
 #: Roles that may speak (chat, ask, vote, enter giveaways); anonymous viewers only watch and react.
 SPEAKING_ROLES = frozenset(Role) - {Role.ANONYMOUS}
 MAX_BADGE_CHARS = 32
+MAX_USER_ID_CHARS = 64
+MAX_NAME_CHARS = 64
 
 
 @dataclass(frozen=True)
@@ -52,8 +55,22 @@ class Identity:
         """Roles this identity holds in ``room_id``: the room's own grants plus the wildcard's."""
         return self.grants.get(room_id, frozenset()) | self.grants.get(ANY_ROOM, frozenset())
 
+    @property
+    def is_service(self) -> bool:
+        """A service acting for the platform: the service role on every room ('*')."""
+        return Role.SERVICE in self.grants.get(ANY_ROOM, frozenset())
+
     def badges_in(self, room_id: str) -> frozenset[str]:
         return self.badges.get(room_id, frozenset()) | self.badges.get(ANY_ROOM, frozenset())
+
+
+def _user_problem(user_id: Any) -> str | None:
+    if not isinstance(user_id, str) or not 0 < len(user_id) <= MAX_USER_ID_CHARS:
+        return f"a user id is a string of 1-{MAX_USER_ID_CHARS} characters"
+    problem = text_problem(user_id)
+    if problem is None and user_id != user_id.strip():
+        problem = "a user id has no outer whitespace"
+    return problem
 
 
 def _parse_roles(raw: Any) -> dict[str, frozenset[Role]]:
@@ -61,7 +78,7 @@ def _parse_roles(raw: Any) -> dict[str, frozenset[Role]]:
         raise TokenInvalid("token claim 'rooms' must map room ids to role lists")
     grants: dict[str, frozenset[Role]] = {}
     for room_id, roles in raw.items():
-        if not isinstance(room_id, str) or not isinstance(roles, list):
+        if not isinstance(room_id, str) or not isinstance(roles, list) or text_problem(room_id):
             raise TokenInvalid("token claim 'rooms' must map room ids to role lists")
         try:
             grants[room_id] = frozenset(Role(r) for r in roles)
@@ -74,7 +91,9 @@ def _parse_badges(raw: Any) -> dict[str, frozenset[str]]:
     if not isinstance(raw, dict) or not all(
         isinstance(k, str)
         and isinstance(v, list)
-        and all(isinstance(b, str) and 0 < len(b) <= MAX_BADGE_CHARS for b in v)
+        and all(
+            isinstance(b, str) and 0 < len(b) <= MAX_BADGE_CHARS and not text_problem(b) for b in v
+        )
         for k, v in raw.items()
     ):
         raise TokenInvalid("token claim 'badges' must map room ids to lists of short strings")
@@ -94,6 +113,13 @@ def issue_token(
     """Mint a token valid from ``now`` for ``ttl`` seconds."""
     if ttl <= 0:
         raise InvalidRequest("token ttl must be positive")
+    problem = _user_problem(user_id)
+    if problem is not None:
+        raise InvalidRequest(problem)
+    try:
+        name = check_name(name)[:MAX_NAME_CHARS]
+    except ValueError as exc:
+        raise InvalidRequest(f"name: {exc}") from None
     claims: dict[str, Any] = {
         "sub": user_id,
         "name": name,
@@ -125,14 +151,21 @@ def verify_token(secret: str, token: str, *, now: float) -> Identity:
     if exp <= now:
         raise TokenExpired("token has expired")
     user_id = claims.get("sub")
-    if not isinstance(user_id, str) or not user_id:
-        raise TokenInvalid("token 'sub' must be a non-empty string")
+    problem = _user_problem(user_id)
+    if problem is not None or not isinstance(user_id, str):
+        raise TokenInvalid(f"token 'sub': {problem}")
     name = claims.get("name", user_id)
     if not isinstance(name, str):
         raise TokenInvalid("token 'name' must be a string")
+    try:
+        # Names reach every viewer and PostgreSQL: the text rules hold even for a token
+        # minted elsewhere with the same secret.
+        name = check_name(name)[:MAX_NAME_CHARS] or user_id
+    except ValueError as exc:
+        raise TokenInvalid(f"token 'name': {exc}") from None
     return Identity(
         user_id=user_id,
-        name=name[:64],
+        name=name,
         grants=_parse_roles(claims.get("rooms", {})),
         expires_at=float(exp),
         badges=_parse_badges(claims.get("badges", {})),

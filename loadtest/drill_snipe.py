@@ -60,6 +60,7 @@ async def war(settings: Any, mode: str, bidders: int, duration: float) -> War:
         Product("snipe-card", "Signed card", 100, "USD"), upsert=True
     )
     await commerce.sku_store.create(sku, product, on_hand=1, limit_per_buyer=None, now=time.time())
+    await commerce.products.list_in(product.product_id, "demo", by="drill")
     host = Identity("drill-host", "Host", {"demo": frozenset({Role.HOST})}, time.time() + 3600)
     params = validate_params(
         AuctionParams,

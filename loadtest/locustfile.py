@@ -383,6 +383,10 @@ def prepare(cfg: LoadConfig, *, flash: bool, deal_seconds: float) -> None:
     post("/products", {"id": sku, "title": "Flash deal (load test)",
                        "price_minor": FLASH_PRICE_MINOR, "currency": "USD"})  # fmt: skip
     made = post("/skus", {"id": sku, "product_id": sku, "on_hand": cfg.flash_stock})
+    # The seller (the service token acts for it) lets the room promote the product.
+    listed = http.put(f"{cfg.http_url}/products/{sku}/rooms/{room}", timeout=cfg.timeout)
+    if listed.status_code != 200:
+        raise SetupError(f"PUT /products/{sku}/rooms/{room}: {listed.status_code}")
     post(f"/rooms/{room}/pin", {"product_id": sku}, exists=None)
     view = http.get(f"{cfg.http_url}/skus/{sku}", timeout=cfg.timeout)
     if view.status_code != 200:

@@ -19,11 +19,17 @@ from typing import Any
 
 from liveshop import clock, gctune
 from liveshop.actors import wiring
-from liveshop.actors.group_commit import GroupCommit, report_failure
+from liveshop.actors.group_commit import CommitRefused, GroupCommit, OneByOne, report_failure
 from liveshop.commerce.auction import Auction, BidPlaced
 from liveshop.commerce.inventory import Commit, Release
 from liveshop.config import Settings
-from liveshop.errors import ClientError, LiveshopError, ReservationNotFound, Unavailable
+from liveshop.errors import (
+    AuctionNotFound,
+    ClientError,
+    LiveshopError,
+    ReservationNotFound,
+    Unavailable,
+)
 from liveshop.payments.cashier import Cashier
 from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
@@ -35,6 +41,8 @@ log = logging.getLogger(__name__)
 #: How often the clock is looked at: the end is seen within this (the snipe drill needs it
 #: well under the extension window).
 CLOCK_INTERVAL = 0.05
+#: A bid as gateways batch it: (bidder, amount, max_amount, key, room it is made in).
+Bid = tuple[str, int, int | None, str, str | None]
 
 
 class AuctionActor:
@@ -61,6 +69,7 @@ class AuctionActor:
             failed=self._failed,
             error=Unavailable("the bid could not be saved, try again with the same key"),
         )
+        self.one_by_one: OneByOne[Bid] = OneByOne(self.group, f"auction {auction_id}")
         self._push_due = asyncio.Event()
         self._push_due.set()
         self._room: Any = None
@@ -77,22 +86,38 @@ class AuctionActor:
 
     # -- calls from gateways and the API ------------------------------------------------------
 
-    async def handle(
-        self, batch: list[tuple[str, int, int | None, str]]
-    ) -> list[dict[str, Any] | LiveshopError]:
-        """A batch of ``(bidder, amount, max_amount, key)``; answered once committed."""
+    async def handle(self, batch: list[Bid]) -> list[dict[str, Any] | LiveshopError]:
+        """A batch of ``(bidder, amount, max_amount, key, room)``; answered once committed.
+        ``room`` is where the bid is made: only the auction's own room takes its bids."""
+        if self.one_by_one.active:
+            return await self._one_by_one(batch)
         if self._stale:
             await self._reload()
-        now = clock.now()
         results: list[dict[str, Any] | LiveshopError] = []
-        for bidder, amount, max_amount, key in batch:
+        for bid in batch:
             try:
-                results.append(self.auction.bid(bidder, amount, max_amount, key, now))
+                results.append(self._bid(bid))
             except ClientError as exc:
                 results.append(exc)
         if self.auction.pending or self.group.in_flight:
-            await self.group.wait()
+            try:
+                await self.group.wait()
+            except CommitRefused:  # see SkuActor._handle: the culprit alone is refused
+                return await self._one_by_one(batch)
         return results
+
+    def _bid(self, bid: Bid) -> dict[str, Any]:
+        bidder, amount, max_amount, key, room_id = bid
+        if room_id is not None and room_id != self.stored.room_id:
+            raise AuctionNotFound(f"no auction {self.auction_id!r} in room {room_id!r}")
+        return self.auction.bid(bidder, amount, max_amount, key, clock.now())
+
+    async def _one_by_one(self, batch: list[Bid]) -> list[dict[str, Any] | LiveshopError]:
+        async def prepare() -> None:
+            if self._stale:
+                await self._reload()
+
+        return await self.one_by_one.run(batch, self._bid, prepare)
 
     async def view(self) -> dict[str, Any]:
         view = self.auction.view(clock.now())
@@ -110,7 +135,7 @@ class AuctionActor:
 
     async def _shown_view(self) -> dict[str, Any]:
         if self.auction.pending or self.group.in_flight:
-            return {**self._committed_view, "room_id": self.stored.room_id}
+            return {**self._committed_view, "room_id": self.stored.room_id, "sku": self.stored.sku}
         return await self.view()
 
     async def views(self, batch: list[None]) -> list[dict[str, Any]]:

@@ -337,7 +337,7 @@ class ChannelActor:
             return
         for product_id in show.products:
             try:
-                product = await self.products.get(product_id)
+                product = await self.products.promotable(product_id, show.room_id, "queue")
                 await self.rooms.send(show.room_id, QueueProduct(self.by, product))
             except LiveshopError as exc:  # unknown, already queued, queue full: the show goes on
                 log.info("show %s cannot queue %s: %s", show.show_id, product_id, exc.message)

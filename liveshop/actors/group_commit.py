@@ -8,6 +8,13 @@ one (the owner then treats its memory as stale). On failure every caller waiting
 commit, and every caller who arrived meanwhile (their decisions may build on it), gets
 ``error``.
 
+A commit refused for its *data* (PostgreSQL cannot store a value, a constraint fails — any
+error that is neither an outage nor a ``stale`` conflict meaning memory is out of date) is
+never retried as it was: its waiters, and those of the commits chained after it, get
+:class:`CommitRefused`, and the owner decides their requests again one at a time
+(:class:`OneByOne`), so the one request that cannot be stored is refused to its sender and
+every other one commits.
+
 ``depth`` commits may be in flight at once (pipelining: the next batch's rows are written
 while the previous transaction finishes). Then ``save`` must chain them: a transaction may
 only commit after the one before it did, and must fail if that one failed (the SKU store
@@ -18,16 +25,31 @@ does it with a compare-and-set on a version the previous commit sets). Completio
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
-from collections.abc import Awaitable, Callable
-from typing import Generic, TypeVar
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any, Generic, TypeVar
 
-from liveshop.errors import LiveshopError
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS
+from liveshop.errors import ClientError, InvalidRequest, LiveshopError, Unavailable
+from liveshop.storage.pool import REFUSED_DATA_ERRORS, TRANSIENT_DB_ERRORS
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+I = TypeVar("I")  # noqa: E741
+
+
+class CommitRefused(Unavailable):
+    """The commit holding your decision was refused for the data in it (not an outage):
+    the owner decides the request again on its own (OneByOne). Never reaches a client."""
+
+
+class EarlierCommitFailed(Exception):
+    """This commit was chained after one that failed, so it rolled back too."""
+
+    def __init__(self, root: Exception) -> None:
+        super().__init__("an earlier commit failed")
+        self.root = root
 
 
 class GroupCommit(Generic[T]):
@@ -40,17 +62,21 @@ class GroupCommit(Generic[T]):
         failed: Callable[[Exception], None],
         error: LiveshopError,
         depth: int = 1,
+        stale: tuple[type[Exception], ...] = (),
     ) -> None:
         self._take = take
         self._save = save
         self._committed = committed
         self._failed = failed
         self._error = error
+        #: Failures meaning "memory is out of date" (reload and retry), not "bad data".
+        self._stale = stale
         self._waiters: list[asyncio.Future[None]] = []
         self._wake = asyncio.Event()
         self._slots = asyncio.Semaphore(depth)
-        #: The previous commit's task: each commit finishes after it (answers in order).
-        self._last: asyncio.Task[bool] | None = None
+        #: The previous commit's task: each commit finishes after it (answers in order); its
+        #: result is the root failure, or None.
+        self._last: asyncio.Task[Exception | None] | None = None
         self._flying = 0
         self.commits = 0
 
@@ -84,32 +110,39 @@ class GroupCommit(Generic[T]):
                 self._commit(batch, waiters, self._last)
             )
 
+    def refused(self, exc: Exception) -> bool:
+        """A failure that retrying the same data cannot cure."""
+        return not isinstance(exc, TRANSIENT_DB_ERRORS + self._stale)
+
     async def _commit(
         self,
         batch: T | None,
         waiters: list[asyncio.Future[None]],
-        before: asyncio.Task[bool] | None,
-    ) -> bool:
-        """True when this commit (and every one before it) succeeded."""
+        before: asyncio.Task[Exception | None] | None,
+    ) -> Exception | None:
+        """None when this commit (and every one before it) succeeded, else the first
+        failure."""
         try:
             saving = asyncio.ensure_future(self._save(batch)) if batch is not None else None
-            ok_before = True if before is None else await asyncio.shield(before)
+            failed_before = None if before is None else await asyncio.shield(before)
             error: Exception | None = None
             if saving is not None:
                 try:
                     await saving
                 except Exception as exc:
                     error = exc
-            if error is None and not ok_before:
-                error = RuntimeError("an earlier commit failed")
+            if failed_before is not None:
+                error = EarlierCommitFailed(failed_before)
             if error is not None:
-                if ok_before:  # report the first failure only
+                root = error.root if isinstance(error, EarlierCommitFailed) else error
+                if failed_before is None:  # report the first failure only
                     self._failed(error)
+                answer = CommitRefused(self._error.message) if self.refused(root) else self._error
                 for fut in waiters + self._waiters:
                     if not fut.done():
-                        fut.set_exception(self._error)
+                        fut.set_exception(answer)
                 self._waiters = []
-                return False
+                return root
             if batch is not None:
                 self.commits += 1
             for fut in waiters:
@@ -117,7 +150,7 @@ class GroupCommit(Generic[T]):
                     fut.set_result(None)
             if batch is not None:
                 self._committed(batch)
-            return True
+            return None
         finally:
             self._flying -= 1
             self._slots.release()
@@ -125,9 +158,60 @@ class GroupCommit(Generic[T]):
                 self._last = None
 
 
+class OneByOne(Generic[I]):
+    """Requests whose commit was refused for its data, decided and committed again one at a
+    time: the request that cannot be stored is refused to its sender (``invalid_request``),
+    the others commit. While it runs, every new request takes the same path, so nothing is
+    grouped with a request under suspicion."""
+
+    def __init__(self, group: GroupCommit[Any], what: str) -> None:
+        self.group = group
+        self.what = what
+        self._lock = asyncio.Lock()
+        self.refusals = 0
+
+    @property
+    def active(self) -> bool:
+        return self._lock.locked()
+
+    async def run(
+        self,
+        items: Sequence[I],
+        decide: Callable[[I], Any],
+        prepare: Callable[[], Awaitable[None]],
+    ) -> list[Any]:
+        """``decide`` one item in memory (a client error refuses it alone); ``prepare``
+        runs before each (the owner reloads there if a failure left its memory stale)."""
+        async with self._lock:
+            # Whatever was decided before is committed (or refused) first, on its own.
+            with contextlib.suppress(LiveshopError):
+                await self.group.wait()
+            results: list[Any] = []
+            for item in items:
+                try:
+                    await prepare()
+                    result = decide(item)
+                    await self.group.wait()
+                except CommitRefused:
+                    self.refusals += 1
+                    log.warning("%s refused a request PostgreSQL cannot store", self.what)
+                    results.append(
+                        InvalidRequest(f"{self.what}: this request cannot be stored; not done")
+                    )
+                except (ClientError, Unavailable) as exc:
+                    results.append(exc)
+                else:
+                    results.append(result)
+            return results
+
+
 def report_failure(who: str, exc: Exception) -> None:
-    """Log a failed commit: an outage briefly, anything else with its traceback."""
+    """Log a failed commit: an outage briefly, data PostgreSQL refused in one line (the
+    request is refused on its own: no traceback per attempt), anything else with its
+    traceback."""
     if isinstance(exc, TRANSIENT_DB_ERRORS):
         log.warning("%s cannot commit: %s", who, exc)
+    elif isinstance(exc, REFUSED_DATA_ERRORS):
+        log.error("%s: PostgreSQL refused the data of a commit: %r", who, exc)
     else:
         log.error("%s failed to commit", who, exc_info=exc)

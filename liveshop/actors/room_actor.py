@@ -21,14 +21,16 @@ from redis.exceptions import RedisError
 
 from liveshop import clock, gctune, metrics
 from liveshop.actors import wiring
+from liveshop.actors.group_commit import report_failure
 from liveshop.config import Settings
-from liveshop.errors import LiveshopError, Unavailable
+from liveshop.errors import InvalidRequest, LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
 from liveshop.rooms.commands import (
     AuctionChanged,
     Chat,
     Command,
     GiftSent,
+    Pin,
     Reply,
     SendGift,
     StockChanged,
@@ -49,6 +51,12 @@ log = logging.getLogger(__name__)
 #: A state-only change (reaction totals, votes, entries, peak viewers) is persisted at most
 #: this often.
 STATE_SAVE_INTERVAL = 1.0
+#: How long a pin waits for its stock counters (a SKU actor starting); later ones are pushed.
+PIN_STOCK_WAIT = 3.0
+#: Why an event PostgreSQL refused was withdrawn (its sender hears it as invalid_request).
+WITHDRAWN_REASON = "this message could not be stored"
+#: Offsets of withdrawn events kept to refuse their senders (who are answered right after).
+MAX_WITHDRAWN_REMEMBERED = 1000
 
 
 def tick_interval(settings: Settings, viewers: int) -> float:
@@ -103,8 +111,9 @@ class RoomActor:
         self._apply_lock = asyncio.Lock()
         self.checker: ChatCheck | None = CHECKS[settings.automod]() if settings.automod else None
         self._waiters: list[asyncio.Future[None]] = []
-        self._background: set[asyncio.Task[None]] = set()
         self._unsaved: list[Event] = []
+        #: Offsets of events withdrawn because PostgreSQL refused them (insertion ordered).
+        self._withdrawn: dict[int, None] = {}
         self._unsaved_gifts: list[tuple[int, int]] = []
         self._unsaved_state: dict[str, Any] = {}
         self._state_saved_at = 0.0
@@ -147,22 +156,17 @@ class RoomActor:
     async def _handle(self, batch: list[Command]) -> list[Reply | LiveshopError]:
         # Batches are applied one at a time, in arrival order, even though checking chat
         # (which may wait on a model) happens before applying.
+        # A pin shows its stock in the same push: the counters are fetched first.
+        stock = await self._stock_for_pins(batch)
         async with self._apply_lock:
             settled = await self._settle_gifts(await self._moderate(batch))
-            pinned = self.room.pinned
-            results = self.room.apply_batch(settled, clock.now())
-        if self.room.pinned is not None and self.room.pinned is not pinned:
-            task = asyncio.get_running_loop().create_task(
-                self._watch_skus(self.room.pinned.product_id)
-            )
-            self._background.add(task)
-            task.add_done_callback(self._background.discard)
+            results = self.room.apply_batch([*settled, *stock], clock.now())[: len(settled)]
         self.batches += 1
         self.commands += len(batch)
         if self.room.has_pending_events():
             await self._next_flush()
-        else:
-            self._wake.set()
+            return self._refuse_withdrawn(results)
+        self._wake.set()
         return results
 
     async def stock(self, view: dict[str, Any]) -> Reply:
@@ -188,16 +192,37 @@ class RoomActor:
             raise result
         return result
 
-    async def _watch_skus(self, product_id: str) -> None:
-        """Ask the SKUs of a newly pinned product to push their counters here."""
+    async def _stock_for_pins(self, batch: list[Command]) -> list[Command]:
+        """For the staff's pins in ``batch``: ask the product's SKUs to push their counters
+        here from now on, and take their current counters, so that viewers never see a
+        pinned product with no stock (``stock: {}``) while the first push is on its way."""
+        products = {
+            cmd.product.product_id
+            for cmd in batch
+            if isinstance(cmd, Pin) and self.room.is_staff(cmd.by)
+        }
+        views = await asyncio.gather(*(self._watch_skus(p) for p in products))
+        return [StockChanged(view) for found in views for view in found]
+
+    async def _watch_skus(self, product_id: str) -> list[dict[str, Any]]:
+        """Ask the SKUs of a product being pinned to push their counters here; their
+        counters now, or none if they cannot be reached in time (pushes follow)."""
         try:
-            for sku in await SkuStore(self.pool).ids(product_id=product_id, limit=20, after=None):
+            skus = await SkuStore(self.pool).ids(product_id=product_id, limit=20, after=None)
+
+            async def watch(sku: str) -> dict[str, Any]:
                 handle = await asyncio.to_thread(wiring.create_sku_actor, sku, self.settings)
+                view: dict[str, Any] = await handle.watch.remote(self.room_id)
+                return view
+
+            return list(
                 await asyncio.wait_for(
-                    handle.watch.remote(self.room_id), self.settings.actor_call_timeout
+                    asyncio.gather(*(watch(sku) for sku in skus)), PIN_STOCK_WAIT
                 )
+            )
         except Exception as exc:  # the counter is a convenience; the pin itself stands
             log.warning("room %s cannot follow the stock of %s: %r", self.room_id, product_id, exc)
+            return []
 
     async def join(
         self, joins: list[tuple[tuple[int, str] | None, str | None]]
@@ -300,6 +325,70 @@ class RoomActor:
         self._wake.set()
         return fut
 
+    async def _save(
+        self, offset: int, events: list[Event], gift_offsets: list[tuple[int, int]]
+    ) -> list[Event]:
+        """Commit the tick; the events as stored. Data PostgreSQL refuses is never retried as
+        it is (that wedged a room for ever): the tick is saved event by event instead."""
+        durable = self.room.durable_state()
+        try:
+            await self.store.save_tick(
+                self.room_id,
+                epoch=self.room.epoch,
+                offset=offset,
+                state=durable,
+                events=events,
+                gift_offsets=gift_offsets,
+            )
+        except TRANSIENT_DB_ERRORS:
+            raise
+        except Exception as exc:
+            log.error("room %s: PostgreSQL refused its tick: %r", self.room_id, exc)
+            return await self._save_one_by_one(offset, events, gift_offsets)
+        return events
+
+    async def _save_one_by_one(
+        self, offset: int, events: list[Event], gift_offsets: list[tuple[int, int]]
+    ) -> list[Event]:
+        """The tick's events as stored, withdrawn ones replaced (RoomStore.save_tick_one_by_one);
+        the senders of withdrawn events are told when their calls are answered."""
+        placeholders: dict[int, Event] = {}
+
+        def withdraw(bad: list[Event]) -> list[Event]:
+            made = self.room.withdraw(bad, WITHDRAWN_REASON)
+            placeholders.update((e.offset, e) for e in made)
+            return made
+
+        refused = await self.store.save_tick_one_by_one(
+            self.room_id,
+            epoch=self.room.epoch,
+            offset=offset,
+            state=self.room.durable_state(),
+            events=events,
+            withdraw=withdraw,
+            gift_offsets=gift_offsets,
+        )
+        if not refused:
+            return events
+        for event in refused:
+            self._withdrawn[event.offset] = None
+            while len(self._withdrawn) > MAX_WITHDRAWN_REMEMBERED:
+                del self._withdrawn[next(iter(self._withdrawn))]
+        return [placeholders.get(e.offset, e) for e in events]
+
+    def _refuse_withdrawn(
+        self, results: list[Reply | LiveshopError]
+    ) -> list[Reply | LiveshopError]:
+        """Calls whose event was withdrawn hear why instead of its offset."""
+        if not self._withdrawn:
+            return results
+        return [
+            InvalidRequest(f"{WITHDRAWN_REASON}; nothing was done")
+            if isinstance(r, dict) and r.get("offset") in self._withdrawn
+            else r
+            for r in results
+        ]
+
     # -- the tick ----------------------------------------------------------------------------
 
     async def _tick_loop(self) -> None:
@@ -336,24 +425,13 @@ class RoomActor:
         if events or state_due:
             started = time.perf_counter()
             try:
-                durable = self.room.durable_state()
-                await self.store.save_tick(
-                    self.room_id,
-                    epoch=self.room.epoch,
-                    offset=offset,
-                    state=durable,
-                    events=events,
-                    gift_offsets=gift_offsets,
-                )
+                events = await self._save(offset, events, gift_offsets)
             except Exception as exc:
-                # Keep everything and retry, whatever the error: nobody is answered or shown
-                # anything until it is durable, and no offset is skipped. Callers see a
-                # timeout ("unavailable") if the outage lasts.
+                # Keep everything and retry: nobody is answered or shown anything until it
+                # is durable, and no offset is skipped. Callers see a timeout
+                # ("unavailable") if an outage lasts.
                 self.commit_errors += 1
-                if isinstance(exc, TRANSIENT_DB_ERRORS):
-                    log.warning("room %s cannot persist its tick yet: %s", self.room_id, exc)
-                else:
-                    log.exception("room %s failed to persist its tick", self.room_id)
+                report_failure(f"room {self.room_id}", exc)
                 self._unsaved = events
                 self._unsaved_gifts = gift_offsets
                 self._unsaved_state.update(tick.state)

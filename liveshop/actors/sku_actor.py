@@ -24,12 +24,12 @@ from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune, metrics
 from liveshop.actors import wiring
-from liveshop.actors.group_commit import GroupCommit, report_failure
+from liveshop.actors.group_commit import CommitRefused, GroupCommit, OneByOne, report_failure
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
-from liveshop.storage.skus import SkuStore, Turn
+from liveshop.storage.skus import ReturnAlreadyApplied, SkuStore, StaleVersion, Turn
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +65,9 @@ class SkuActor:
             committed=self._committed,
             failed=self._failed,
             error=Unavailable("stock could not be saved, try again with the same key"),
+            stale=(StaleVersion, ReturnAlreadyApplied),
         )
+        self.one_by_one: OneByOne[SkuCommand] = OneByOne(self.group, f"SKU {sku}")
         #: Set when a commit failed: memory may hold decisions PostgreSQL does not.
         self._stale = False
         self._reload_lock = asyncio.Lock()
@@ -113,6 +115,10 @@ class SkuActor:
             self.calls -= 1
 
     async def _handle(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
+        self.batches += 1
+        self.decisions += len(batch)
+        if self.one_by_one.active:
+            return await self._one_by_one(batch)
         if self._stale:
             await self._reload()
         now = clock.now()
@@ -123,12 +129,24 @@ class SkuActor:
                 results.append(inventory.apply(cmd, now))
             except ClientError as exc:
                 results.append(exc)
-        self.batches += 1
-        self.decisions += len(batch)
         # A replayed answer may belong to the commit in flight: wait for it as well.
         if inventory.changes or self.group.in_flight:
-            await self.group.wait()
+            try:
+                await self.group.wait()
+            except CommitRefused:
+                # Something in the commit cannot be stored: these decisions are void (the
+                # actor reloads); decide them again alone, so only the culprit is refused.
+                return await self._one_by_one(batch)
         return results
+
+    async def _one_by_one(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
+        async def prepare() -> None:
+            if self._stale:
+                await self._reload()
+
+        return await self.one_by_one.run(
+            batch, lambda cmd: self.inventory.apply(cmd, clock.now()), prepare
+        )
 
     async def take_returns(self) -> int:
         """Put back the units of cancelled or returned orders owed to this SKU (the

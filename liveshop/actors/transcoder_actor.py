@@ -8,6 +8,10 @@ goes to the room actor whenever it changes, at most once a second for health alo
 Killed, Ray restarts it: the stream continues from its saved playlists with a
 discontinuity, and each ingest re-attaches and resends its codec headers (``feed`` answers
 False to an ingest it does not know).
+
+At start it measures what encoding costs on its node (``measure_cost``, about half a second
+of CPU) so the stream's ladder is one the node sustains (``media_cpu_share`` of its cores);
+while the stream runs, rungs are shed when the encoder still falls behind.
 """
 
 from __future__ import annotations
@@ -25,15 +29,34 @@ from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import BadStream, LiveshopError, StreamNotLive, Unavailable
 from liveshop.media import webrtc
-from liveshop.media.ladder import parse_ladder
+from liveshop.media.ladder import Budget, parse_ladder
 from liveshop.media.live import LiveOptions, LiveStream
 from liveshop.media.restream import Destination, check_url
 from liveshop.media.segments import LocalDiskStore
 from liveshop.media.sources import FlvSource, TrackSource
+from liveshop.media.transcoder import measure_cost
 from liveshop.storage.pool import connect_retrying
 from liveshop.storage.restreams import RestreamStore
 
 log = logging.getLogger(__name__)
+
+
+def node_cores() -> int:
+    """Cores this process may run on (its CPU affinity: a container's or a pinned node's
+    share, not the whole machine's)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
+def _budget(settings: Settings) -> Budget | None:
+    """The encode cost measured here, and what a stream's ladder is sized to."""
+    if settings.media_cpu_share <= 0:
+        return None
+    budget = Budget(measure_cost(settings.media_preset), node_cores(), settings.media_cpu_share)
+    log.info("a ladder is sized to %s", budget)
+    return budget
 
 
 def _crash(exc: BaseException) -> None:
@@ -71,6 +94,16 @@ class StreamMetrics:
         self.on_air = metrics.Gauge(
             "liveshop_stream_on_air", "1 while a publisher is on air, 0 on slate", tag_keys=tags
         )
+        self.load = metrics.Gauge(
+            "liveshop_transcoder_load",
+            "Share of real time the encoder needs per frame of its ladder (from 1: behind)",
+            tag_keys=tags,
+        )
+        self.shed = metrics.Gauge(
+            "liveshop_stream_rungs_shed",
+            "Top rungs shed: the encoder could not keep up",
+            tag_keys=tags,
+        )
 
     def record(self, view: dict[str, Any]) -> None:
         health = view.get("health") or {}
@@ -79,10 +112,12 @@ class StreamMetrics:
             (self.input_kbps, health.get("input_kbps")),
             (self.fps, health.get("fps")),
             (self.dropped, health.get("dropped_frames")),
+            (self.load, health.get("encoder_load")),
         ):
             if value is not None:
                 gauge.set(float(value), tags=self.tags)
         self.alerts.set(len(health.get("alerts") or ()), tags=self.tags)
+        self.shed.set(float(len(health.get("shed") or ())), tags=self.tags)
         self.on_air.set(1.0 if view.get("status") == "live" else 0.0, tags=self.tags)
 
 
@@ -106,6 +141,7 @@ class TranscoderActor:
             idle_end=settings.media_idle_end,
             thumbnail_interval=settings.thumbnail_interval,
             rungs=parse_ladder(settings.media_ladder),
+            budget=await asyncio.to_thread(_budget, settings),
         )
         self.metrics = StreamMetrics(room_id)
         self.relay = webrtc.FrameRelay(self.loop)

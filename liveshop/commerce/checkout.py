@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import InvalidRequest
+from liveshop.text import check_line
 
 
 @dataclass(frozen=True)
@@ -82,7 +83,11 @@ def validate_address(raw: Mapping[str, Any]) -> Address:
         if not isinstance(raw_value, str):
             problems.append({"field": name, "message": "must be text"})
             return ""
-        value = raw_value.strip()
+        try:
+            value = check_line(raw_value)
+        except ValueError as exc:
+            problems.append({"field": name, "message": str(exc)})
+            return ""
         if required and not value:
             problems.append({"field": name, "message": "is required"})
         elif len(value) > limit:

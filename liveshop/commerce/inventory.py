@@ -19,12 +19,14 @@ taken in the deal are capped at its quantity, and each buyer at its per-buyer li
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import (
     Conflict,
+    Forbidden,
     IdempotencyMismatch,
     InvalidRequest,
     LimitExceeded,
@@ -32,6 +34,7 @@ from liveshop.errors import (
     ReservationNotFound,
     StaleQuantity,
 )
+from liveshop.text import text_problem
 
 MAX_QUANTITY = 1_000_000
 MAX_PRICE_MINOR = 10**12
@@ -61,6 +64,9 @@ class FlashDeal:
     ends_at: float
     quantity: int
     limit_per_buyer: int | None = None
+    #: The room running the deal: only buys and holds made there get its price, and only
+    #: it ends the deal (None: a deal for every room, set by a service).
+    room_id: str | None = None
 
     def phase(self, now: float) -> str:
         if now < self.starts_at:
@@ -75,6 +81,7 @@ class FlashDeal:
             "ends_at": self.ends_at,
             "quantity": self.quantity,
             "limit_per_buyer": self.limit_per_buyer,
+            "room_id": self.room_id,
         }
 
 
@@ -244,7 +251,8 @@ class StartDeal:
 
 @dataclass(frozen=True)
 class EndDeal:
-    pass
+    #: The room asking: a deal is ended by the room that runs it (None: a service).
+    room_id: str | None = None
 
 
 @dataclass(frozen=True)
@@ -372,7 +380,7 @@ class Inventory:
             case StartDeal():
                 return self.start_deal(cmd.deal, now)
             case EndDeal():
-                return self.end_deal(now)
+                return self.end_deal(now, room_id=cmd.room_id)
             case Configure():
                 return self.configure(cmd, now)
         raise InvalidRequest(f"unknown SKU command {type(cmd).__name__}")
@@ -395,7 +403,7 @@ class Inventory:
         _check_quantity(quantity)
         if not 0 < ttl <= 7 * 24 * 3600:
             raise InvalidRequest("ttl must be 0..604800 seconds")
-        deal = self._take(buyer_id, quantity, now)
+        deal = self._take(buyer_id, quantity, now, room_id)
         rid = f"{self.sku}~r{self._seq()}"
         # Milliseconds: the answer must read back from PostgreSQL exactly as it was given.
         hold = Reservation(
@@ -420,7 +428,7 @@ class Inventory:
         if stored is not None:
             return stored
         _check_quantity(quantity)
-        deal = self._take(buyer_id, quantity, now)
+        deal = self._take(buyer_id, quantity, now, room_id)
         order = OrderPlaced(
             order_id=f"{self.sku}~o{self._seq()}", buyer_id=buyer_id, key=key, sku=self.sku,
             product_id=self.product_id, quantity=quantity,
@@ -525,8 +533,16 @@ class Inventory:
         return self.counts()
 
     def start_deal(self, deal: FlashDeal, now: float) -> dict[str, Any]:
-        if self.deal is not None and self.deal.phase(now) == "live":
-            raise Conflict(f"deal {self.deal.deal_id!r} is live; end it first")
+        current = self.deal
+        if current is not None and current.phase(now) == "live":
+            raise Conflict(f"deal {current.deal_id!r} is live; end it first")
+        if (
+            current is not None
+            and current.phase(now) == "upcoming"
+            and current.room_id is not None
+            and current.room_id != deal.room_id
+        ):
+            raise Conflict(f"deal {current.deal_id!r} is coming up in another room")
         _check_price(deal.price_minor)
         _check_quantity(deal.quantity)
         if deal.ends_at <= deal.starts_at or deal.ends_at <= now:
@@ -541,14 +557,13 @@ class Inventory:
         self.changes.state = True
         return self.snapshot(now)
 
-    def end_deal(self, now: float) -> dict[str, Any]:
+    def end_deal(self, now: float, *, room_id: str | None = None) -> dict[str, Any]:
         deal = self.deal
         if deal is None or deal.phase(now) == "ended":
             raise Conflict("no deal is upcoming or live")
-        self.deal = FlashDeal(
-            deal.deal_id, deal.price_minor, min(deal.starts_at, now), now, deal.quantity,
-            deal.limit_per_buyer,
-        )  # fmt: skip
+        if room_id is not None and deal.room_id is not None and deal.room_id != room_id:
+            raise Forbidden("this deal runs in another room; only that room ends it")
+        self.deal = dataclasses.replace(deal, starts_at=min(deal.starts_at, now), ends_at=now)
         self.changes.state = True
         return self.snapshot(now)
 
@@ -619,9 +634,12 @@ class Inventory:
         self.changes.state = True
         return seq
 
-    def _take(self, buyer_id: str, quantity: int, now: float) -> FlashDeal | None:
+    def _take(
+        self, buyer_id: str, quantity: int, now: float, room_id: str | None
+    ) -> FlashDeal | None:
         """Refuse (changing nothing) unless ``quantity`` more units may go to this buyer;
-        return the live deal they are taken under, if any."""
+        return the live deal they are taken under, if any (a deal of another room is not
+        this buy's: it pays the regular price)."""
         if quantity > self.available:
             raise OutOfStock(
                 f"only {self.available} available", details={"available": self.available}
@@ -630,6 +648,8 @@ class Inventory:
         if self.limit_per_buyer is not None and held + quantity > self.limit_per_buyer:
             raise LimitExceeded(f"at most {self.limit_per_buyer} per buyer; you hold {held}")
         deal = self.live_deal(now)
+        if deal is not None and deal.room_id is not None and deal.room_id != room_id:
+            deal = None
         if deal is not None:
             left = self.deal_remaining()
             if quantity > left:
@@ -683,6 +703,9 @@ class Inventory:
     ) -> dict[str, Any] | None:
         if not isinstance(key, str) or not 0 < len(key) <= MAX_KEY_CHARS:
             raise InvalidRequest(f"an idempotency key of 1-{MAX_KEY_CHARS} characters is required")
+        problem = text_problem(key)
+        if problem is not None:
+            raise InvalidRequest(f"idempotency key: {problem}")
         stored = self.answers.get((buyer_id, key))
         if stored is None:
             return None

@@ -1,9 +1,11 @@
 """Stream health: what the host studio and the metrics show about a live stream, and the
 alerts raised from it. No I/O: every reading comes in with its time.
 
-Readings are kept for the last ``window`` seconds: input bitrate, source frame rate, the
-keyframe interval, frames dropped because the encoder fell behind, and the encoder's speed
-(seconds of video encoded per second spent encoding: below 1.0 it cannot keep up).
+Readings are kept for the last ``window`` seconds: input bitrate (FLV bytes for RTMP,
+every UDP byte of the peer connection for WHIP), source frame rate, the keyframe interval,
+frames dropped because the encoder fell behind, and the encoder's speed (seconds of video
+encoded per second spent encoding: below 1.0 it cannot keep up). Readings come from the
+ingest's thread and the report is made on the encoder's: it reads snapshots.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ NO_VIDEO = "no_video"
 UNDECODABLE = "undecodable"
 FRAMES_DROPPED = "frames_dropped"
 LONG_KEYFRAME_INTERVAL = "long_keyframe_interval"
+RUNGS_SHED = "rungs_shed"
 
 #: A keyframe interval above this makes players wait long to start and to switch renditions.
 MAX_KEYFRAME_INTERVAL = 4.0
@@ -71,8 +74,9 @@ class HealthMeter:
                 t.popleft()
 
     def _speed(self) -> float | None:
-        media = sum(m for _, m, _ in self._encoded)
-        busy = sum(b for _, _, b in self._encoded)
+        encoded = tuple(self._encoded)
+        media = sum(m for _, m, _ in encoded)
+        busy = sum(b for _, _, b in encoded)
         return media / busy if busy > 0 else None
 
     def report(self, now: float, *, source: str) -> dict[str, Any]:
@@ -91,9 +95,10 @@ class HealthMeter:
         )
         if self._frames and long_gop:
             alerts.append(LONG_KEYFRAME_INTERVAL)
+        received = sum(n for _, n in tuple(self._bytes))  # a snapshot: the ingest appends
         return {
             "source": source,
-            "input_kbps": round(sum(n for _, n in self._bytes) * 8 / self.window / 1000, 1),
+            "input_kbps": round(received * 8 / self.window / 1000, 1),
             "fps": round(fps, 2),
             "dropped_frames": self.dropped_total,
             "keyframe_interval": (
@@ -113,4 +118,21 @@ def slate_report(attached: list[HealthMeter]) -> dict[str, Any]:
         "source": "slate",
         "alerts": [NO_INPUT, *(m.source_error for m in errors if m.source_error)],
         "error": errors[0].source_error_detail if errors else None,
+    }
+
+
+def with_ladder(report: dict[str, Any], *, shed: list[str], load: float | None) -> dict[str, Any]:
+    """``report`` with the ladder's state: the rungs shed because the encoder could not keep
+    up (``rungs_shed``), and the encoder's load (the share of real time it needs to encode
+    every frame; from 1.0 on it is behind: ``encoder_behind``)."""
+    alerts = list(report.get("alerts") or ())
+    if load is not None and load >= 1.0 and ENCODER_BEHIND not in alerts:
+        alerts.append(ENCODER_BEHIND)
+    if shed:
+        alerts.append(RUNGS_SHED)
+    return {
+        **report,
+        "encoder_load": round(load, 3) if load is not None else None,
+        "shed": shed,
+        "alerts": alerts,
     }

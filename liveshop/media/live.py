@@ -7,6 +7,7 @@ transcoder actor) calls ``attach``/``feed``/``detach`` from its event loop. Outp
     live/<room>/<stream>/master.m3u8            the live ladder (sliding window)
     live/<room>/<stream>/<rung>/index.m3u8      each rendition's live playlist
     live/<room>/<stream>/replay.m3u8            the recording: every segment, VOD once ended
+                                                (the rungs recorded from the start)
     live/<room>/<stream>/<rung>/vod.m3u8        each rendition's recording (a restart reads
                                                 its playlists back from these)
     live/<room>/<stream>/thumbs/000001.jpg      a thumbnail every few seconds
@@ -37,9 +38,10 @@ from liveshop.errors import InvalidRequest, StreamInUse
 from liveshop.media import failover, health
 from liveshop.media.failover import SLATE
 from liveshop.media.hls import MediaPlaylist
-from liveshop.media.ladder import DEFAULT_LADDER, Rung, even
+from liveshop.media.ladder import DEFAULT_LADDER, Budget, Rung, even
 from liveshop.media.restream import Destination, Restream
 from liveshop.media.segments import SegmentStore
+from liveshop.media.shedding import LoadMeter, Shedder
 from liveshop.media.sources import FlvSource, Item, Source, TrackSource, keep_newest
 from liveshop.media.transcoder import LadderEncoder
 
@@ -71,6 +73,13 @@ class LiveOptions:
     thumbnail_width: int = 320
     view_interval: float = 1.0
     rungs: tuple[Rung, ...] = DEFAULT_LADDER
+    #: What encoding costs on this node and what one stream may use: the ladder is sized
+    #: to it when the stream starts (None: every rung the source allows).
+    budget: Budget | None = None
+    #: Shed the top rung after the encoder was behind this long; restore one after there
+    #: was room for it this long (doubling after a premature restore).
+    shed_after: float = 3.0
+    restore_after: float = 30.0
 
 
 def jpeg(frame: av.VideoFrame, width: int) -> bytes:
@@ -130,6 +139,9 @@ class LiveStream:
         self._closing = False
         self.failovers = 0
         self.restreams: dict[str, Restream] = {}
+        #: The encoder's load, and what it decides about the rungs (once it encodes).
+        self.load = LoadMeter()
+        self.shedder: Shedder | None = None
         self._resume()
         self.work = work / media_name(room_id) / self.stream_id / secrets.token_hex(4)
         self._thread = threading.Thread(target=self._run, name="transcoder", daemon=True)
@@ -247,10 +259,11 @@ class LiveStream:
                     self.restreams[key] = Restream(destination)
 
     def _segment(self, rendition: str, data: bytes) -> None:
-        """A finished segment (encoder thread): the top rendition goes to the restreams."""
-        if self.encoder is not None and rendition == self.encoder.renditions[0].name:
+        """A finished segment (encoder thread): the top rendition encoded goes to the
+        restreams (the next one down while the top is shed)."""
+        if self.encoder is not None and rendition == self.encoder.top:
             for restream in list(self.restreams.values()):
-                restream.offer(data)
+                restream.offer(data, rendition)
 
     def stop(self) -> None:
         """End the stream now (the host ended the show)."""
@@ -338,8 +351,15 @@ class LiveStream:
                 preset=self.options.preset, playlists=self.playlists,
                 recordings=self.recordings, record=True, window=self.options.window,
                 on_segment=self._segment, on_audio=self.on_audio, rungs=self.options.rungs,
+                budget=self.options.budget,
             )  # fmt: skip
             self.playlists, self.recordings = self.encoder.playlists, self.encoder.recordings
+            budget = self.options.budget
+            self.shedder = Shedder(
+                [budget.cost.rung(r, (frame.width, frame.height)) if budget
+                 else r.width * r.height for r in self.encoder.renditions],
+                shed_after=self.options.shed_after, restore_after=self.options.restore_after,
+            )  # fmt: skip
             slate = slate_frame(frame.width, frame.height)
             self._slate = (slate, self.encoder.scale(slate))  # scaled once, shown for hours
             self._save_state()
@@ -396,12 +416,30 @@ class LiveStream:
             if source is not None and source.overflowed:
                 meter.dropped(now, source.overflowed)
                 source.overflowed = 0
+        self.load.add(now, busy)
+        self._shed_or_restore(now, encoder)
         if encoder.media_time >= self._next_thumb:
             self._next_thumb = encoder.media_time + self.options.thumbnail_interval
             self.thumbnails += 1
             name = f"{self.prefix}/thumbs/{self.thumbnails:06d}.jpg"
             self.store.put(name, jpeg(frame, self.options.thumbnail_width))
             self._save_state()
+
+    def _shed_or_restore(self, now: float, encoder: LadderEncoder) -> None:
+        """Ask the shedder about the load of the ladder encoded now; carry out a change."""
+        if self.shedder is None:
+            return
+        shed = self.shedder.step(now, self.load.load(encoder.fps))
+        if shed is None:
+            return
+        log.warning(
+            "room %s: encoder load %s, %s rung(s) shed now",
+            self.room_id, self.load.load(encoder.fps), shed,
+        )  # fmt: skip
+        encoder.set_shed(shed)
+        self.load.reset()  # what was measured was another ladder's load
+        self._save_state()  # the recorded rungs changed
+        self.on_view(self.view())
 
     def _finish(self) -> None:
         with self._lock:
@@ -431,6 +469,12 @@ class LiveStream:
             report = source.meter.report(now, source=self.active)
         else:
             report = health.slate_report([s.meter for s in list(self.sources.values())])
+        encoder = self.encoder
+        report = health.with_ladder(
+            report,
+            shed=encoder.shed_names if encoder is not None else [],
+            load=self.load.load(encoder.fps) if encoder is not None else None,
+        )
         base = f"/media/{self.prefix}"
         return {
             "stream_id": self.stream_id,
@@ -443,9 +487,8 @@ class LiveStream:
             "hls": f"{base}/master.m3u8" if self.encoder is not None else None,
             "replay": f"{base}/replay.m3u8" if self.encoder is not None else None,
             "thumbnail": (f"{base}/thumbs/{self.thumbnails:06d}.jpg" if self.thumbnails else None),
-            "renditions": (
-                [r.name for r in self.encoder.renditions] if self.encoder is not None else []
-            ),
+            # Encoded now, top first; ``health.shed``: the rungs shed from the top.
+            "renditions": [r.name for r in encoder.active] if encoder is not None else [],
             "health": report,
             "restreams": [r.view() for r in list(self.restreams.values())],
         }

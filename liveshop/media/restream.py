@@ -1,11 +1,13 @@
 """Restreaming: the show forwarded to other platforms' RTMP ingests (a marketplace's own
 live page, a social network), each destination on its own thread with its own health.
 
-A destination gets the top rendition, remuxed from its finished MPEG-TS segments into FLV
-(no second encode), so it costs a socket, not a core, and lags the live edge by about one
-segment. A destination that fails (refused key, network, the platform hanging up) is
-retried with backoff from 1 s up to 30 s, and restarts at the newest segment so it never
-falls behind; its state, restarts and last error are part of the stream's view.
+A destination gets the top rendition encoded, remuxed from its finished MPEG-TS segments
+into FLV (no second encode), so it costs a socket, not a core, and lags the live edge by
+about one segment. When that rendition changes (the top rung shed or restored), the
+destination starts a new connection: an FLV stream carries one picture size. A destination
+that fails (refused key, network, the platform hanging up) is retried with backoff from 1 s
+up to 30 s, and restarts at the newest segment so it never falls behind; its state,
+restarts and last error are part of the stream's view.
 """
 
 from __future__ import annotations
@@ -60,16 +62,18 @@ class Restream:
         self.last_error: str | None = None
         self.segments_sent = 0
         self.since = clock.now()
-        self._segments: queue.Queue[bytes] = queue.Queue(maxsize=BACKLOG)
+        self._segments: queue.Queue[tuple[bytes, str]] = queue.Queue(maxsize=BACKLOG)
+        #: A segment of another rendition, held for the next connection.
+        self._held: tuple[bytes, str] | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(
             target=self._run, name=f"restream-{destination.destination_id}", daemon=True
         )
         self._thread.start()
 
-    def offer(self, segment: bytes) -> None:
+    def offer(self, segment: bytes, rendition: str = "") -> None:
         """A finished segment of the top rendition (called on the encoder thread)."""
-        put_latest(self._segments, segment)
+        put_latest(self._segments, (segment, rendition))
 
     def stop(self) -> None:
         self._stop.set()
@@ -109,7 +113,10 @@ class Restream:
                 # Start again live: what piled up meanwhile is stale.
                 keep_newest(self._segments, 1)
 
-    def _next(self) -> bytes | None:
+    def _next(self) -> tuple[bytes, str] | None:
+        if self._held is not None:
+            held, self._held = self._held, None
+            return held
         while not self._stop.is_set():
             try:
                 return self._segments.get(timeout=0.5)
@@ -119,17 +126,19 @@ class Restream:
 
     def _forward(self) -> None:
         """One connection: until stopped or the destination fails."""
-        segment = self._next()
-        if segment is None:
+        item = self._next()
+        if item is None:
             return
+        segment, rendition = item
         self._set("connecting")
         out = av.open(self.destination.url, "w", format="flv", timeout=CONNECT_TIMEOUT)
         try:
             streams: dict[int, Any] = {}
             offset: int | None = None
             last = -1
-            while segment is not None:
-                with av.open(io.BytesIO(segment), "r", format="mpegts") as source:
+            current: bytes | None = segment
+            while current is not None:
+                with av.open(io.BytesIO(current), "r", format="mpegts") as source:
                     if not streams:
                         for stream in (*source.streams.video[:1], *source.streams.audio[:1]):
                             streams[stream.index] = out.add_stream_from_template(stream)
@@ -148,6 +157,10 @@ class Restream:
                         out.mux(packet)
                 self.segments_sent += 1
                 self._set("live")
-                segment = self._next()
+                item = self._next()
+                if item is not None and item[1] != rendition:
+                    self._held = item  # another picture size: a new connection
+                    return
+                current = item[0] if item is not None else None
         finally:
             out.close()

@@ -210,6 +210,19 @@ class FlvSource(Source):
 class TrackSource(Source):
     """A WebRTC publisher: aiortc decodes, the actor's event loop pushes frames here."""
 
+    def __init__(self, slot: str, ingest_id: str) -> None:
+        super().__init__(slot, ingest_id)
+        self._received = 0
+
     def receive(self, frame: Frame) -> None:
         self.last_data_at = time.monotonic()
         self.push(frame)
+
+    def received(self, total_bytes: int) -> None:
+        """The peer connection's bytes received so far (a counter that only grows): the
+        new ones count as input, as an RTMP publisher's FLV bytes do. aiortc hands over
+        decoded frames only, so without this a WHIP publisher showed 0 kbps."""
+        now = time.monotonic()
+        if total_bytes > self._received:
+            self.meter.input_bytes(total_bytes - self._received, now)
+        self._received = max(self._received, total_bytes)

@@ -97,8 +97,13 @@ class Peer:
         return self
 
 
+#: How often a WHIP session's received byte count goes to the stream's health.
+BYTES_INTERVAL = 0.5
+
+
 async def publish(offer: str, source: TrackSource, on_closed: Callable[[], None]) -> Peer:
-    """Answer a WHIP offer; frames flow into ``source`` until the peer goes away."""
+    """Answer a WHIP offer; frames flow into ``source`` until the peer goes away, and the
+    bytes the connection receives into its health (the input bitrate)."""
     peer = Peer(RTCPeerConnection(), on_closed)
 
     @peer.pc.on("track")
@@ -106,7 +111,23 @@ async def publish(offer: str, source: TrackSource, on_closed: Callable[[], None]
         pump = asyncio.ensure_future(_pump(track, source))
         peer._releases.append(pump.cancel)
 
+    counter = asyncio.ensure_future(_count_bytes(peer.pc, source))
+    peer._releases.append(counter.cancel)
     return await peer.negotiate(offer)
+
+
+async def _count_bytes(pc: RTCPeerConnection, source: TrackSource) -> None:
+    """Feed the transport's bytes received (media, RTCP and DTLS: what the publisher
+    sends, as RTMP's input counts FLV bytes) to ``source`` every ``BYTES_INTERVAL``."""
+    while True:
+        await asyncio.sleep(BYTES_INTERVAL)
+        report = await pc.getStats()
+        total = sum(
+            int(getattr(stats, "bytesReceived", 0) or 0)
+            for stats in report.values()
+            if getattr(stats, "type", None) == "transport"
+        )
+        source.received(total)
 
 
 async def _pump(track: MediaStreamTrack, source: TrackSource) -> None:

@@ -23,6 +23,7 @@ from liveshop.errors import (
     SlowMode,
 )
 from liveshop.rooms.automod import Verdict
+from liveshop.text import check_line, require
 from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES, Role
 
 AUDIENCES = ("everyone", "followers", "subscribers")
@@ -31,6 +32,12 @@ MAX_BLOCKED_WORDS = 500
 MAX_MUTE_SECONDS = 7 * 24 * 3600
 #: Remember this many users' recent message times (oldest forgotten first).
 MAX_TRACKED_SPEAKERS = 100_000
+#: The reactions a room takes unless its host configures others (the pages show these).
+DEFAULT_REACTIONS = ("heart", "fire", "laugh", "clap", "wow", "cart")
+#: A room's reaction set is configured by staff, never grown by viewers: a viewer sending
+#: made-up kinds must not fill a shared table and lock everyone else out of ``heart``.
+MAX_REACTION_KINDS = 16
+REACTION_KIND = re.compile(r"^[a-z0-9_]{1,32}$")
 
 
 @dataclass
@@ -43,6 +50,7 @@ class ChatRules:
     automod_fallback: str = "allow"
     #: An operator's emergency control: only staff speak until it is lifted.
     frozen: bool = False
+    reactions: tuple[str, ...] = DEFAULT_REACTIONS
     mutes: dict[str, float] = field(default_factory=dict)  # user -> until (epoch seconds)
     bans: dict[str, str] = field(default_factory=dict)  # user -> reason
     _recent: dict[str, deque[float]] = field(default_factory=dict, repr=False)
@@ -132,6 +140,7 @@ class ChatRules:
         rate_window: int | None,
         blocked_words: tuple[str, ...] | None,
         automod_fallback: str | None,
+        reactions: tuple[str, ...] | None = None,
         frozen: bool | None = None,
     ) -> None:
         if slow_mode is not None and not 0 <= slow_mode <= 3600:
@@ -144,8 +153,18 @@ class ChatRules:
             raise InvalidRequest("rate_window must be 1-3600 seconds")
         if automod_fallback is not None and automod_fallback not in FALLBACKS:
             raise InvalidRequest("automod_fallback must be 'allow' or 'block'")
+        if reactions is not None:
+            kinds = tuple(dict.fromkeys(reactions))
+            if not 1 <= len(kinds) <= MAX_REACTION_KINDS or not all(
+                REACTION_KIND.match(k) for k in kinds
+            ):
+                raise InvalidRequest(
+                    f"reactions: 1-{MAX_REACTION_KINDS} kinds of 1-32 characters a-z, 0-9, _"
+                )
+            self.reactions = kinds
         if blocked_words is not None:
-            cleaned = tuple(sorted({w.strip().lower() for w in blocked_words if w.strip()}))
+            words = (require(check_line, w, "blocked word").lower() for w in blocked_words)
+            cleaned = tuple(sorted({w for w in words if w}))
             if len(cleaned) > MAX_BLOCKED_WORDS or any(len(w) > 64 for w in cleaned):
                 raise InvalidRequest(f"at most {MAX_BLOCKED_WORDS} words of 1-64 characters")
             self.blocked_words = cleaned
@@ -172,6 +191,7 @@ class ChatRules:
             "blocked_words": len(self.blocked_words),
             "automod_fallback": self.automod_fallback,
             "frozen": self.frozen,
+            "reactions": list(self.reactions),
         }
 
     def to_state(self) -> dict[str, Any]:
@@ -183,6 +203,7 @@ class ChatRules:
             "blocked_words": list(self.blocked_words),
             "automod_fallback": self.automod_fallback,
             "frozen": self.frozen,
+            "reactions": list(self.reactions),
             "mutes": self.mutes,
             "bans": self.bans,
         }
@@ -197,6 +218,7 @@ class ChatRules:
             blocked_words=tuple(state.get("blocked_words", ())),
             automod_fallback=state.get("automod_fallback", "allow"),
             frozen=bool(state.get("frozen", False)),
+            reactions=tuple(state.get("reactions") or DEFAULT_REACTIONS),
             mutes={u: float(t) for u, t in (state.get("mutes") or {}).items()},
             bans=dict(state.get("bans") or {}),
         )

@@ -94,6 +94,7 @@ class ChatSettings:
     blocked_words: tuple[str, ...] | None = None
     automod_fallback: str | None = None
     frozen: bool | None = None
+    reactions: tuple[str, ...] | None = None
 
 
 @dataclass(frozen=True)

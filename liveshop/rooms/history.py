@@ -31,6 +31,17 @@ class History:
     def append(self, event: Event) -> None:
         self._events.append(event)
 
+    def replace(self, event: Event) -> bool:
+        """Put ``event`` in place of the held event with its offset (newest scanned first)."""
+        for i in range(len(self._events) - 1, -1, -1):
+            held = self._events[i].offset
+            if held == event.offset:
+                self._events[i] = event
+                return True
+            if held < event.offset:
+                break
+        return False
+
     def trim(self, now: float) -> None:
         horizon_ms = (now - self.max_age) * 1000
         while self._events and self._events[0].ts_ms < horizon_ms:

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import AlreadyDone, Closed, InvalidRequest
+from liveshop.text import check_line, require
 
 MIN_OPTIONS, MAX_OPTIONS = 2, 6
 MAX_POLL_SECONDS = 24 * 3600
@@ -24,8 +25,8 @@ class Poll:
     @classmethod
     def create(cls, poll_id: int, question: str, options: tuple[str, ...], duration: float,
                allow_change: bool, now: float) -> Poll:  # fmt: skip
-        question = question.strip()
-        cleaned = tuple(o.strip() for o in options)
+        question = require(check_line, question, "poll question")
+        cleaned = tuple(require(check_line, o, "poll option") for o in options)
         if not question or len(question) > 200:
             raise InvalidRequest("poll question must be 1-200 characters")
         if not MIN_OPTIONS <= len(cleaned) <= MAX_OPTIONS:

@@ -10,7 +10,6 @@ epoch.
 from __future__ import annotations
 
 import itertools
-import re
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -74,13 +73,12 @@ from liveshop.rooms.giveaway import Giveaway
 from liveshop.rooms.history import HISTORY_AGE, HISTORY_SIZE, History
 from liveshop.rooms.poll import Poll
 from liveshop.rooms.qa import Question, ranked
+from liveshop.text import check_line, check_text, require
 from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES, Role
 
 MAX_CHAT_CHARS = 500
 MAX_QUESTION_CHARS = 300
 MAX_REACTION_BURST = 100
-MAX_REACTION_KINDS = 64
-REACTION_KIND = re.compile(r"^[a-z0-9_]{1,32}$")
 #: Chat messages included in a snapshot.
 SNAPSHOT_CHAT = 50
 SNAPSHOT_QUESTIONS = 50
@@ -89,6 +87,8 @@ VIEWER_REPORT_TTL = 5.0
 MAX_QUEUE = 20
 MAX_OPEN_POLLS = 5
 MAX_QUESTIONS = 1000
+#: Unanswered questions one user may have in a room at once (the rest wait their turn).
+MAX_OPEN_QUESTIONS_PER_USER = 3
 MAX_OPEN_GIVEAWAYS = 5
 RECENT_JOINERS = 20
 MAX_AUCTIONS_SHOWN = 5
@@ -263,8 +263,9 @@ class Room:
             case Ban(by=by, user_id=user_id, reason=reason):
                 self._require_staff(by)
                 self._not_staff_target(user_id)
-                self.rules.bans[user_id] = reason[:200]
-                data = {"user_id": user_id, "by": by.user_id, "reason": reason[:200]}
+                reason = require(check_line, reason, "reason")[:200]
+                self.rules.bans[user_id] = reason
+                data = {"user_id": user_id, "by": by.user_id, "reason": reason}
                 return self._offset(self._emit("user_banned", data, now))
             case Unban(by=by, user_id=user_id):
                 self._require_staff(by)
@@ -285,6 +286,7 @@ class Room:
                     blocked_words=command.blocked_words,
                     automod_fallback=command.automod_fallback,
                     frozen=command.frozen,
+                    reactions=command.reactions,
                 )
                 data = {"settings": self.rules.settings(), "by": by.user_id}
                 return self._offset(self._emit("chat_settings", data, now))
@@ -363,8 +365,7 @@ class Room:
                 self.rules.check_speaker(by.user_id, roles, by.badges, now)
                 cleaned = _clean(text, MAX_QUESTION_CHARS)
                 self.rules.check_text(cleaned, roles, None)
-                if len(self.questions) >= MAX_QUESTIONS:
-                    raise InvalidRequest(f"this room holds at most {MAX_QUESTIONS} questions")
+                self._make_room_for_question(by.user_id)
                 self.rules.check_pace(by.user_id, roles, now)  # questions count as messages
                 question = Question(self.offset + 1, by.user_id, by.name, cleaned)
                 self.questions[question.question_id] = question
@@ -388,8 +389,11 @@ class Room:
                 open_now = sum(g.drawn is None for g in self.giveaways.values())
                 if open_now >= MAX_OPEN_GIVEAWAYS:
                     raise InvalidRequest(f"at most {MAX_OPEN_GIVEAWAYS} open giveaways")
-                cleaned_prize = _clean(prize, 200)
-                giveaway = Giveaway(self.offset + 1, cleaned_prize, tuple(eligibility))
+                cleaned_prize = require(check_line, prize, "prize")
+                if not 1 <= len(cleaned_prize) <= 200:
+                    raise InvalidRequest("a prize is 1-200 characters")
+                conditions = tuple(require(check_line, e, "eligibility") for e in eligibility)
+                giveaway = Giveaway(self.offset + 1, cleaned_prize, conditions)
                 self.giveaways[giveaway.giveaway_id] = giveaway
                 event = self._emit("giveaway_opened", {"giveaway": giveaway.public()}, now)
                 return {"offset": event.offset, "giveaway_id": giveaway.giveaway_id}
@@ -561,12 +565,13 @@ class Room:
         raise NotFound(f"no message {message_id} in this room's recent history")
 
     def _react(self, kind: str, count: int) -> Reply:
-        if not REACTION_KIND.match(kind):
-            raise InvalidRequest("reaction kind must be 1-32 of a-z, 0-9, _")
+        if kind not in self.rules.reactions:
+            raise InvalidRequest(
+                f"this room takes the reactions {', '.join(self.rules.reactions)}",
+                details={"reactions": list(self.rules.reactions)},
+            )
         if not 1 <= count <= MAX_REACTION_BURST:
             raise InvalidRequest(f"reaction count must be 1-{MAX_REACTION_BURST}")
-        if kind not in self.reactions and len(self.reactions) >= MAX_REACTION_KINDS:
-            raise InvalidRequest("too many distinct reaction kinds in this room")
         self.reactions[kind] += count
         self._pending_reactions[kind] += count
         return {}
@@ -574,14 +579,37 @@ class Room:
     def _joined(self, by: Actor) -> None:
         if len(self.uniques) < MAX_UNIQUE_VIEWERS:
             self.uniques.add(by.user_id)
+        # One entry per user, the latest join last: rejoining must not fill the list.
+        for joiner in self.recent_joiners:
+            if joiner["id"] == by.user_id:
+                self.recent_joiners.remove(joiner)
+                break
         self.recent_joiners.append({"id": by.user_id, "name": by.name})
         self._joiners_changed = True
+
+    def _make_room_for_question(self, user_id: str) -> None:
+        """Bound the Q&A per user and per room: a user has a few unanswered questions at
+        once, and a full room forgets its oldest answered question to take a new one."""
+        waiting = sum(1 for q in self.questions.values() if q.user_id == user_id and not q.answered)
+        if waiting >= MAX_OPEN_QUESTIONS_PER_USER:
+            raise InvalidRequest(
+                f"you have {waiting} unanswered questions here; wait for an answer first"
+            )
+        if len(self.questions) >= MAX_QUESTIONS:
+            answered = next((i for i, q in self.questions.items() if q.answered), None)
+            if answered is None:
+                raise InvalidRequest(f"this room holds at most {MAX_QUESTIONS} questions")
+            del self.questions[answered]
+            self._changed_questions.discard(answered)
 
     # -- roles ------------------------------------------------------------------------------
 
     def _roles(self, by: Actor) -> frozenset[Role]:
         granted = self.grants.get(by.user_id)
         return by.roles | granted if granted else by.roles
+
+    def is_staff(self, by: Actor) -> bool:
+        return bool(self._roles(by) & STAFF_ROLES)
 
     def _require(self, by: Actor, what: str) -> None:
         if not self._roles(by):
@@ -661,6 +689,15 @@ class Room:
         self.history.append(event)
         self._pending_events.append(event)
         return event
+
+    def withdraw(self, events: Sequence[Event], reason: str) -> list[Event]:
+        """Events PostgreSQL refused to store are withdrawn: a ``withdrawn`` event takes the
+        place of each (same offset and time, so offsets stay gap-free and recovery exact),
+        in the history and in what is published. Their senders are refused by the actor."""
+        placeholders = [Event(e.offset, "withdrawn", {"reason": reason}, e.ts_ms) for e in events]
+        for placeholder in placeholders:
+            self.history.replace(placeholder)
+        return placeholders
 
     @staticmethod
     def _offset(event: Event) -> Reply:
@@ -908,7 +945,9 @@ class Room:
 
 
 def _clean(text: str, limit: int = MAX_CHAT_CHARS) -> str:
-    cleaned = text.strip()
+    # The text rules again (the edge applied them already): the room commits what it
+    # accepts, and one unstorable message must never reach a group commit.
+    cleaned = require(check_text, text, "message")
     if not cleaned:
         raise InvalidRequest("message must not be empty")
     if len(cleaned) > limit:

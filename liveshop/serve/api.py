@@ -3,30 +3,36 @@
 Services authenticate with ``Authorization: Bearer <token>`` (the same signed tokens
 viewers use, with host/moderator/service roles); the dev token endpoint takes the admin key
 in ``X-Admin-Key``. Errors are JSON: ``{"error": {"code", "message", "temporary"}}``.
+
+Every body is a strict :class:`~liveshop.serve.schema.Body`, every text field follows
+``liveshop/text.py`` and every number is bounded (``schema.py``); each route declares the
+statuses it may answer (``answers``) and its response model (``views.py``), so the OpenAPI
+document at /openapi.json tells the truth.
 """
 
 import asyncio
 import hmac
 import logging
 import secrets
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
-from fastapi import Body, FastAPI, Path, Query
+from fastapi import Body as JsonBody
+from fastapi import FastAPI, Path, Query
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import Field
 from ray import serve
 
 from liveshop import __version__, clock
 from liveshop.commerce import inventory as inv
 from liveshop.commerce.checkout import ShippingRule
-from liveshop.commerce.order import STATUSES, ShipmentLine
+from liveshop.commerce.listing import require_seller
+from liveshop.commerce.order import ShipmentLine
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import (
     AuctionNotFound,
     Forbidden,
-    InvalidRequest,
     NotFound,
     Unauthenticated,
     UnknownOp,
@@ -35,8 +41,9 @@ from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
 from liveshop.rooms.room import MAX_CHAT_CHARS, RoomInfo
-from liveshop.serve import overview_api, programming_api, web
+from liveshop.serve import overview_api, programming_api, views, web
 from liveshop.serve.auth import (
+    AdminKey,
     Authorization,
     bearer_identity,
     is_service,
@@ -48,6 +55,19 @@ from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
+from liveshop.serve.schema import (
+    DECIMAL_INT,
+    JSON,
+    MAX_BIGINT,
+    ROLE,
+    TOKEN,
+    Body,
+    JsonObject,
+    QueryEpoch,
+    Route,
+    answers,
+    serve_docs,
+)
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.gateways import GatewayStore
 from liveshop.storage.overview import OverviewStore
@@ -55,6 +75,7 @@ from liveshop.storage.pool import create_pool
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.wallets import WalletStore
+from liveshop.text import IdemKey, Key, Line, Name, Text
 from liveshop.tokens import Identity, Role, issue_token
 
 log = logging.getLogger(__name__)
@@ -62,11 +83,17 @@ log = logging.getLogger(__name__)
 app = FastAPI(
     title="liveshop",
     version=__version__,
-    description="Service API of liveshop, the real-time engine for live commerce.",
+    description="Service API of liveshop, the real-time engine for live commerce "
+    '(docs/protocol.md, HTTP API). Errors: `{"error": {"code", "message", '
+    '"temporary", "details"?}}` with the statuses each operation lists.',
+    # Swagger UI from liveshop's own static files (schema.serve_docs), never a CDN.
+    docs_url=None,
+    redoc_url=None,
 )
-
+app.router.route_class = Route
 
 install_error_handlers(app)
+serve_docs(app)
 # Large JSON answers and the pages travel compressed (static files come compressed already,
 # once per file: see web.static_files); level 6: less CPU per answer than the default 9.
 app.add_middleware(GZipMiddleware, minimum_size=1400, compresslevel=6)
@@ -76,169 +103,179 @@ app.include_router(web.router)
 app.mount("/app/static", web.static_files(), name="static")
 
 
-class RoomCreate(BaseModel):
+class RoomCreate(Body):
     id: RoomId | None = None
-    title: str = Field(min_length=1, max_length=200)
+    title: Annotated[Line, Field(min_length=1, max_length=200)]
     channel_id: RoomId | None = None
-    status: str = Field(default="live", pattern="^(scheduled|live|ended)$")
-    host_id: str | None = Field(default=None, min_length=1, max_length=64)
+    status: Literal["scheduled", "live", "ended"] = "live"
+    host_id: Annotated[Key, Field(min_length=1, max_length=64)] | None = None
 
 
-class RoomOut(BaseModel):
-    id: str
-    title: str
-    channel_id: str | None
-    status: str
-    host_id: str | None
-
-
-class GiftIn(BaseModel):
+class GiftIn(Body):
     id: RoomId
-    name: str = Field(min_length=1, max_length=80)
-    price_coins: int = Field(ge=1, le=10**9, strict=True)
-    image_url: str | None = Field(default=None, max_length=2000)
+    name: Annotated[Line, Field(min_length=1, max_length=80)]
+    price_coins: int = Field(ge=1, le=10**9)
+    image_url: Annotated[Line, Field(max_length=2000)] | None = None
 
 
-class CreditIn(BaseModel):
-    coins: int = Field(ge=1, le=10**9, strict=True)
+class CreditIn(Body):
+    coins: int = Field(ge=1, le=10**9)
     #: Idempotency: a credit with the same ref is applied once.
-    ref: str = Field(min_length=1, max_length=64)
+    ref: IdemKey
 
 
-class PinIn(BaseModel):
+class PinIn(Body):
     product_id: RoomId
 
 
-class MessageIn(BaseModel):
-    text: str = Field(min_length=1, max_length=MAX_CHAT_CHARS)
+class MessageIn(Body):
+    text: Annotated[Text, Field(min_length=1, max_length=MAX_CHAT_CHARS)]
 
 
-class ProductIn(BaseModel):
+class ProductIn(Body):
     id: RoomId
-    title: str = Field(min_length=1, max_length=200)
-    price_minor: int = Field(ge=0, le=10**12, strict=True)
+    title: Annotated[Line, Field(min_length=1, max_length=200)]
+    price_minor: int = Field(ge=0, le=inv.MAX_PRICE_MINOR)
     currency: str = Field(pattern="^[A-Z]{3}$")
-    image_url: str | None = Field(default=None, max_length=2000)
+    image_url: Annotated[Line, Field(max_length=2000)] | None = None
     seller_id: RoomId = "liveshop"
 
 
-Quantity = Annotated[int, Field(ge=1, le=inv.MAX_QUANTITY, strict=True)]
-Ref = Annotated[str, Field(min_length=1, max_length=64)]
+Quantity = Annotated[int, Field(ge=1, le=inv.MAX_QUANTITY)]
+#: Names a delivery or stock take in the ledger.
+Ref = IdemKey
 
 
-class SkuIn(BaseModel):
+class SkuIn(Body):
     id: RoomId
     product_id: RoomId
-    on_hand: int = Field(ge=0, le=inv.MAX_QUANTITY, strict=True)
+    on_hand: int = Field(ge=0, le=inv.MAX_QUANTITY)
     limit_per_buyer: Quantity | None = None
 
 
-class RestockIn(BaseModel):
+class RestockIn(Body):
     quantity: Quantity
     #: Names the delivery in the ledger.
     ref: Ref
 
 
-class AdjustIn(BaseModel):
+class AdjustIn(Body):
     #: Compare-and-set: the on-hand count the caller last saw.
-    expected: int = Field(ge=0, le=inv.MAX_QUANTITY, strict=True)
-    on_hand: int = Field(ge=0, le=inv.MAX_QUANTITY, strict=True)
+    expected: int = Field(ge=0, le=inv.MAX_QUANTITY)
+    on_hand: int = Field(ge=0, le=inv.MAX_QUANTITY)
     ref: Ref
 
 
-class ConfigureIn(BaseModel):
-    price_minor: int | None = Field(default=None, ge=0, le=inv.MAX_PRICE_MINOR, strict=True)
+class ConfigureIn(Body):
+    price_minor: int | None = Field(default=None, ge=0, le=inv.MAX_PRICE_MINOR)
     limit_per_buyer: Quantity | None = None
     clear_limit: bool = False
 
 
-class CommitIn(BaseModel):
-    order_id: str = Field(min_length=1, max_length=140)
+#: Ids liveshop hands out (orders, reservations, payments, methods) in a body.
+IssuedKey = Annotated[Key, Field(min_length=1, max_length=140)]
 
 
-class CardIn(BaseModel):
+class CommitIn(Body):
+    order_id: IssuedKey
+
+
+class CardIn(Body):
     #: Goes to the provider to be tokenized; liveshop keeps only the token and last four.
-    number: str = Field(min_length=12, max_length=23)
+    number: str = Field(min_length=12, max_length=23, pattern=r"^[0-9][0-9 -]*[0-9]$")
     exp_month: int = Field(ge=1, le=12)
     exp_year: int = Field(ge=2000, le=2100)
 
 
-class PayIn(BaseModel):
-    method_id: str | None = Field(default=None, min_length=1, max_length=64)
-    key: str = Field(min_length=1, max_length=64)
+class PayIn(Body):
+    method_id: IssuedKey | None = None
+    key: IdemKey
 
 
-class ConfirmIn(BaseModel):
-    code: str = Field(min_length=1, max_length=32)
+class ConfirmIn(Body):
+    code: Annotated[Key, Field(min_length=1, max_length=32)]
 
 
-class NoteIn(BaseModel):
-    note: str = Field(default="", max_length=500)
+class NoteIn(Body):
+    note: Annotated[Text, Field(max_length=500)] = ""
 
 
-class ShipmentLineIn(BaseModel):
+class ShipmentLineIn(Body):
     line: int = Field(ge=1, le=1000)
     quantity: int = Field(ge=1, le=1_000_000)
 
 
-class ShipmentIn(BaseModel):
-    carrier: str = Field(min_length=1, max_length=64)
-    tracking: str = Field(min_length=1, max_length=128)
+class ShipmentIn(Body):
+    carrier: Annotated[Line, Field(min_length=1, max_length=64)]
+    tracking: Annotated[Key, Field(min_length=1, max_length=128)]
     lines: list[ShipmentLineIn] = Field(min_length=1, max_length=1000)
 
 
-UserId = Annotated[str, Path(min_length=1, max_length=64)]
+UserId = Annotated[Key, Path(min_length=1, max_length=64)]
 #: Ids liveshop hands out (returns, auctions, payments) in a path.
-IssuedId = Annotated[str, Path(min_length=1, max_length=64)]
-OrderId = Annotated[str, Path(min_length=1, max_length=140)]
+IssuedId = Annotated[Key, Path(min_length=1, max_length=64)]
+OrderId = Annotated[Key, Path(min_length=1, max_length=140)]
+#: An operation's name in a path (unknown ones are 400 ``unknown_op``).
+OpName = Annotated[Key, Path(min_length=1, max_length=64)]
+#: Optional text in a query: an id to page after, a filter.
+QueryKey = Annotated[Key | None, Query(min_length=1, max_length=64)]
+#: Order statuses (liveshop/commerce/order.py).
+OrderStatus = Literal["pending", "paid", "fulfilled", "shipped", "delivered", "cancelled"]
 
 
-class CartItemIn(BaseModel):
+class CartItemIn(Body):
     sku: RoomId
     quantity: int = Field(default=1, ge=1, le=1000)
     room_id: RoomId | None = None
 
 
-class QuantityIn(BaseModel):
+class QuantityIn(Body):
     quantity: int = Field(ge=0, le=1000)
 
 
-class CheckoutIn(BaseModel):
-    address: dict[str, Any]
-    key: str = Field(min_length=1, max_length=64)
-    email: str | None = Field(
-        default=None, min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$"
-    )
-    method_id: str | None = Field(default=None, min_length=1, max_length=64)
+Email = Annotated[Key, Field(min_length=3, max_length=254, pattern=r"^[^@\s]+@[^@\s]+$")]
+
+
+class CheckoutIn(Body):
+    address: JsonObject
+    key: IdemKey
+    email: Email | None = None
+    method_id: IssuedKey | None = None
     #: Guest checkout: a card used for this order (tokenized; liveshop keeps the token only).
     card: CardIn | None = None
     skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
     pay: bool = True
 
 
-class QuoteIn(BaseModel):
-    address: dict[str, Any]
+class QuoteIn(Body):
+    address: JsonObject
     skus: list[RoomId] | None = Field(default=None, min_length=1, max_length=100)
 
 
-class ShippingRuleIn(BaseModel):
+class ShippingRuleIn(Body):
     seller_id: RoomId
     country: str = Field(pattern=r"^([A-Z]{2}|\*)$")
-    base_minor: int = Field(ge=0, le=10**9, strict=True)
-    per_item_minor: int = Field(default=0, ge=0, le=10**9, strict=True)
-    free_over_minor: int | None = Field(default=None, ge=0, le=10**12, strict=True)
+    base_minor: int = Field(ge=0, le=10**9)
+    per_item_minor: int = Field(default=0, ge=0, le=10**9)
+    free_over_minor: int | None = Field(default=None, ge=0, le=10**12)
 
 
-class ReturnIn(BaseModel):
+class ReturnIn(Body):
     lines: list[ShipmentLineIn] = Field(min_length=1, max_length=1000)
-    reason: str = Field(min_length=1, max_length=500)
-    key: str = Field(min_length=1, max_length=64)
+    reason: Annotated[Text, Field(min_length=1, max_length=500)]
+    key: IdemKey
 
 
-class TokenIn(BaseModel):
-    user_id: str = Field(min_length=1, max_length=64)
-    name: str = Field(default="", max_length=64)
-    rooms: dict[str, list[Role]] = Field(default_factory=dict)
+#: A token's rooms: room id (or "*") → roles. Roles are strings in JSON, made Roles here.
+RoleName = Annotated[Role, Field(strict=False)]
+
+
+class TokenIn(Body):
+    user_id: Annotated[Key, Field(min_length=1, max_length=64)]
+    name: Annotated[Name, Field(max_length=64)] = ""
+    rooms: dict[Annotated[Key, Field(min_length=1, max_length=64)], list[RoleName]] = Field(
+        default_factory=dict, max_length=100
+    )
     ttl_seconds: int = Field(default=3600, ge=1, le=30 * 24 * 3600)
 
 
@@ -292,7 +329,11 @@ class Api:
 
     # -- health ----------------------------------------------------------------------------
 
-    @app.get("/healthz")
+    @app.get(
+        "/healthz",
+        response_model=views.Health,
+        responses={503: {"model": views.Health, "description": "degraded: a dependency is down"}},
+    )
     async def healthz(self) -> JSONResponse:
         checks: dict[str, bool] = {}
         try:
@@ -309,7 +350,12 @@ class Api:
 
     # -- rooms -----------------------------------------------------------------------------
 
-    @app.post("/rooms", status_code=201, response_model=RoomOut)
+    @app.post(
+        "/rooms",
+        status_code=201,
+        response_model=views.RoomOut,
+        responses=answers(*ROLE, *JSON, 409),
+    )
     async def create_room(
         self, body: RoomCreate, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -319,25 +365,45 @@ class Api:
         created = await self.room_store.create_room(info, epoch=secrets.token_hex(4))
         return _room_out(created)
 
-    @app.get("/rooms", response_model=list[RoomOut])
+    @app.get("/rooms", response_model=list[views.RoomOut], responses=answers())
     async def list_rooms(
         self,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        after: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500), DECIMAL_INT] = 100,
+        after: QueryKey = None,
     ) -> list[dict[str, Any]]:
         return [_room_out(r) for r in await self.room_store.list_rooms(limit=limit, after=after)]
 
-    @app.get("/rooms/{room_id}")
+    @app.get("/rooms/{room_id}", response_model=views.RoomSnapshot, responses=answers(404))
     async def get_room(self, room_id: RoomId) -> dict[str, Any]:
         """The room and its live snapshot (pinned product, recent chat, viewers)."""
         return await self.rooms.join(room_id)  # room_not_found from the actor lookup
 
-    @app.post("/rooms/{room_id}/actions/{op}")
+    @app.get(
+        "/rooms/{room_id}/history", response_model=views.ChatPage, responses=answers(*ROLE, 404)
+    )
+    async def history(
+        self,
+        room_id: RoomId,
+        before: Annotated[int | None, Query(ge=1, le=2**53 - 1), DECIMAL_INT] = None,
+        limit: Annotated[int, Query(ge=1, le=100), DECIMAL_INT] = 50,
+        authorization: Authorization = None,
+    ) -> dict[str, Any]:
+        """A page of the chat log older than offset ``before`` (the `history` op): for a
+        token with a role in the room."""
+        if not self._identity(authorization).roles_in(room_id):
+            raise Forbidden(f"your token grants no role in room {room_id!r}")
+        return await self.rooms.history(room_id, before=before, limit=limit)
+
+    @app.post(
+        "/rooms/{room_id}/actions/{op}",
+        response_model=views.OpResult,
+        responses=answers(*ROLE, *JSON, 402, 404, 409, 429),
+    )
     async def action(
         self,
         room_id: RoomId,
-        op: str,
-        body: Annotated[dict[str, Any], Body()],
+        op: OpName,
+        body: Annotated[JsonObject, JsonBody()],
         authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Any room operation of the WebSocket protocol (docs/protocol.md), with the same
@@ -356,7 +422,11 @@ class Api:
         await self.rooms.actor(room_id)  # room_not_found before the op's own lookups
         return await self.rooms.send(room_id, await command_for(op, by, params, self.products))
 
-    @app.post("/rooms/{room_id}/pin")
+    @app.post(
+        "/rooms/{room_id}/pin",
+        response_model=views.Offset,
+        responses=answers(*ROLE, *JSON, 404, 409, 429),
+    )
     async def pin(
         self, room_id: RoomId, body: PinIn, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -364,11 +434,18 @@ class Api:
             room_id, "pin_product", {"product_id": body.product_id}, authorization
         )
 
-    @app.delete("/rooms/{room_id}/pin")
+    @app.delete(
+        "/rooms/{room_id}/pin", response_model=views.Offset, responses=answers(*ROLE, 404, 409, 429)
+    )
     async def unpin(self, room_id: RoomId, authorization: Authorization = None) -> dict[str, Any]:
         return await self._act(room_id, "unpin_product", {}, authorization)
 
-    @app.post("/rooms/{room_id}/messages", status_code=201)
+    @app.post(
+        "/rooms/{room_id}/messages",
+        status_code=201,
+        response_model=views.Offset,
+        responses=answers(*ROLE, *JSON, 404, 409, 429),
+    )
     async def system_message(
         self,
         room_id: RoomId,
@@ -379,7 +456,12 @@ class Api:
 
     # -- products --------------------------------------------------------------------------
 
-    @app.post("/products", status_code=201)
+    @app.post(
+        "/products",
+        status_code=201,
+        response_model=views.ProductOut,
+        responses=answers(*ROLE, *JSON, 409),
+    )
     async def create_product(
         self, body: ProductIn, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -389,21 +471,84 @@ class Api:
         )
         return (await self.products.create(product)).card()
 
-    @app.get("/products")
+    @app.get("/products", response_model=list[views.ProductOut], responses=answers())
     async def list_products(
         self,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        after: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500), DECIMAL_INT] = 100,
+        after: QueryKey = None,
     ) -> list[dict[str, Any]]:
         return [p.card() for p in await self.products.list(limit=limit, after=after)]
 
-    @app.get("/products/{product_id}")
+    @app.get("/products/{product_id}", response_model=views.ProductOut, responses=answers(404))
     async def get_product(self, product_id: RoomId) -> dict[str, Any]:
         return (await self.products.get(product_id)).card()
 
+    # -- ownership: the rooms a seller lets promote a product (commerce/listing.py) -----------
+
+    @app.get(
+        "/products/{product_id}/rooms", response_model=views.ProductRooms, responses=answers(404)
+    )
+    async def product_rooms(self, product_id: RoomId) -> dict[str, Any]:
+        """The rooms the product is listed in: they may pin it, run deals and auctions."""
+        product = await self.products.get(product_id)
+        rooms = await self.products.rooms_of(product_id)
+        return {"product_id": product_id, "seller_id": product.seller_id, "rooms": rooms}
+
+    @app.put(
+        "/products/{product_id}/rooms/{room_id}",
+        response_model=views.ListingOut,
+        responses=answers(*ROLE, 404),
+    )
+    async def list_in_room(
+        self, product_id: RoomId, room_id: RoomId, authorization: Authorization = None
+    ) -> dict[str, Any]:
+        """The seller (or a service) lets ``room_id`` promote the product (idempotent)."""
+        who = self._identity(authorization)
+        product = await self.products.get(product_id)
+        require_seller(who, product.seller_id, "listing a product in a room")
+        changed = await self.products.list_in(product_id, room_id, by=who.user_id)
+        return {"product_id": product_id, "room_id": room_id, "listed": True, "changed": changed}
+
+    @app.delete(
+        "/products/{product_id}/rooms/{room_id}",
+        response_model=views.ListingOut,
+        responses=answers(*ROLE, 404),
+    )
+    async def unlist_in_room(
+        self, product_id: RoomId, room_id: RoomId, authorization: Authorization = None
+    ) -> dict[str, Any]:
+        """The room may no longer pin the product or start deals or auctions on it (those
+        running go on; the seller ends them with a service token)."""
+        who = self._identity(authorization)
+        product = await self.products.get(product_id)
+        require_seller(who, product.seller_id, "unlisting a product")
+        changed = await self.products.unlist_in(product_id, room_id)
+        return {"product_id": product_id, "room_id": room_id, "listed": False, "changed": changed}
+
+    @app.get(
+        "/rooms/{room_id}/products",
+        response_model=list[views.ProductOut],
+        responses=answers(404),
+    )
+    async def room_products(
+        self,
+        room_id: RoomId,
+        limit: Annotated[int, Query(ge=1, le=500), DECIMAL_INT] = 100,
+        after: QueryKey = None,
+    ) -> list[dict[str, Any]]:
+        """The room's catalog: the products it may pin and sell on deals (listed there, or
+        sold by its host)."""
+        await self.room_store.get_room(room_id)
+        return [p.card() for p in await self.products.in_room(room_id, limit=limit, after=after)]
+
     # -- SKUs: stock, holds, buys, flash deals -----------------------------------------------
 
-    @app.post("/skus", status_code=201)
+    @app.post(
+        "/skus",
+        status_code=201,
+        response_model=views.SkuView,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def create_sku(self, body: SkuIn, authorization: Authorization = None) -> dict[str, Any]:
         """A SKU of a product (its price copied from the product) with ``on_hand`` units."""
         self._service(authorization)
@@ -417,40 +562,48 @@ class Api:
         )
         return await self.skus.view(body.id)
 
-    @app.get("/skus")
+    @app.get("/skus", response_model=list[str], responses=answers())
     async def list_skus(
         self,
-        product_id: Annotated[str | None, Query(max_length=64)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 100,
-        after: Annotated[str | None, Query(max_length=64)] = None,
+        product_id: QueryKey = None,
+        limit: Annotated[int, Query(ge=1, le=500), DECIMAL_INT] = 100,
+        after: QueryKey = None,
     ) -> list[str]:
         return await self.sku_store.ids(product_id=product_id, limit=limit, after=after)
 
-    @app.get("/skus/{sku}")
+    @app.get("/skus/{sku}", response_model=views.SkuView, responses=answers(404))
     async def get_sku(self, sku: RoomId) -> dict[str, Any]:
         """Committed counts, price, the flash deal and the rooms it is pushed to."""
         return await self.skus.view(sku)
 
-    @app.get("/gateways")
+    @app.get("/gateways", response_model=views.GatewaysOut, responses=answers(*ROLE))
     async def list_gateways(self, authorization: Authorization = None) -> dict[str, Any]:
         """The gateway registry: every gateway process serving now, where, and its load."""
         self._service(authorization)
         return {"gateways": await self.gateways.live()}
 
-    @app.get("/skus/{sku}/audit")
+    @app.get("/skus/{sku}/audit", response_model=views.SkuAudit, responses=answers(*ROLE, 404))
     async def audit_sku(self, sku: RoomId, authorization: Authorization = None) -> dict[str, Any]:
         """Check the SKU's books in PostgreSQL; ``problems`` is empty when they are sound."""
         self._service(authorization)
         return await self.sku_store.audit(sku)
 
-    @app.post("/skus/{sku}/restock")
+    @app.post(
+        "/skus/{sku}/restock",
+        response_model=views.StockCounts,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def restock(
         self, sku: RoomId, body: RestockIn, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._service(authorization)
         return await self.skus.send(sku, inv.Restock(body.quantity, body.ref))
 
-    @app.post("/skus/{sku}/adjust")
+    @app.post(
+        "/skus/{sku}/adjust",
+        response_model=views.StockCounts,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def adjust(
         self, sku: RoomId, body: AdjustIn, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -458,7 +611,11 @@ class Api:
         self._service(authorization)
         return await self.skus.send(sku, inv.Adjust(body.expected, body.on_hand, body.ref))
 
-    @app.post("/skus/{sku}/configure")
+    @app.post(
+        "/skus/{sku}/configure",
+        response_model=views.SkuView,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def configure(
         self, sku: RoomId, body: ConfigureIn, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -466,11 +623,15 @@ class Api:
         command = inv.Configure(body.price_minor, body.limit_per_buyer, body.clear_limit)
         return await self.skus.send(sku, command)
 
-    @app.post("/skus/{sku}/reservations/{reservation}/commit")
+    @app.post(
+        "/skus/{sku}/reservations/{reservation}/commit",
+        response_model=views.CommitOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def commit(
         self,
         sku: RoomId,
-        reservation: Annotated[str, Path(min_length=1, max_length=140)],
+        reservation: Annotated[Key, Path(min_length=1, max_length=140)],
         body: CommitIn,
         authorization: Authorization = None,
     ) -> dict[str, Any]:
@@ -478,12 +639,16 @@ class Api:
         self._service(authorization)
         return await self.skus.send(sku, inv.Commit(reservation, body.order_id))
 
-    @app.post("/rooms/{room_id}/commerce/{op}")
+    @app.post(
+        "/rooms/{room_id}/commerce/{op}",
+        response_model=views.OpResult,
+        responses=answers(*ROLE, *JSON, 402, 404, 409, 429),
+    )
     async def commerce_op(
         self,
         room_id: RoomId,
-        op: str,
-        body: Annotated[dict[str, Any], Body()],
+        op: OpName,
+        body: Annotated[JsonObject, JsonBody()],
         authorization: Authorization = None,
     ) -> dict[str, Any]:
         """Any commerce operation of the WebSocket protocol (buy, reserve, release, stock,
@@ -497,14 +662,18 @@ class Api:
 
     # -- carts, checkout, returns, events ------------------------------------------------------
 
-    @app.get("/users/{user_id}/cart")
+    @app.get("/users/{user_id}/cart", response_model=views.CartOut, responses=answers(*ROLE, 404))
     async def get_cart(
         self, user_id: UserId, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._self_or_service(authorization, user_id)
         return await self.commerce.carts.run(user_id, "view")
 
-    @app.post("/users/{user_id}/cart/items")
+    @app.post(
+        "/users/{user_id}/cart/items",
+        response_model=views.CartOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def add_to_cart(
         self, user_id: UserId, body: CartItemIn,
         authorization: Authorization = None,
@@ -513,7 +682,11 @@ class Api:
         self._own(authorization, user_id)
         return await self.commerce.carts.run(user_id, "add", body.sku, body.quantity, body.room_id)
 
-    @app.put("/users/{user_id}/cart/items/{sku}")
+    @app.put(
+        "/users/{user_id}/cart/items/{sku}",
+        response_model=views.CartOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def update_cart(
         self, user_id: UserId, sku: RoomId, body: QuantityIn,
         authorization: Authorization = None,
@@ -521,14 +694,22 @@ class Api:
         self._own(authorization, user_id)
         return await self.commerce.carts.run(user_id, "set_quantity", sku, body.quantity)
 
-    @app.delete("/users/{user_id}/cart/items/{sku}")
+    @app.delete(
+        "/users/{user_id}/cart/items/{sku}",
+        response_model=views.CartOut,
+        responses=answers(*ROLE, 404),
+    )
     async def remove_from_cart(
         self, user_id: UserId, sku: RoomId, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._own(authorization, user_id)
         return await self.commerce.carts.run(user_id, "remove", sku)
 
-    @app.post("/users/{user_id}/checkout/quote")
+    @app.post(
+        "/users/{user_id}/checkout/quote",
+        response_model=views.QuoteOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def quote(
         self, user_id: UserId, body: QuoteIn,
         authorization: Authorization = None,
@@ -537,7 +718,12 @@ class Api:
         self._own(authorization, user_id)
         return await self.commerce.carts.run(user_id, "quote", body.address, body.skus)
 
-    @app.post("/users/{user_id}/checkout", status_code=201)
+    @app.post(
+        "/users/{user_id}/checkout",
+        status_code=201,
+        response_model=views.OpResult,
+        responses=answers(*ROLE, *JSON, 402, 404, 409),
+    )
     async def checkout(
         self, user_id: UserId, body: CheckoutIn,
         authorization: Authorization = None,
@@ -552,7 +738,12 @@ class Api:
             skus=body.skus,
         )  # fmt: skip
 
-    @app.post("/orders/{order_id}/returns", status_code=201)
+    @app.post(
+        "/orders/{order_id}/returns",
+        status_code=201,
+        response_model=views.ReturnOut,
+        responses=answers(*TOKEN, *JSON, 404, 409),
+    )
     async def request_return(
         self, order_id: OrderId, body: ReturnIn,
         authorization: Authorization = None,
@@ -563,7 +754,11 @@ class Api:
             order_id, identity.user_id, body.lines, body.reason, body.key
         )
 
-    @app.post("/returns/{return_id}/approve")
+    @app.post(
+        "/returns/{return_id}/approve",
+        response_model=views.ReturnOut,
+        responses=answers(*ROLE, 404, 409),
+    )
     async def approve_return(
         self, return_id: IssuedId,
         authorization: Authorization = None,
@@ -572,7 +767,11 @@ class Api:
         self._service(authorization)
         return await self.commerce.approve_return(return_id, approve=True)
 
-    @app.post("/returns/{return_id}/reject")
+    @app.post(
+        "/returns/{return_id}/reject",
+        response_model=views.ReturnOut,
+        responses=answers(*ROLE, 404, 409),
+    )
     async def reject_return(
         self, return_id: IssuedId,
         authorization: Authorization = None,
@@ -580,7 +779,9 @@ class Api:
         self._service(authorization)
         return await self.commerce.approve_return(return_id, approve=False)
 
-    @app.put("/shipping-rules")
+    @app.put(
+        "/shipping-rules", response_model=views.ShippingRuleOut, responses=answers(*ROLE, *JSON)
+    )
     async def set_shipping_rule(
         self, body: ShippingRuleIn, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -591,13 +792,13 @@ class Api:
         await self.commerce.cart_store.set_shipping_rule(rule)
         return body.model_dump()
 
-    @app.get("/events")
+    @app.get("/events", response_model=list[views.CommerceEvent], responses=answers(*ROLE))
     async def events(
         self,
         authorization: Authorization = None,
-        after: Annotated[int | None, Query(ge=0)] = None,
-        kind: Annotated[str | None, Query(max_length=32)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        after: Annotated[int | None, Query(ge=0, le=MAX_BIGINT), DECIMAL_INT] = None,
+        kind: Annotated[Key | None, Query(min_length=1, max_length=32)] = None,
+        limit: Annotated[int, Query(ge=1, le=1000), DECIMAL_INT] = 100,
     ) -> list[dict[str, Any]]:
         """Commerce events for other services (cart_abandoned, order_placed,
         return_requested), oldest first; poll with ``after`` = the last id."""
@@ -606,17 +807,19 @@ class Api:
 
     # -- auctions -----------------------------------------------------------------------------
 
-    @app.get("/auctions/{auction_id}")
+    @app.get("/auctions/{auction_id}", response_model=views.AuctionView, responses=answers(404))
     async def get_auction(self, auction_id: IssuedId) -> dict[str, Any]:
         """The live view: phase, price, leader, clock, recent bids; the result once ended."""
         return await self.commerce.auctions.view(auction_id)
 
-    @app.get("/auctions/{auction_id}/bids")
+    @app.get(
+        "/auctions/{auction_id}/bids", response_model=list[views.BidOut], responses=answers(404)
+    )
     async def auction_bids(
         self,
         auction_id: IssuedId,
-        after: Annotated[int | None, Query(ge=0)] = None,
-        limit: Annotated[int, Query(ge=1, le=1000)] = 200,
+        after: Annotated[int | None, Query(ge=0, le=MAX_BIGINT), DECIMAL_INT] = None,
+        limit: Annotated[int, Query(ge=1, le=1000), DECIMAL_INT] = 200,
     ) -> list[dict[str, Any]]:
         """Every accepted bid as placed, oldest first (page with ``after`` = the last id)."""
         if not await self.commerce.auction_store.exists(auction_id):
@@ -625,51 +828,58 @@ class Api:
 
     # -- orders and payments -----------------------------------------------------------------
 
-    @app.get("/orders")
+    @app.get("/orders", response_model=list[views.OrderOut], responses=answers(*ROLE))
     async def search_orders(
         self,
         authorization: Authorization = None,
-        buyer_id: Annotated[str | None, Query(max_length=64)] = None,
-        status: Annotated[str | None, Query(max_length=16)] = None,
-        room_id: Annotated[str | None, Query(max_length=64)] = None,
-        sku: Annotated[str | None, Query(max_length=64)] = None,
-        since: Annotated[float | None, Query(description="epoch seconds")] = None,
-        until: Annotated[float | None, Query(description="epoch seconds")] = None,
-        before: Annotated[str | None, Query(max_length=140)] = None,
-        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+        buyer_id: QueryKey = None,
+        status: Annotated[OrderStatus | None, Query()] = None,
+        room_id: QueryKey = None,
+        sku: QueryKey = None,
+        since: QueryEpoch = None,
+        until: QueryEpoch = None,
+        before: Annotated[Key | None, Query(min_length=1, max_length=140)] = None,
+        limit: Annotated[int, Query(ge=1, le=500), DECIMAL_INT] = 50,
     ) -> list[dict[str, Any]]:
         """Search orders (service): newest first, page with ``before`` = the last id."""
         self._service(authorization)
-        if status is not None and status not in STATUSES:
-            raise InvalidRequest(f"status must be one of {', '.join(STATUSES)}")
         return await self.orders.search(
             buyer_id=buyer_id, status=status, room_id=room_id, sku=sku, since=since,
             until=until, before=before, limit=limit,
         )  # fmt: skip
 
-    @app.get("/users/{user_id}/orders")
+    @app.get(
+        "/users/{user_id}/orders",
+        response_model=list[views.OrderOut],
+        responses=answers(*ROLE, 404),
+    )
     async def order_history(
         self,
         user_id: UserId,
         authorization: Authorization = None,
-        status: Annotated[str | None, Query(max_length=16)] = None,
-        before: Annotated[str | None, Query(max_length=140)] = None,
-        limit: Annotated[int, Query(ge=1, le=200)] = 50,
+        status: Annotated[OrderStatus | None, Query()] = None,
+        before: Annotated[Key | None, Query(min_length=1, max_length=140)] = None,
+        limit: Annotated[int, Query(ge=1, le=200), DECIMAL_INT] = 50,
     ) -> list[dict[str, Any]]:
         """A customer's order history (their own token, or a service)."""
         self._self_or_service(authorization, user_id)
         return await self.orders.search(buyer_id=user_id, status=status, before=before, limit=limit)
 
-    @app.get("/orders/{order_id}")
+    @app.get("/orders/{order_id}", response_model=views.OrderOut, responses=answers(*ROLE, 404))
     async def get_order(
         self, order_id: OrderId, authorization: Authorization = None
     ) -> dict[str, Any]:
-        """One order with its lines, shipments, status history and payments."""
+        """One order with its lines, shipments, status history and payments, by its id or
+        its number (``LS-10427``)."""
         order = await self.orders.get(order_id)
         self._self_or_service(authorization, order["buyer_id"])
         return order
 
-    @app.post("/orders/{order_id}/pay")
+    @app.post(
+        "/orders/{order_id}/pay",
+        response_model=views.PaymentOut,
+        responses=answers(*ROLE, *JSON, 402, 404, 409),
+    )
     async def pay(
         self,
         order_id: OrderId,
@@ -680,7 +890,11 @@ class Api:
         identity = self._identity(authorization)
         return await self.commerce.cashier.pay(order_id, identity.user_id, body.method_id, body.key)
 
-    @app.post("/orders/{order_id}/cancel")
+    @app.post(
+        "/orders/{order_id}/cancel",
+        response_model=views.OrderOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def cancel_order(
         self,
         order_id: OrderId,
@@ -694,7 +908,11 @@ class Api:
             note=body.note or "cancelled",
         )  # fmt: skip
 
-    @app.post("/orders/{order_id}/fulfil")
+    @app.post(
+        "/orders/{order_id}/fulfil",
+        response_model=views.OrderOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def fulfil(
         self,
         order_id: OrderId,
@@ -703,7 +921,12 @@ class Api:
     ) -> dict[str, Any]:
         return await self._advance(order_id, "fulfilled", body, authorization)
 
-    @app.post("/orders/{order_id}/shipments", status_code=201)
+    @app.post(
+        "/orders/{order_id}/shipments",
+        status_code=201,
+        response_model=views.OrderOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def ship(
         self,
         order_id: OrderId,
@@ -718,7 +941,11 @@ class Api:
             by=identity.user_id,
         )  # fmt: skip
 
-    @app.post("/orders/{order_id}/deliver")
+    @app.post(
+        "/orders/{order_id}/deliver",
+        response_model=views.OrderOut,
+        responses=answers(*ROLE, *JSON, 404, 409),
+    )
     async def deliver(
         self,
         order_id: OrderId,
@@ -734,7 +961,11 @@ class Api:
         identity = self._service(authorization)
         return await self.orders.transition(order_id, target, by=identity.user_id, note=body.note)
 
-    @app.post("/payments/{payment_id}/confirm")
+    @app.post(
+        "/payments/{payment_id}/confirm",
+        response_model=views.PaymentOut,
+        responses=answers(*TOKEN, *JSON, 402, 404, 409),
+    )
     async def confirm_payment(
         self,
         payment_id: IssuedId,
@@ -745,7 +976,12 @@ class Api:
         identity = self._identity(authorization)
         return await self.commerce.cashier.confirm(payment_id, identity.user_id, body.code)
 
-    @app.post("/users/{user_id}/payment-methods", status_code=201)
+    @app.post(
+        "/users/{user_id}/payment-methods",
+        status_code=201,
+        response_model=views.PaymentMethodOut,
+        responses=answers(*ROLE, *JSON, 404),
+    )
     async def add_payment_method(
         self,
         user_id: UserId,
@@ -763,7 +999,11 @@ class Api:
         card = await provider.tokenize(body.number, body.exp_month, body.exp_year)
         return await self.commerce.payments.save_method(user_id, provider.name, card)
 
-    @app.get("/users/{user_id}/payment-methods")
+    @app.get(
+        "/users/{user_id}/payment-methods",
+        response_model=list[views.PaymentMethodOut],
+        responses=answers(*ROLE, 404),
+    )
     async def payment_methods(
         self, user_id: UserId, authorization: Authorization = None
     ) -> list[dict[str, Any]]:
@@ -772,7 +1012,9 @@ class Api:
 
     # -- gifts and coins --------------------------------------------------------------------
 
-    @app.post("/gifts", status_code=201)
+    @app.post(
+        "/gifts", status_code=201, response_model=views.GiftOut, responses=answers(*ROLE, *JSON)
+    )
     async def create_gift(
         self, body: GiftIn, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -781,11 +1023,15 @@ class Api:
         gift = Gift(body.id, body.name, body.price_coins, body.image_url)
         return (await self.wallets.create_gift(gift)).card()
 
-    @app.get("/gifts")
+    @app.get("/gifts", response_model=list[views.GiftOut], responses=answers(params=False))
     async def list_gifts(self) -> list[dict[str, Any]]:
         return [g.card() for g in await self.wallets.gifts()]
 
-    @app.post("/wallets/{user_id}/credit")
+    @app.post(
+        "/wallets/{user_id}/credit",
+        response_model=views.WalletOut,
+        responses=answers(*ROLE, *JSON, 409, 404),
+    )
     async def credit(
         self,
         user_id: UserId,
@@ -797,7 +1043,7 @@ class Api:
         balance = await self.wallets.credit(user_id, body.coins, ref=body.ref)
         return {"user_id": user_id, "coins": balance}
 
-    @app.get("/wallets/{user_id}")
+    @app.get("/wallets/{user_id}", response_model=views.WalletOut, responses=answers(*ROLE, 404))
     async def wallet(
         self,
         user_id: UserId,
@@ -809,8 +1055,13 @@ class Api:
 
     # -- development -----------------------------------------------------------------------
 
-    @app.post("/dev/tokens", status_code=201)
-    async def dev_token(self, body: TokenIn, x_admin_key: Authorization = None) -> dict[str, Any]:
+    @app.post(
+        "/dev/tokens",
+        status_code=201,
+        response_model=views.TokenOut,
+        responses=answers(*TOKEN, *JSON, 404),
+    )
+    async def dev_token(self, body: TokenIn, x_admin_key: AdminKey = None) -> dict[str, Any]:
         """Mint a token. Development only: guarded by the admin key (X-Admin-Key)."""
         if not self.settings.dev_tokens:
             raise NotFound("dev tokens are disabled (LIVESHOP_DEV_TOKENS=off)")

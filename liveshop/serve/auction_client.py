@@ -24,10 +24,17 @@ class AuctionClient(ActorClient):
         )
 
     async def bid(
-        self, auction_id: str, bidder: str, amount: int, max_amount: int | None, key: str
+        self,
+        auction_id: str,
+        bidder: str,
+        amount: int,
+        max_amount: int | None,
+        key: str,
+        room_id: str | None = None,
     ) -> dict[str, Any]:
+        """A bid, made in ``room_id`` (which must be the auction's room; None: a service)."""
         result: dict[str, Any] = await self.submit(
-            auction_id, "handle", (bidder, amount, max_amount, key)
+            auction_id, "handle", (bidder, amount, max_amount, key, room_id)
         )
         return result
 

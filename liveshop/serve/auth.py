@@ -1,17 +1,43 @@
-"""Who is calling an HTTP endpoint: the bearer token of the API and the media endpoints."""
+"""Who is calling an HTTP endpoint: the bearer token of the API and the media endpoints.
 
-from __future__ import annotations
+Both are OpenAPI security schemes (``bearer``, and ``admin_key`` for the development token
+endpoint), so the document says which operations take a token and tools send it.
+"""
 
+# No `from __future__ import annotations`: FastAPI reads these annotations at runtime.
 from typing import Annotated
 
-from fastapi import Header
+from fastapi import Depends, Security
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
 from liveshop import clock
 from liveshop.errors import Forbidden, Unauthenticated
 from liveshop.tokens import ANY_ROOM, Identity, Role, verify_token
 
+_bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    bearerFormat="JWT",
+    description="A liveshop token (docs/protocol.md, Tokens): `Authorization: Bearer <token>`.",
+)
+_admin_key = APIKeyHeader(
+    name="X-Admin-Key",
+    auto_error=False,
+    scheme_name="admin_key",
+    description="The admin key (development token endpoint only).",
+)
+
+
+async def _authorization(
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Security(_bearer)],
+) -> str | None:
+    return f"Bearer {credentials.credentials}" if credentials is not None else None
+
+
 #: The ``Authorization`` header of a route (``Bearer <token>``; checked by the route).
-Authorization = Annotated[str | None, Header()]
+Authorization = Annotated[str | None, Depends(_authorization)]
+#: The ``X-Admin-Key`` header (checked by the route).
+AdminKey = Annotated[str | None, Security(_admin_key)]
 
 
 def bearer_identity(secret: str, authorization: str | None) -> Identity:

@@ -16,16 +16,20 @@ import asyncpg
 from liveshop import clock, metrics
 from liveshop.commerce.auction import AuctionTerms
 from liveshop.commerce.inventory import Commit, Release, Reserve
+from liveshop.commerce.listing import PROMOTIONS
 from liveshop.commerce.order import ShipmentLine
 from liveshop.config import Settings
-from liveshop.errors import ClientError, Forbidden, LiveshopError, OrderNotFound
+from liveshop.errors import ClientError, Forbidden, LiveshopError, OrderNotFound, Unavailable
 from liveshop.payments.cashier import Cashier
 from liveshop.serve.auction_client import AuctionClient
+from liveshop.serve.batcher import Batcher
 from liveshop.serve.cart_client import CartClient
 from liveshop.serve.ops import require_host, sku_command_for
 from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.carts import CartStore
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS
+from liveshop.storage.products import ProductStore
 from liveshop.storage.skus import SkuStore
 from liveshop.tokens import Identity
 
@@ -40,10 +44,14 @@ class Commerce:
         self.auction_store = AuctionStore(pool)
         self.auctions = AuctionClient(settings, self.auction_store)
         self.cart_store = CartStore(pool)
+        self.products = ProductStore(pool)
         self.carts = CartClient(settings)
         self.cashier = Cashier.using(settings, pool)
         self.payments = self.cashier.payments
         self.orders = self.cashier.orders
+        #: Buy answers' order numbers, read in batches: one query for the buys answered
+        #: meanwhile, however many there are.
+        self._numbers: Batcher[str] = Batcher(self._numbers_of, window=0.0, max_batch=1000)
 
     async def run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
         """One validated commerce op (protocol.COMMERCE_OPS) for ``who``, timed for the
@@ -64,6 +72,12 @@ class Commerce:
     async def _run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
         if not who.roles_in(params.room):
             raise Forbidden(f"your token grants no role in room {params.room!r}")
+        what = PROMOTIONS.get(op)
+        if what is not None:
+            # Deals and auctions: the seller must allow this room (commerce/listing.py),
+            # whoever asks; a service too (a cue, for one, runs as its channel).
+            require_host(who, params.room, what)
+            (await self.products.sku_listing(params.sku, params.room)).require(what)
         match op:
             case "stock":
                 return await self.skus.view(params.sku)
@@ -73,8 +87,9 @@ class Commerce:
                 return await self.cashier.confirm(params.payment, who.user_id, params.code)
             case "bid":
                 return await self.auctions.bid(
-                    params.auction, who.user_id, params.amount, params.max_amount, params.key
-                )
+                    params.auction, who.user_id, params.amount, params.max_amount, params.key,
+                    params.room,
+                )  # fmt: skip
             case "auction":
                 return await self.auctions.view(params.auction)
             case "start_auction":
@@ -124,6 +139,9 @@ class Commerce:
             op, who, params, hold_seconds=self.settings.hold_seconds, now=clock.now()
         )
         answer = await self.skus.send(params.sku, command)
+        if op == "buy":
+            # The readable number PostgreSQL gave the order when the SKU actor inserted it.
+            answer = {**answer, "number": await self._numbers.submit(answer["order"])}
         if op == "buy" and params.pay:
             # 1-tap: the purchase stands whatever the payment does; the answer says both.
             try:
@@ -137,10 +155,15 @@ class Commerce:
                 answer = {**answer, "payment": {"status": "failed", "error": exc.to_dict()}}
         return answer
 
+    async def _numbers_of(self, order_ids: list[str]) -> list[str | None]:
+        try:
+            return await self.orders.numbers_of(order_ids)
+        except TRANSIENT_DB_ERRORS as exc:
+            raise Unavailable("the order is placed; retry with the same key to see it") from exc
+
     async def start_auction(self, who: Identity, p: Any) -> dict[str, Any]:
         """Hold one unit of the SKU for the auction's whole life, record the auction, start
         its actor (which pushes the auction to the room)."""
-        require_host(who, p.room, "auctions")
         now = clock.now()
         auction_id = f"auc-{secrets.token_hex(5)}"
         terms = AuctionTerms(

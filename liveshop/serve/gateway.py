@@ -56,7 +56,7 @@ from liveshop.protocol import (
     request_id_of,
     result_reply,
 )
-from liveshop.ratelimit import TokenBucket
+from liveshop.ratelimit import PerUser, TokenBucket
 from liveshop.rooms.commands import Actor, Joined, ReportViewers
 from liveshop.serve.commerce import Commerce
 from liveshop.serve.hub import Hub, server_frame, write_all
@@ -109,6 +109,11 @@ class Gateway:
         )
         self.hub = Hub()
         self.connections = 0
+        self.users = PerUser(
+            max_connections=settings.max_user_connections,
+            rate=settings.user_rate_per_second,
+            burst=settings.user_rate_burst,
+        )
         self._pool: asyncpg.Pool | None = None
         self.rooms: RoomClient | None = None
         self.commerce: Commerce | None = None
@@ -300,6 +305,7 @@ class Gateway:
             pass
         finally:
             expiry.cancel()
+            self.users.close(session.identity.user_id)
             self.connections -= 1
             self._sessions.pop(ws, None)
             for task in list(session.tasks):
@@ -330,6 +336,15 @@ class Gateway:
                 await ws.send(encode_frame(error_reply(rid, exc), codec))
                 await ws.close(CloseCode.POLICY, exc.code)
             return None
+        if not self.users.open(identity.user_id, clock.now()):
+            refused = RateLimited(
+                f"at most {self.settings.max_user_connections} connections per user; "
+                "close one and try again"
+            )
+            with contextlib.suppress(ConnectionClosed):
+                await ws.send(encode_frame(error_reply(request.id, refused), codec))
+                await ws.close(CloseCode.TRY_AGAIN_LATER, "too many connections")
+            return None
         session = Session(
             ws=ws,
             codec=codec,
@@ -352,7 +367,8 @@ class Gateway:
         try:
             message = decode_frame(frame, session.codec)
             rid = request_id_of(message)  # decoded first so a refusal names its request
-            if not session.bucket.take(clock.now()):
+            now = clock.now()
+            if not session.bucket.take(now) or not self.users.take(session.identity.user_id, now):
                 session.strikes += 1
                 if session.strikes > MAX_RATE_STRIKES:
                     self._close_later(session, CloseCode.POLICY, "rate limit")
@@ -419,6 +435,11 @@ class Gateway:
                     raise Conflict(f"still subscribing to {params.room!r}; wait for the reply")
                 self._leave(session, params.room)
                 return {"room": params.room}
+            case "history":
+                self._require_role(session, request.params.room)
+                return await self.rooms.history(
+                    request.params.room, before=request.params.before, limit=request.params.limit
+                )
         if request.op in ROOM_OPS:
             # The room decides who may do what (its live grants count too).
             room_id = request.params.room

@@ -15,7 +15,7 @@ from typing import Annotated, Any
 
 from fastapi import FastAPI, Path, Query, Request
 from fastapi.responses import Response
-from pydantic import BaseModel, Field
+from pydantic import Field
 from ray import serve
 from ray.exceptions import RayActorError
 
@@ -34,25 +34,38 @@ from liveshop.media.ingest import RtmpIngest
 from liveshop.media.restream import Destination, check_url, masked
 from liveshop.media.segments import LocalDiskStore, cache_control, check_name, content_type
 from liveshop.protocol import RoomId
+from liveshop.serve import views
 from liveshop.serve.auth import Authorization, bearer_identity
 from liveshop.serve.http_errors import install_error_handlers
 from liveshop.serve.ops import require_host
+from liveshop.serve.schema import JSON, ROLE, TOKEN, Body, Route, answers, serve_docs
 from liveshop.storage.pool import create_pool
 from liveshop.storage.restreams import RestreamStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.stream_keys import StreamKeyStore
+from liveshop.text import Key
 
 log = logging.getLogger(__name__)
 
-app = FastAPI(title="liveshop media", description="HLS, stream keys and live stream control.")
+app = FastAPI(
+    title="liveshop media",
+    description="HLS, stream keys and live stream control (docs/protocol.md, Media).",
+    # Swagger UI from liveshop's own static files (schema.serve_docs), never a CDN.
+    docs_url=None,
+    redoc_url=None,
+)
+app.router.route_class = Route
 install_error_handlers(app)
+serve_docs(app, prefix="/media")
+#: An SDP offer or answer in the OpenAPI document (WHIP and WHEP).
+SDP = {"content": {"application/sdp": {"schema": {"type": "string"}}}}
 
 RoomPath = Annotated[RoomId, Path()]
 
 
-class RestreamIn(BaseModel):
+class RestreamIn(Body):
     #: The platform's ingest URL with its stream key as the last path part.
-    url: str = Field(min_length=8, max_length=1100)
+    url: Annotated[Key, Field(min_length=8, max_length=1100)]
 
 
 @serve.deployment(name="media", health_check_period_s=5)
@@ -97,7 +110,10 @@ class MediaApi:
 
     # -- HLS -------------------------------------------------------------------------------
 
-    @app.get("/live/{name:path}")
+    @app.get("/live/{name:path}", response_class=Response, responses={
+        200: {"description": "a playlist, segment or thumbnail", "content": {
+            "application/vnd.apple.mpegurl": {}, "video/mp2t": {}, "image/jpeg": {}}},
+        **answers(404)})  # fmt: skip
     async def live(self, name: str) -> Response:
         try:
             check_name(f"live/{name}")
@@ -120,7 +136,8 @@ class MediaApi:
 
     # -- stream keys -----------------------------------------------------------------------
 
-    @app.post("/rooms/{room_id}/stream-keys", status_code=201)
+    @app.post("/rooms/{room_id}/stream-keys", status_code=201, response_model=views.StreamKeysOut,
+              responses=answers(*ROLE, 404))  # fmt: skip
     async def issue_keys(
         self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -130,14 +147,16 @@ class MediaApi:
         keys = await self.keys.issue(room_id)
         return {"room_id": room_id, "rtmp_url": self.settings.rtmp_url, "keys": keys}
 
-    @app.get("/rooms/{room_id}/stream-keys")
+    @app.get("/rooms/{room_id}/stream-keys", response_model=views.IssuedKeysOut,
+             responses=answers(*ROLE, 404))  # fmt: skip
     async def list_keys(
         self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
         self._host(authorization, room_id, "list stream keys")
         return {"room_id": room_id, "keys": await self.keys.issued(room_id)}
 
-    @app.delete("/rooms/{room_id}/stream-keys")
+    @app.delete("/rooms/{room_id}/stream-keys", response_model=views.RevokedOut,
+                responses=answers(*ROLE, 404))  # fmt: skip
     async def revoke_keys(
         self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -146,7 +165,7 @@ class MediaApi:
 
     # -- the live stream -------------------------------------------------------------------
 
-    @app.get("/rooms/{room_id}/stream")
+    @app.get("/rooms/{room_id}/stream", response_model=views.StreamView, responses=answers(404))
     async def stream(self, room_id: RoomPath) -> dict[str, Any]:
         """Status, playback URLs and health (public: a player needs the URLs)."""
         handle = await self._running_transcoder(room_id)
@@ -155,7 +174,8 @@ class MediaApi:
         )
         return view
 
-    @app.post("/rooms/{room_id}/stream/stop")
+    @app.post("/rooms/{room_id}/stream/stop", response_model=views.StreamView,
+              responses=answers(*ROLE, 404))  # fmt: skip
     async def stop(self, room_id: RoomPath, authorization: Authorization = None) -> dict[str, Any]:
         """End the stream: players reach the end, the recording becomes the replay."""
         self._host(authorization, room_id, "end the stream")
@@ -172,7 +192,8 @@ class MediaApi:
             wanted = [(d.destination_id, d.url) for d in await self.restreams.list(room_id)]
             await self._call(handle.set_restreams.remote(wanted), self.settings.actor_call_timeout)
 
-    @app.get("/rooms/{room_id}/restreams")
+    @app.get("/rooms/{room_id}/restreams", response_model=views.RestreamsOut,
+             responses=answers(*ROLE, 404))  # fmt: skip
     async def list_restreams(
         self, room_id: RoomPath, authorization: Authorization = None
     ) -> dict[str, Any]:
@@ -192,7 +213,8 @@ class MediaApi:
             ],
         }
 
-    @app.put("/rooms/{room_id}/restreams/{destination_id}")
+    @app.put("/rooms/{room_id}/restreams/{destination_id}", response_model=views.RestreamOut,
+             responses=answers(*ROLE, *JSON, 409, 404))  # fmt: skip
     async def put_restream(
         self,
         room_id: RoomPath,
@@ -207,7 +229,8 @@ class MediaApi:
         await self._apply_restreams(room_id)
         return {"id": destination_id, "url": masked(destination.url)}
 
-    @app.delete("/rooms/{room_id}/restreams/{destination_id}")
+    @app.delete("/rooms/{room_id}/restreams/{destination_id}", response_model=views.DeletedOut,
+                responses=answers(*ROLE, 404))  # fmt: skip
     async def delete_restream(
         self,
         room_id: RoomPath,
@@ -243,7 +266,10 @@ class MediaApi:
         except (RayActorError, TimeoutError):
             raise Unavailable("the transcoder is restarting, try again") from None
 
-    @app.post("/rooms/{room_id}/whip", status_code=201)
+    @app.post("/rooms/{room_id}/whip", status_code=201, response_class=Response,
+              openapi_extra={"requestBody": {"required": True, **SDP}},
+              responses={201: {"description": "the SDP answer; `Location`: the session",
+                               **SDP}, **answers(*ROLE, 400, 404, 409)})  # fmt: skip
     async def whip(
         self,
         room_id: RoomPath,
@@ -261,7 +287,10 @@ class MediaApi:
         answer = await self._call(handle.whip.remote(slot, session, offer), 30)
         return self._answer(answer, f"/media/rooms/{room_id}/whip/{session}")
 
-    @app.post("/rooms/{room_id}/whep", status_code=201)
+    @app.post("/rooms/{room_id}/whep", status_code=201, response_class=Response,
+              openapi_extra={"requestBody": {"required": True, **SDP}},
+              responses={201: {"description": "the SDP answer; `Location`: the session",
+                               **SDP}, **answers(*ROLE, 400, 404)})  # fmt: skip
     async def whep(
         self,
         room_id: RoomPath,
@@ -278,7 +307,8 @@ class MediaApi:
         answer = await self._call(handle.whep.remote(session, offer), 30)
         return self._answer(answer, f"/media/rooms/{room_id}/whep/{session}")
 
-    @app.delete("/rooms/{room_id}/{kind}/{session_id}")
+    @app.delete("/rooms/{room_id}/{kind}/{session_id}", response_model=views.EndedOut,
+                responses=answers(*TOKEN, 404))  # fmt: skip
     async def end_session(
         self,
         room_id: RoomPath,
@@ -293,6 +323,6 @@ class MediaApi:
         await self._call(handle.detach.remote(session_id), self.settings.actor_call_timeout)
         return {"ended": session_id}
 
-    @app.get("/healthz")
+    @app.get("/healthz", response_model=views.MediaHealth, responses=answers(params=False))
     async def healthz(self) -> dict[str, Any]:
         return {"status": "ok", "rtmp": self.ingest.stats()}

@@ -45,9 +45,10 @@ async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c
             return c.Unban(by, p.user_id)
         case "chat_settings":
             words = tuple(p.blocked_words) if p.blocked_words is not None else None
+            kinds = tuple(p.reactions) if p.reactions is not None else None
             return c.ChatSettings(
                 by, p.slow_mode, p.audience, p.rate_limit, p.rate_window, words,
-                p.automod_fallback, p.frozen,
+                p.automod_fallback, p.frozen, kinds,
             )  # fmt: skip
         case "grant_role":
             return c.GrantRole(by, p.user_id, Role(p.role))
@@ -56,11 +57,11 @@ async def command_for(op: str, by: c.Actor, p: Any, products: ProductStore) -> c
         case "system_message":
             return c.SystemMessage(by, p.text)
         case "pin_product":
-            return c.Pin(by, await products.get(p.product_id))
+            return c.Pin(by, await products.promotable(p.product_id, p.room, "pin"))
         case "unpin_product":
             return c.Unpin(by)
         case "queue_product":
-            return c.QueueProduct(by, await products.get(p.product_id))
+            return c.QueueProduct(by, await products.promotable(p.product_id, p.room, "queue"))
         case "unqueue_product":
             return c.UnqueueProduct(by, p.product_id)
         case "create_poll":
@@ -96,13 +97,19 @@ def sku_command_for(
         case "buy":
             return inv.Buy(who.user_id, p.quantity, p.key, p.room)
         case "reserve":
-            return inv.Reserve(who.user_id, p.quantity, p.key, p.ttl or hold_seconds, p.room)
+            # A viewer's hold lasts at most the platform's hold window: nobody keeps stock
+            # from everyone else by asking for a day (services may hold longer).
+            ttl = p.ttl or hold_seconds
+            if not who.is_service:
+                ttl = min(ttl, hold_seconds)
+            return inv.Reserve(who.user_id, p.quantity, p.key, ttl, p.room)
         case "release":
             return inv.Release(p.reservation, who.user_id)
         case "start_deal" | "end_deal":
-            require_host(who, p.room, "flash deals")
+            # Who may (the room's host, and a room the seller allows) is checked by
+            # Commerce, which reads the listing.
             if op == "end_deal":
-                return inv.EndDeal()
+                return inv.EndDeal(p.room)
             deal = inv.FlashDeal(
                 deal_id=f"deal-{secrets.token_hex(4)}",
                 price_minor=p.price_minor,
@@ -110,6 +117,7 @@ def sku_command_for(
                 ends_at=now + p.starts_in + p.duration,
                 quantity=p.quantity,
                 limit_per_buyer=p.limit_per_buyer,
+                room_id=p.room,
             )
             return inv.StartDeal(deal)
     raise UnknownOp(f"unknown commerce op {op!r}")

@@ -19,13 +19,15 @@ from fastapi import APIRouter, Depends, Query
 from liveshop import clock
 from liveshop.config import Settings
 from liveshop.errors import Unavailable
+from liveshop.serve import views
 from liveshop.serve.auth import Authorization, bearer_identity, require_service
+from liveshop.serve.schema import DECIMAL_INT, ROLE, Route, answers
 from liveshop.storage.overview import OnAir, OverviewStore
 from liveshop.tokens import Identity
 
 log = logging.getLogger(__name__)
 
-router = APIRouter()
+router = APIRouter(route_class=Route)
 
 #: A room's live snapshot by id (``RoomClient.join``: it carries ``viewers``).
 Snapshot = Callable[[str], Awaitable[Mapping[str, Any]]]
@@ -69,10 +71,15 @@ def _service(authorization: Authorization = None) -> Identity:
 Store = Annotated[OverviewStore, Depends(_store)]
 
 
-@router.get("/ops/overview", dependencies=[Depends(_service)])
+@router.get(
+    "/ops/overview",
+    dependencies=[Depends(_service)],
+    response_model=views.Overview,
+    responses=answers(*ROLE),
+)
 async def overview(
     store: Store,
-    hours: Annotated[int, Query(ge=1, le=31 * 24)] = 24,
+    hours: Annotated[int, Query(ge=1, le=31 * 24), DECIMAL_INT] = 24,
 ) -> dict[str, Any]:
     """Sales over the last ``hours`` and what is on air now (service role).
 

@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from liveshop import clock
+from liveshop.commerce.listing import PROMOTIONS
 from liveshop.config import Settings
 from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, NotFound
 from liveshop.rooms.channel import ChannelInfo, feed_room
@@ -23,6 +24,7 @@ from liveshop.rooms.schedule import Availability, Recurrence, Show, now_and_next
 from liveshop.serve.channel_client import ChannelClient
 from liveshop.serve.ops import require_host
 from liveshop.storage.channels import ChannelStore
+from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.tokens import STAFF_ROLES, Identity, Role
 
@@ -59,6 +61,7 @@ class Programming:
         self.settings = settings
         self.store = ChannelStore(pool)
         self.rooms = RoomStore(pool)
+        self.products = ProductStore(pool)
         self.channels = ChannelClient(settings, self.store)
 
     # -- channels -----------------------------------------------------------------------------
@@ -196,6 +199,7 @@ class Programming:
     async def add_cue(self, who: Identity, show_id: str, cue: dict[str, Any]) -> dict[str, Any]:
         channel_id, room = await self._where(show_id, None)
         require_host(who, room, "run-of-show cues")
+        await self._allowed(cue, room)
         return await self.channels.run(channel_id, "add_cue", show_id, cue)
 
     async def run_of_show(
@@ -215,6 +219,16 @@ class Programming:
     async def analytics_allowed(self, who: Identity, show_id: str) -> None:
         _, room = await self._where(show_id, None)
         require_staff(who, room)
+
+    async def _allowed(self, cue: dict[str, Any], room: str) -> None:
+        """A cue that pins or sells a product needs the room to be one its seller allows
+        (commerce/listing.py): refused now rather than when it fires (where it is checked
+        again, as any operation is)."""
+        op, params = cue_operation(cue["action"], cue.get("params") or {}, room)
+        if op == "pin_product":
+            (await self.products.listing(params.product_id, room)).require("pin")
+        elif op in PROMOTIONS:
+            (await self.products.sku_listing(params.sku, room)).require(PROMOTIONS[op])
 
     async def _where(self, show_id: str | None, room_id: str | None) -> tuple[str, str]:
         """The channel, and the room whose roles decide, of a show or a room."""

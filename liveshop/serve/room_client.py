@@ -24,6 +24,14 @@ class RoomClient(ActorClient):
             exists=store.room_exists,
             missing=lambda room_id: RoomNotFound(f"no room {room_id!r}"),
         )
+        self.store = store
+
+    async def history(self, room_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
+        """A page of the chat log (RoomStore.history), read from PostgreSQL: the room's
+        actor is not involved, so scrolling back costs the live room nothing."""
+        if not await self.store.room_exists(room_id):
+            raise RoomNotFound(f"no room {room_id!r}")
+        return await self.store.history(room_id, before=before, limit=limit)
 
     async def send(self, room_id: str, command: Command) -> Reply:
         result: Reply = await self.submit(room_id, "handle", command)

@@ -10,18 +10,21 @@ import asyncio
 import gzip
 import secrets
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Request
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
+from pydantic import Field
 
 from liveshop import __version__, clock
 from liveshop.config import Settings
-from liveshop.errors import NotFound, RateLimited
+from liveshop.errors import NotFound, RateLimited, Unavailable
 from liveshop.ratelimit import TokenBucket
+from liveshop.serve import views
+from liveshop.serve.schema import JSON, Body, Route, answers
+from liveshop.text import Name
 from liveshop.tokens import ANY_ROOM, Role, issue_token
 
 WEB_DIR = Path(__file__).resolve().parent.parent / "web"
@@ -59,7 +62,7 @@ GUEST_RATE, GUEST_BURST = 0.2, 10
 #: Client addresses tracked by the guest limiter before the oldest are forgotten.
 GUEST_CLIENTS = 10_000
 
-router = APIRouter()
+router = APIRouter(route_class=Route)
 
 
 class _Context:
@@ -106,8 +109,8 @@ def content_security_policy(ws: str) -> str:
 
 
 def _settings() -> Settings:
-    if _context.settings is None:
-        raise RuntimeError("web.use() was not called")
+    if _context.settings is None:  # web.use() was not called yet
+        raise Unavailable("the API is starting, try again")
     return _context.settings
 
 
@@ -141,7 +144,7 @@ for _name, _paths in ROUTES.items():
         router.add_api_route(_path, _page_route(_name), methods=["GET"], include_in_schema=False)
 
 
-@router.get("/app/config")
+@router.get("/app/config", response_model=views.PageConfig, responses=answers(params=False))
 async def config() -> dict[str, Any]:
     """What a page needs to start: where the gateway is, whether guests may join."""
     settings = _settings()
@@ -150,11 +153,18 @@ async def config() -> dict[str, Any]:
             "version": __version__}  # fmt: skip
 
 
-class GuestIn(BaseModel):
-    name: str = Field(default="", max_length=40)
+class GuestIn(Body):
+    #: Shown to others in chat: a name (liveshop/text.py): no controls, no invisible
+    #: characters; blank for "Guest xxxx".
+    name: Annotated[Name, Field(max_length=40)] = ""
 
 
-@router.post("/auth/guest", status_code=201)
+@router.post(
+    "/auth/guest",
+    status_code=201,
+    response_model=views.GuestTokenOut,
+    responses=answers(*JSON, 404, 429),
+)
 async def guest(request: Request, body: GuestIn) -> dict[str, Any]:
     """A viewer token for a new guest (no account): watch, chat, vote and buy everywhere.
 

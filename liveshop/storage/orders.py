@@ -10,6 +10,7 @@ the same transaction, and the SKU actors apply each return exactly once.
 from __future__ import annotations
 
 import datetime
+import re
 import secrets
 from typing import Any
 
@@ -21,9 +22,13 @@ from liveshop.errors import InvalidTransition, OrderNotFound, ReturnNotFound
 from liveshop.storage.carts import add_event
 
 ORDER_COLUMNS = (
-    "id, buyer_id, status, currency, subtotal_minor, tax_minor, shipping_minor, total_minor, "
-    "room_id, created_at, updated_at"
+    "id, number, buyer_id, status, currency, subtotal_minor, tax_minor, shipping_minor, "
+    "total_minor, room_id, created_at, updated_at"
 )
+#: An order's readable number (``LS-10427``): assigned by PostgreSQL (the ``order_numbers``
+#: sequence) when the order is inserted. No order id has this shape (ids of buys hold a
+#: ``~``, of checkouts start ``chk-``), so an id or a number names one order.
+ORDER_NUMBER = re.compile(r"LS-[0-9]{1,18}")
 
 
 def _ts(value: datetime.datetime) -> float:
@@ -42,12 +47,18 @@ class OrderStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool
 
-    async def get(self, order_id: str) -> dict[str, Any]:
-        """The order with its lines, shipments, status history and payments."""
+    async def get(self, ref: str) -> dict[str, Any]:
+        """The order with its lines, shipments, status history and payments; ``ref`` is
+        its id or its number."""
         async with self.pool.acquire() as conn, conn.transaction(isolation="repeatable_read"):
-            row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", order_id)
+            row = await conn.fetchrow(f"SELECT {ORDER_COLUMNS} FROM orders WHERE id = $1", ref)
+            if row is None and ORDER_NUMBER.fullmatch(ref):
+                row = await conn.fetchrow(
+                    f"SELECT {ORDER_COLUMNS} FROM orders WHERE number = $1", ref
+                )
             if row is None:
-                raise OrderNotFound(f"no order {order_id!r}")
+                raise OrderNotFound(f"no order {ref!r}")
+            order_id = row["id"]
             lines = await conn.fetch(
                 "SELECT line, sku, product_id, quantity, price_minor, deal_id FROM order_lines "
                 "WHERE order_id = $1 ORDER BY line",
@@ -172,6 +183,18 @@ class OrderStore:
                 order_id,
             )
         return order, before
+
+    async def number_of(self, order_id: str) -> str | None:
+        """The order's number (``None`` if there is no such order)."""
+        return (await self.numbers_of([order_id]))[0]
+
+    async def numbers_of(self, order_ids: list[str]) -> list[str | None]:
+        """Each order's number, in the order asked (``None`` for no such order)."""
+        rows = await self.pool.fetch(
+            "SELECT id, number FROM orders WHERE id = ANY($1::text[])", order_ids
+        )
+        numbers = {r["id"]: r["number"] for r in rows}
+        return [numbers.get(order_id) for order_id in order_ids]
 
     async def check_buyer(self, order_id: str, buyer_id: str) -> None:
         """``order_not_found`` unless the order exists and is ``buyer_id``'s."""

@@ -21,6 +21,17 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
+#: Errors that mean "PostgreSQL cannot store this data" (a character it refuses, a number out
+#: of range, a broken constraint): the same rows fail again, so they are never retried as
+#: they are (see actors/group_commit.py).
+REFUSED_DATA_ERRORS: tuple[type[BaseException], ...] = (
+    asyncpg.DataError,
+    asyncpg.IntegrityConstraintViolationError,
+    UnicodeError,
+    OverflowError,
+)
+
+
 async def _init_connection(conn: asyncpg.Connection) -> None:
     # jsonb columns arrive as dicts, not strings.
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")

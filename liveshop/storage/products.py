@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import builtins
+
 import asyncpg
 
+from liveshop.commerce.listing import Listing
 from liveshop.commerce.product import Product
-from liveshop.errors import Conflict, ProductNotFound
+from liveshop.errors import Conflict, ProductNotFound, RoomNotFound, SkuNotFound
 
 
 def _product(row: asyncpg.Record) -> Product:
@@ -56,6 +59,79 @@ class ProductStore:
     async def list(self, *, limit: int = 100, after: str | None = None) -> list[Product]:
         rows = await self.pool.fetch(
             "SELECT * FROM products WHERE ($1::text IS NULL OR id > $1) ORDER BY id LIMIT $2",
+            after,
+            limit,
+        )
+        return [_product(r) for r in rows]
+
+    # -- where products may be promoted (commerce/listing.py) ----------------------------
+
+    async def listing(self, product_id: str, room_id: str) -> Listing:
+        """The product as seen from ``room_id``: its seller, the room's host, and whether the
+        seller listed it there (product_not_found / room_not_found when either is missing)."""
+        row = await self.pool.fetchrow(
+            "SELECT p.seller_id, r.id AS room, r.host_id, "
+            "EXISTS (SELECT 1 FROM product_rooms l WHERE l.product_id = p.id "
+            "        AND l.room_id = r.id) AS listed "
+            "FROM products p LEFT JOIN rooms r ON r.id = $2 WHERE p.id = $1",
+            product_id,
+            room_id,
+        )
+        if row is None:
+            raise ProductNotFound(f"no product {product_id!r}")
+        if row["room"] is None:
+            raise RoomNotFound(f"no room {room_id!r}")
+        return Listing(product_id, row["seller_id"], room_id, row["host_id"], row["listed"])
+
+    async def sku_listing(self, sku: str, room_id: str) -> Listing:
+        """:meth:`listing` of the product a SKU belongs to."""
+        product_id = await self.pool.fetchval("SELECT product_id FROM skus WHERE id = $1", sku)
+        if product_id is None:
+            raise SkuNotFound(f"no SKU {sku!r}")
+        return await self.listing(product_id, room_id)
+
+    async def promotable(self, product_id: str, room_id: str, what: str) -> Product:
+        """The product, if its seller allows ``room_id`` to promote it (``what``: pin...)."""
+        (await self.listing(product_id, room_id)).require(what)
+        return await self.get(product_id)
+
+    async def list_in(self, product_id: str, room_id: str, *, by: str) -> bool:
+        """The seller lets ``room_id`` promote the product; False if it already could."""
+        try:
+            status = await self.pool.execute(
+                "INSERT INTO product_rooms (product_id, room_id, granted_by) VALUES ($1, $2, $3) "
+                "ON CONFLICT DO NOTHING",
+                product_id,
+                room_id,
+                by,
+            )
+        except asyncpg.ForeignKeyViolationError:
+            raise RoomNotFound(f"no room {room_id!r}") from None
+        return bool(status.endswith(" 1"))
+
+    async def unlist_in(self, product_id: str, room_id: str) -> bool:
+        status = await self.pool.execute(
+            "DELETE FROM product_rooms WHERE product_id = $1 AND room_id = $2", product_id, room_id
+        )
+        return bool(status.endswith(" 1"))
+
+    async def rooms_of(self, product_id: str) -> builtins.list[str]:
+        """The rooms the product is listed in (besides its seller's own rooms)."""
+        rows = await self.pool.fetch(
+            "SELECT room_id FROM product_rooms WHERE product_id = $1 ORDER BY room_id", product_id
+        )
+        return [r["room_id"] for r in rows]
+
+    async def in_room(
+        self, room_id: str, *, limit: int = 100, after: str | None = None
+    ) -> builtins.list[Product]:
+        """The products ``room_id`` may promote: listed there, or sold by its host."""
+        rows = await self.pool.fetch(
+            "SELECT p.* FROM products p, rooms r WHERE r.id = $1 "
+            "AND (p.seller_id = r.host_id OR EXISTS (SELECT 1 FROM product_rooms l "
+            "     WHERE l.product_id = p.id AND l.room_id = r.id)) "
+            "AND ($2::text IS NULL OR p.id > $2) ORDER BY p.id LIMIT $3",
+            room_id,
             after,
             limit,
         )

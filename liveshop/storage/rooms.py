@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,11 @@ from liveshop.errors import Conflict, RoomNotFound
 from liveshop.rooms.event import Event
 from liveshop.rooms.history import HISTORY_SIZE
 from liveshop.rooms.room import RoomInfo
+from liveshop.storage.pool import REFUSED_DATA_ERRORS
+from liveshop.text import scrub
+
+#: What the chat log shows, and so what a history read returns.
+CHAT_KINDS = ("chat", "system", "gift")
 
 
 @dataclass(frozen=True)
@@ -99,6 +105,88 @@ class RoomStore:
             ],
         )
 
+    async def history(self, room_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
+        """A page of the room's chat log from PostgreSQL, older than offset ``before`` (the
+        newest page without it), oldest first and without deleted messages: scrollback
+        beyond the room's in-memory recovery window."""
+        rows = await self.pool.fetch(
+            "SELECT e.event_offset, e.kind, e.data, e.ts_ms FROM room_events e "
+            "WHERE e.room_id = $1 AND e.kind = ANY($2::text[]) "
+            "AND ($3::bigint IS NULL OR e.event_offset < $3) "
+            "AND NOT EXISTS (SELECT 1 FROM room_events d WHERE d.room_id = $1 "
+            "    AND d.kind = 'message_deleted' "
+            "    AND (d.data ->> 'message_id')::bigint = e.event_offset) "
+            "ORDER BY e.event_offset DESC LIMIT $4",
+            room_id, list(CHAT_KINDS), before, limit + 1,
+        )  # fmt: skip
+        events = [
+            Event(offset=r["event_offset"], kind=r["kind"], data=r["data"], ts_ms=r["ts_ms"])
+            for r in rows[:limit]
+        ]
+        return {
+            "room": room_id,
+            "messages": [e.to_wire() for e in reversed(events)],
+            "more": len(rows) > limit,
+        }
+
+    async def save_tick_one_by_one(
+        self,
+        room_id: str,
+        *,
+        epoch: str,
+        offset: int,
+        state: dict[str, Any],
+        events: list[Event],
+        withdraw: Callable[[list[Event]], list[Event]],
+        gift_offsets: list[tuple[int, int]] | None = None,
+    ) -> list[Event]:
+        """:meth:`save_tick` after PostgreSQL refused its data: each event in a savepoint of
+        its own, so that an event it cannot store fails alone and is stored as what
+        ``withdraw`` makes of it (``Room.withdraw``: a placeholder at the same offset).
+        The state is saved, else saved made storable (``text.scrub``), else left as it
+        was: the offset moves on whatever happens, so a room is never stuck retrying one
+        tick. Returns the refused events (the actor refuses their senders)."""
+        refused: list[Event] = []
+        async with self.pool.acquire() as conn, conn.transaction():
+
+            async def attempt(sql: str, *args: Any) -> bool:
+                try:
+                    async with conn.transaction():  # a savepoint
+                        await conn.execute(sql, *args)
+                except REFUSED_DATA_ERRORS:
+                    return False
+                return True
+
+            for e in events:
+                if not await attempt(
+                    _INSERT_EVENT, room_id, e.offset, epoch, e.kind, e.data, e.ts_ms
+                ):
+                    refused.append(e)
+            if refused:
+                await conn.executemany(
+                    _INSERT_EVENT,
+                    [
+                        (room_id, e.offset, epoch, e.kind, e.data, e.ts_ms)
+                        for e in withdraw(refused)
+                    ],
+                )
+            kept = {e.offset for e in events} - {e.offset for e in refused}
+            for send_id, event_offset in gift_offsets or ():
+                if event_offset in kept:
+                    await attempt(_GIFT_OFFSET, send_id, event_offset)
+            for candidate in (state, scrub(state)):
+                if await attempt(_SAVE_ROOM, room_id, offset, candidate, epoch):
+                    break
+            else:
+                await conn.execute(
+                    "UPDATE rooms SET last_offset = $2, epoch = $3, updated_at = now() "
+                    "WHERE id = $1",
+                    room_id,
+                    offset,
+                    epoch,
+                )
+        return refused
+
     async def save_tick(
         self,
         room_id: str,
@@ -113,21 +201,20 @@ class RoomStore:
         among them (so a paid gift is published exactly once) in one transaction."""
         async with self.pool.acquire() as conn, conn.transaction():
             if gift_offsets:
-                await conn.executemany(
-                    "UPDATE gift_sends SET event_offset = $2 WHERE id = $1",
-                    gift_offsets,
-                )
+                await conn.executemany(_GIFT_OFFSET, gift_offsets)
             if events:
                 await conn.executemany(
-                    "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "
-                    "VALUES ($1, $2, $3, $4, $5, $6)",
+                    _INSERT_EVENT,
                     [(room_id, e.offset, epoch, e.kind, e.data, e.ts_ms) for e in events],
                 )
-            await conn.execute(
-                "UPDATE rooms SET last_offset = $2, state = $3, epoch = $4, updated_at = now() "
-                "WHERE id = $1",
-                room_id,
-                offset,
-                state,
-                epoch,
-            )
+            await conn.execute(_SAVE_ROOM, room_id, offset, state, epoch)
+
+
+_INSERT_EVENT = (
+    "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "
+    "VALUES ($1, $2, $3, $4, $5, $6)"
+)
+_GIFT_OFFSET = "UPDATE gift_sends SET event_offset = $2 WHERE id = $1"
+_SAVE_ROOM = (
+    "UPDATE rooms SET last_offset = $2, state = $3, epoch = $4, updated_at = now() WHERE id = $1"
+)

@@ -87,7 +87,7 @@ async def test_a_live_show_in_real_browsers(browser: Browser, site: Site) -> Non
         await host.goto(f"/app/studio/{ROOM}#token={host_token}")
         await host.click("#go-live")
         await expect(host.locator("#onair")).to_be_visible(timeout=60_000)
-        await host.fill("#pin-product-id", KETTLE)
+        await host.select_option("#pin-product-id", KETTLE)
         await host.click("#pin-button")
 
         # Two viewers: Ann plays WebRTC (the room offers it: few viewers), Bob HLS.
@@ -133,7 +133,7 @@ async def test_a_live_show_in_real_browsers(browser: Browser, site: Site) -> Non
         missed = [f"while you were away {i}" for i in range(3)]
         for text in missed:
             await _chat(ann, text)
-        await host.fill("#pin-product-id", HEADPHONES)
+        await host.select_option("#pin-product-id", HEADPHONES)
         await host.click("#pin-button")
         await expect(ann.locator("#pinned-title")).to_have_text("Noise-cancelling headphones")
         await asyncio.sleep(1)

@@ -77,3 +77,64 @@ async def _check(page: Page, url: str, ready: str, width: int, screenshot: str) 
     assert scroll_width <= width, f"{screenshot}: the page overflows {width}px"
     assert not outside, outside
     assert not errors, errors
+
+
+#: Where things are on the viewer page, in CSS pixels of the viewport.
+GEOMETRY = """() => {
+  const box = (e) => { const r = e.getBoundingClientRect();
+    const fixed = getComputedStyle(e).position === 'fixed';
+    return {top: r.top, bottom: r.bottom, left: r.left, right: r.right, height: r.height,
+            width: r.width, shown: e.offsetParent !== null || fixed}; };
+  const one = (s) => box(document.querySelector(s));
+  return {
+    video: one('#video'), buy: one('#buy'), price: one('#pinned-price'), chat: one('#chat-input'),
+    log: one('#chat-log'), header: one('header.top'),
+    reactions: [...document.querySelectorAll('[data-react]')].map(box),
+    nav: [...document.querySelectorAll('header.top nav a')].map(box),
+    scrollY: window.scrollY, width: document.documentElement.scrollWidth,
+  };
+}"""
+
+
+async def test_the_viewer_page_is_the_show_full_screen_on_a_phone(
+    browser: Browser, site: Site
+) -> None:
+    """Live shopping on a phone: the video fills the screen, with the pinned product, its
+    price and Buy, the chat and the reactions over it, all without scrolling; the header's
+    links stay on one line. On a desktop the same controls are on the first screen too."""
+    token = site.token("phone-viewer", {"demo": ["viewer"]})
+    async with site.http() as http:  # something in the chat
+        said = await http.post("/rooms/demo/messages", json={"text": "Welcome to the show!"})
+        assert said.status_code == 201, said.text
+    for label, viewport in (("phone", PHONE), ("desktop", DESKTOP)):
+        context = await new_context(browser, site, viewport)
+        try:
+            page = await context.new_page()
+            await page.goto(f"/app/watch/demo?player=hls#token={token}")
+            await page.locator("#pinned-title:not(:empty)").wait_for()
+            await page.locator("#chat-log li").first.wait_for()
+            await page.wait_for_timeout(500)
+            await page.screenshot(path=artifact(f"watch-first-screen-{label}.png"))
+            g = await page.evaluate(GEOMETRY)
+            width, height = viewport["width"], viewport["height"]
+            assert g["scrollY"] == 0 and g["width"] <= width, g
+            for name in ("buy", "price", "chat", "log"):
+                part = g[name]
+                assert part["shown"] and part["height"] > 0, (label, name, part)
+                assert part["top"] >= 0 and part["bottom"] <= height, (label, name, part)
+                assert part["left"] >= 0 and part["right"] <= width, (label, name, part)
+            for button in g["reactions"]:
+                assert button["top"] >= 0 and button["bottom"] <= height, (label, button)
+            tops = {round(a["top"]) for a in g["nav"]}
+            assert len(tops) == 1, f"{label}: the navigation wraps: {g['nav']}"
+            assert all(a["right"] <= width for a in g["nav"]), g["nav"]
+            video = g["video"]
+            if label == "phone":
+                # Edge to edge, top to bottom: the header lies over the video.
+                assert video["top"] <= 0 and video["bottom"] >= height - 1, video
+                assert video["left"] <= 0 and video["right"] >= width - 1, video
+                assert g["header"]["bottom"] <= 80, g["header"]
+            else:
+                assert video["height"] >= 0.8 * height, video
+        finally:
+            await context.close()

@@ -4,6 +4,8 @@ order history; the next checkout is one tap with the card saved the first time."
 
 from __future__ import annotations
 
+from urllib.parse import quote, unquote
+
 from playwright.async_api import Browser, Page, expect
 
 from tests.browser.conftest import PHONE, Site, artifact, new_context
@@ -45,6 +47,16 @@ async def test_a_guest_checks_out_then_buys_again_in_one_tap(browser: Browser, s
         await page.goto("/app/orders")
         await expect(page.locator("#order-list")).to_contain_text("Paid")
         await expect(page.locator("#order-list > *")).to_have_count(1)
+        # Orders go by their readable number (LS-...), not their internal id.
+        link = page.locator("#order-list a").first
+        order_id = unquote((await link.get_attribute("href") or "").rsplit("/", 1)[-1])
+        async with site.http() as http:
+            order = (await http.get(f"/orders/{quote(order_id, safe='')}")).json()
+        assert order["id"] == order_id, order
+        if order.get("number"):
+            await expect(link).to_have_text(f"Order {order['number']}")
+            await link.click()
+            await expect(page.locator("#order-title")).to_have_text(f"Order {order['number']}")
 
         # Again: the card saved by the first checkout makes it one tap.
         await _add_pinned_to_cart(page)

@@ -40,6 +40,12 @@ class Running:
     def service_token(self) -> str:
         return self.token("svc", {ANY_ROOM: [Role.SERVICE]})
 
+    async def list_product(self, product_id: str, room: str) -> None:
+        """The seller (a service here) lets ``room`` pin the product and run deals on it."""
+        async with self.http() as http:
+            listed = await http.put(f"/products/{product_id}/rooms/{room}")
+            assert listed.status_code == 200, listed.text
+
     def http(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
             base_url=self.settings.http_url,

@@ -64,9 +64,16 @@ async def test_viewers_buy_the_pinned_product_and_everyone_sees_the_counter(
     try:
         for client in (host, ann, bob):
             await client.result("subscribe", room=room)
+        await running.list_product(sku, room)
         await host.result("pin_product", room=room, product_id=sku)
         for client in (host, ann, bob):
             await _sees(client, sku, available=3, sold=0, price_minor=12000)
+        # The pin and its stock counter arrive in the same push: no "stock: {}" moment.
+        pinned = next(p for p in ann.pushes if any(e["kind"] == "pin" for e in p.get("events", ())))
+        assert pinned["state"]["stock"][sku]["available"] == 3
+        late = await Client.open(url, running.token("late", {room: ["viewer"]}))
+        assert (await late.result("subscribe", room=room))["stock"][sku]["available"] == 3
+        await late.close()
 
         first = await ann.result("buy", room=room, sku=sku, quantity=1, key="ann-1")
         assert (first["quantity"], first["total_minor"], first["currency"]) == (1, 12000, "USD")
@@ -380,6 +387,7 @@ async def test_a_live_auction_with_proxy_bids_a_snipe_and_a_paid_winner(
     try:
         for client in (host, ann, bob):
             await client.result("subscribe", room=room)
+        await running.list_product(sku, room)
         refused = await bob.request(
             "start_auction", room=room, sku=sku, start_price=1000, min_increment=100, duration=3
         )

@@ -41,6 +41,7 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(
     assert stalled.ws.transport is not None
     stalled.ws.transport.pause_reading()  # the app froze
 
+    await running.list_product(product["id"], room)
     pins = 400  # ~2.4 KB each: ~1 MB, well past the 256 KiB limit plus kernel buffers
     async with running.http() as http:
         sem = asyncio.Semaphore(16)

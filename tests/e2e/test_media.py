@@ -1,5 +1,9 @@
 """Going live over RTMP: stream keys, the transcoder actor, HLS over HTTP, the recording,
-failover to the backup and the slate, bad publishers, and a transcoder killed mid-stream."""
+failover to the backup and the slate, bad publishers, and a transcoder killed mid-stream.
+
+Every playlist these tests read over HTTP is parsed with the ``m3u8`` package and checked
+against RFC 8216 (``tests/hls_rules.py``), across its reloads: through a failover, the
+slate, a transcoder restart and the end of the stream."""
 
 from __future__ import annotations
 
@@ -19,6 +23,46 @@ from liveshop.actors import wiring
 from liveshop.media.stamp import read_stamp
 from tests.e2e.conftest import Running
 from tests.e2e.publisher import PatternTrack, RtmpPublisher, whep_play, whip_publish
+from tests.hls_rules import HlsChecker, check_codecs
+
+#: Remembers every playlist URL read here (stream ids make them unique), so the rules that
+#: span reloads (a constant target duration, sequences that never go back) are checked.
+HLS = HlsChecker()
+
+
+async def _playlist(http: httpx.AsyncClient, url: str) -> httpx.Response:
+    """GET a playlist; a 200 is checked against RFC 8216 before the test sees it."""
+    response = await http.get(url)
+    if response.status_code == 200:
+        if "#EXT-X-STREAM-INF" in response.text:
+            HLS.master_playlist(url, response.text)
+        else:
+            HLS.media_playlist(url, response.text)
+    return response
+
+
+async def _check_ladder(http: httpx.AsyncClient, master_url: str) -> None:
+    """The master playlist and every rendition it lists, read together: each valid, the
+    renditions in step, and each one's CODECS those of its newest segment."""
+    base = master_url.rsplit("/", 1)[0]
+    for _ in range(3):  # a rung shed between the master and its playlist: read again
+        master = await _playlist(http, master_url)
+        assert master.status_code == 200, master.text
+        variants = HLS.master_playlist(master_url, master.text)
+        responses = {uri: await http.get(f"{base}/{uri}") for uri, _ in variants}
+        if all(r.status_code == 200 for r in responses.values()):
+            break
+    texts = {}
+    for uri, codecs in variants:
+        response = responses[uri]
+        assert response.status_code == 200, (uri, response.status_code)
+        texts[f"{base}/{uri}"] = response.text
+        names = [line for line in response.text.splitlines() if line.endswith(".ts")]
+        if names:
+            rendition = uri.rsplit("/", 1)[0]
+            segment = await http.get(f"{base}/{rendition}/{names[-1]}")
+            check_codecs(codecs, segment.content)
+    HLS.ladder(texts)
 
 
 async def _room_with_keys(running: Running, http: httpx.AsyncClient, room: str) -> dict[str, str]:
@@ -83,15 +127,21 @@ async def test_rtmp_publisher_goes_live_as_an_hls_ladder_with_a_recording(
         publisher = RtmpPublisher(urls["primary"], width=854, height=480).start()
         try:
             view = await _live(http, room, status="live", source="primary")
-            assert view["renditions"] == ["480p", "360p"]
+            # The ladder for 480p: 480p and 360p; on a machine too busy to encode both, the
+            # top one is shed (and said so), never the lowest.
+            assert view["renditions"] + view["health"]["shed"] == ["480p", "360p"]
             master = await _eventually(lambda: _get_ok(http, view["hls"]))
+            await _check_ladder(http, view["hls"])
             assert master.headers["content-type"] == "application/vnd.apple.mpegurl"
             assert "max-age=1" in master.headers["cache-control"]
-            assert "480p/index.m3u8" in master.text and "360p/index.m3u8" in master.text
+            assert "360p/index.m3u8" in master.text
             base = view["hls"].rsplit("/", 1)[0]
             sizes = {"480p": (854, 480), "360p": (640, 360)}
             for rung, size in sizes.items():
-                playlist = await _eventually(lambda r=rung: _segments(http, f"{base}/{r}"))
+                playlist = await _eventually(lambda r=rung: _segments_or_shed(http, room, base, r))
+                if playlist == SHED:
+                    assert rung == "480p"
+                    continue
                 segment = await http.get(f"{base}/{rung}/{playlist[-1]}")
                 assert segment.status_code == 200
                 assert segment.headers["content-type"] == "video/mp2t"
@@ -99,6 +149,9 @@ async def test_rtmp_publisher_goes_live_as_an_hls_ladder_with_a_recording(
                 frames = _decode(segment.content)
                 assert frames and (frames[0].width, frames[0].height) == size
                 assert read_stamp(frames[-1]) > 0  # the publisher's frames, not a slate
+            await _check_ladder(http, view["hls"])
+            health = (await _stream(http, room) or {})["health"]
+            assert health["input_kbps"] > 0
             thumb = await _eventually(lambda: _thumbnail(http, room))
             assert (
                 thumb.headers["content-type"] == "image/jpeg" and thumb.content[:2] == b"\xff\xd8"
@@ -108,15 +161,18 @@ async def test_rtmp_publisher_goes_live_as_an_hls_ladder_with_a_recording(
         assert publisher.error is None, publisher.error
         ended = await _stop(http, room)
         assert ended["status"] == "ended"
-        live = (await http.get(f"{base}/480p/index.m3u8")).text
+        # The lowest rung is never shed: it is always live to the end and recorded whole.
+        live = (await _playlist(http, f"{base}/360p/index.m3u8")).text
         assert live.rstrip().endswith("#EXT-X-ENDLIST")
-        replay = await http.get(ended["replay"])
-        assert replay.status_code == 200 and "480p/vod.m3u8" in replay.text
-        vod = (await http.get(f"{base}/480p/vod.m3u8")).text
+        await _check_ladder(http, view["hls"])
+        replay = await _playlist(http, ended["replay"])
+        assert replay.status_code == 200 and "360p/vod.m3u8" in replay.text
+        await _check_ladder(http, ended["replay"])
+        vod = (await _playlist(http, f"{base}/360p/vod.m3u8")).text
         assert "#EXT-X-PLAYLIST-TYPE:VOD" in vod and vod.rstrip().endswith("#EXT-X-ENDLIST")
         names = [line for line in vod.splitlines() if line.endswith(".ts")]
         assert names[0] == "seg000000.ts"  # the recording keeps every segment
-        recording = b"".join([(await http.get(f"{base}/480p/{n}")).content for n in names])
+        recording = b"".join([(await http.get(f"{base}/360p/{n}")).content for n in names])
         frames = _decode(recording)
         # It plays from the first segment to the publisher's last frames. (A live encoder
         # drops the oldest frames when it falls behind, e.g. starting up on a busy machine,
@@ -137,16 +193,29 @@ async def test_rtmp_publisher_goes_live_as_an_hls_ladder_with_a_recording(
 
 
 async def _get_ok(http: httpx.AsyncClient, url: str) -> httpx.Response | None:
-    response = await http.get(url)
+    response = await (_playlist(http, url) if url.endswith(".m3u8") else http.get(url))
     return response if response.status_code == 200 else None
 
 
 async def _segments(http: httpx.AsyncClient, rendition: str) -> list[str] | None:
-    response = await http.get(f"{rendition}/index.m3u8")
+    response = await _playlist(http, f"{rendition}/index.m3u8")
     if response.status_code != 200:
         return None
     names = [line for line in response.text.splitlines() if line.endswith(".ts")]
     return names if len(names) >= 2 else None
+
+
+SHED = ["shed"]
+
+
+async def _segments_or_shed(
+    http: httpx.AsyncClient, room: str, base: str, rung: str
+) -> list[str] | None:
+    """The rung's segments (two or more), or SHED if the stream shed it meanwhile."""
+    names = await _segments(http, f"{base}/{rung}")
+    if names is None and rung in ((await _stream(http, room)) or {})["health"]["shed"]:
+        return SHED
+    return names
 
 
 async def _thumbnail(http: httpx.AsyncClient, room: str) -> httpx.Response | None:
@@ -245,8 +314,9 @@ async def test_a_stalled_primary_fails_over_to_the_backup_then_to_the_slate(
             # Players never saw the stream stop: segments kept coming, without a gap in
             # the sequence and without a discontinuity (the encoders never restarted).
             after = await _eventually(lambda: _segments_after(http, f"{base}/360p", before[-1]))
-            text = (await http.get(f"{base}/360p/index.m3u8")).text
+            text = (await _playlist(http, f"{base}/360p/index.m3u8")).text
             assert "#EXT-X-DISCONTINUITY\n" not in text
+            await _check_ladder(http, view["hls"])
             numbers = [int(n[3:9]) for n in after]
             assert numbers == list(range(numbers[0], numbers[0] + len(numbers)))
             frames = _decode((await http.get(f"{base}/360p/{after[-1]}")).content)
@@ -314,8 +384,9 @@ async def test_a_killed_transcoder_restarts_and_the_playlist_resumes_with_a_disc
             view = await _live(http, room, source="primary", incarnation=1)
             assert view["hls"].startswith(base)
             after = await _eventually(lambda: _segments_after(http, f"{base}/360p", before[-1]))
-            text = (await http.get(f"{base}/360p/index.m3u8")).text
+            text = (await _playlist(http, f"{base}/360p/index.m3u8")).text
             assert "#EXT-X-DISCONTINUITY\n" in text
+            await _check_ladder(http, view["hls"])
             numbers = [int(n[3:9]) for n in after]
             assert numbers == sorted(set(numbers)), "sequence numbers continue, never reused"
             frames = _decode((await http.get(f"{base}/360p/{after[-1]}")).content)
@@ -368,6 +439,10 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
             frames = _decode((await http.get(f"{base}/360p/{names[-1]}")).content)
             assert (frames[0].width, frames[0].height) == (640, 360)
             assert read_stamp(frames[-1]) > 0
+            await _check_ladder(http, view["hls"])
+            # The studio's input bitrate: what the WebRTC connection receives (it read 0).
+            view = await _eventually(lambda: _receiving(http, room))
+            assert view["health"]["source"] == "primary"
             # WHEP: a viewer's WebRTC player receives the picture on air, in well under
             # a second of the camera (the frame index in the pixels says which one).
             sub, whep, tracks = await whep_play(http, f"/media/rooms/{room}/whep", viewer)
@@ -404,6 +479,11 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
             await pc.close()
         await _live(http, room, source="slate")
         await _stop(http, room)
+
+
+async def _receiving(http: httpx.AsyncClient, room: str) -> dict[str, Any] | None:
+    view = await _stream(http, room)
+    return view if view and (view["health"].get("input_kbps") or 0) > 0 else None
 
 
 async def _restream(http: httpx.AsyncClient, room: str, state: str) -> dict[str, Any] | None:

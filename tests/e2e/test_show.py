@@ -91,6 +91,7 @@ async def test_polls_questions_giveaways_roles_and_recovery_after_a_kill(
         joined = await host.result("subscribe", room=room)
         for v in viewers:
             await v.result("subscribe", room=room)
+        await running.list_product(f"{room}-p", room)
         await host.result("pin_product", room=room, product_id=f"{room}-p")
         poll = await host.result(
             "create_poll", room=room, question="Colour?", options=["red", "blue"], duration=600

@@ -43,6 +43,7 @@ async def test_chat_and_pin_reach_both_viewers_and_survive_an_actor_kill(
                 assert event["offset"] == sent["offset"]
                 assert event["user"] == {"id": "ann", "name": "Ann"}
 
+            await running.list_product(f"{room}-p", room)
             response = await http.post(f"/rooms/{room}/pin", json={"product_id": f"{room}-p"})
             assert response.status_code == 200, response.text
             for viewer in (ann, bob):

@@ -268,6 +268,7 @@ async def test_cues_fire_on_time_and_the_host_changes_them_live(
         room = new_id("cues")
         made = await http.post("/rooms", json={"id": room, "title": "Cues", "channel_id": cid})
         assert made.status_code == 201, made.text
+        await running.list_product(sku, room)
         host = await Client.open(running.settings.ws_url, running.token("h", {room: ["host"]}))
         viewer = await Client.open(running.settings.ws_url, running.token("v", {room: ["viewer"]}))
         await host.result("subscribe", room=room)
@@ -291,6 +292,20 @@ async def test_cues_fire_on_time_and_the_host_changes_them_live(
             http, cid, new_id("p"), start, cues=cues, products=[sku], room_id=room
         )
         assert show["room_id"] == room
+        # A host's cue may not sell what the room's sellers do not allow (here a product
+        # never listed in it): refused when added, not just when it fires.
+        other = new_id("other")
+        await _product(http, other, "Other", 100, "EUR")
+        free_deal = {
+            "at": 700,
+            "action": "start_deal",
+            "params": {"sku": other, "price_minor": 0, "duration": 60, "quantity": 5},
+        }
+        host_auth = _as(running.token("h", {room: ["host"]}))
+        refused = await http.post(
+            f"/shows/{show['show_id']}/cues", json=free_deal, headers=host_auth
+        )
+        assert refused.status_code == 403, refused.text
         try:
             # The show's products are queued for the host when it starts.
             queued = await host.wait_event("product_queued", timeout=10)
@@ -361,6 +376,7 @@ async def test_host_analytics_match_what_happened_in_the_show(
                                    for p in host.pushes)  # fmt: skip
 
             await host.wait_for(watching(3), timeout=10)  # the gateway reported all three
+            await running.list_product(sku, room)
             await host.result("pin_product", room=room, product_id=sku)
             for i in range(5):
                 await (ann if i % 2 else bob).result("chat", room=room, text=f"message {i}")

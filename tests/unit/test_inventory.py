@@ -24,6 +24,7 @@ from liveshop.commerce.inventory import (
 )
 from liveshop.errors import (
     Conflict,
+    Forbidden,
     IdempotencyMismatch,
     InvalidRequest,
     LimitExceeded,
@@ -364,3 +365,35 @@ def test_never_oversold_stock_conserved_ledger_explains_everything(
     assert sum(e.sold for e in db.ledger) == inv.sold
     # Every unit sold by a buy has its order; no two orders share a buyer's key.
     assert len({(o.buyer_id, o.key) for o in db.orders}) == len(db.orders)
+
+
+def test_a_deal_belongs_to_its_room() -> None:
+    """Only buys made in the deal's room get its price; only that room ends it; another
+    room cannot replace a deal coming up there."""
+    inv = stocked(10)
+    inv.start_deal(FlashDeal("d1", 100, T0, T0 + 60, quantity=5, room_id="show"), T0)
+    assert inv.buy("k1", "ann", 1, T0 + 1, room_id="show")["price_minor"] == 100
+    assert inv.buy("k2", "bob", 1, T0 + 1, room_id="elsewhere")["price_minor"] == 1999
+    assert inv.buy("k3", "cat", 1, T0 + 1)["price_minor"] == 1999  # no room: a service
+    assert inv.deal_sold == 1
+    with pytest.raises(Forbidden):
+        inv.end_deal(T0 + 2, room_id="elsewhere")
+    assert inv.live_deal(T0 + 2) is not None
+    inv.end_deal(T0 + 2, room_id="show")
+    assert inv.live_deal(T0 + 3) is None and inv.deal is not None
+    assert inv.deal.room_id == "show" and inv.deal.ends_at == T0 + 2
+    inv.start_deal(FlashDeal("d2", 50, T0 + 100, T0 + 200, quantity=1, room_id="show"), T0 + 3)
+    with pytest.raises(Conflict):
+        inv.start_deal(FlashDeal("d3", 0, T0 + 10, T0 + 20, quantity=5, room_id="other"), T0 + 4)
+    # The room running the upcoming deal may replace it.
+    inv.start_deal(FlashDeal("d4", 60, T0 + 10, T0 + 20, quantity=1, room_id="show"), T0 + 4)
+    assert inv.deal.deal_id == "d4"
+
+
+@pytest.mark.parametrize("key", ["nul\x00", "lone\ud800", "ctl\x1b"])
+def test_keys_postgresql_cannot_store_are_refused(key: str) -> None:
+    inv = stocked(3)
+    inv.drain()
+    with pytest.raises(InvalidRequest, match="idempotency key"):
+        inv.buy(key, "ann", 1, T0)
+    assert inv.available == 3 and not inv.drain()

@@ -6,10 +6,15 @@ from hypothesis import strategies as st
 
 from liveshop.commerce.product import Product
 from liveshop.errors import Forbidden, InvalidRequest, LiveshopError
+from liveshop.rooms.chat import DEFAULT_REACTIONS
 from liveshop.rooms.commands import (
     Actor,
+    Ask,
     Chat,
+    ChatSettings,
     Command,
+    Joined,
+    MarkAnswered,
     Pin,
     React,
     ReportViewers,
@@ -17,10 +22,12 @@ from liveshop.rooms.commands import (
     StreamChanged,
     SystemMessage,
     Unpin,
+    Upvote,
 )
 from liveshop.rooms.room import (
     MAX_CHAT_CHARS,
-    MAX_REACTION_KINDS,
+    MAX_OPEN_QUESTIONS_PER_USER,
+    MAX_QUESTIONS,
     SNAPSHOT_CHAT,
     VIEWER_REPORT_TTL,
     Room,
@@ -162,13 +169,55 @@ def test_bad_reactions_are_refused(kind: str, count: int) -> None:
         new_room().apply(React(VIEWER, kind, count), T0)
 
 
-def test_reaction_kinds_are_bounded() -> None:
+def test_reactions_come_from_the_rooms_set() -> None:
+    """Made-up kinds are refused, so no viewer can fill a shared table and lock everyone
+    else out of ``heart``; the host configures the set."""
     room = new_room()
-    for i in range(MAX_REACTION_KINDS):
-        room.apply(React(VIEWER, f"k{i}"), T0)
+    for i in range(100):
+        with pytest.raises(InvalidRequest):
+            room.apply(React(VIEWER, f"junk{i}"), T0)
+    room.apply(React(VIEWER, "heart"), T0)
+    assert room.drain(T0).state["reactions"] == {"heart": 1}
+    assert room.snapshot(T0)["chat_settings"]["reactions"] == list(DEFAULT_REACTIONS)
+    with pytest.raises(Forbidden):
+        room.apply(ChatSettings(VIEWER, reactions=("junk",)), T0)
     with pytest.raises(InvalidRequest):
-        room.apply(React(VIEWER, "one_too_many"), T0)
-    room.apply(React(VIEWER, "k0"), T0)  # known kinds still count
+        room.apply(ChatSettings(HOST, reactions=tuple(f"k{i}" for i in range(17))), T0)
+    room.apply(ChatSettings(HOST, reactions=("heart", "rose")), T0)
+    room.apply(React(VIEWER, "rose", 2), T0)
+    with pytest.raises(InvalidRequest):
+        room.apply(React(VIEWER, "fire"), T0)
+
+
+def test_recent_joiners_list_each_user_once() -> None:
+    room = new_room()
+    for _ in range(30):
+        room.apply(Joined(VIEWER), T0)
+    room.apply(Joined(HOST), T0)
+    room.apply(Joined(VIEWER), T0)
+    assert room.drain(T0).state["recent_joiners"] == [
+        {"id": "h1", "name": "Host"},
+        {"id": "v1", "name": "Vee"},
+    ]
+
+
+def test_questions_are_bounded_per_user_and_a_full_room_forgets_answered_ones() -> None:
+    room = new_room()
+    for i in range(MAX_OPEN_QUESTIONS_PER_USER):
+        room.apply(Ask(VIEWER, f"question {i}?"), T0 + i * 10)
+    with pytest.raises(InvalidRequest, match="unanswered"):
+        room.apply(Ask(VIEWER, "one more?"), T0 + 100)
+    first = next(iter(room.questions))
+    room.apply(MarkAnswered(HOST, first), T0 + 101)
+    room.apply(Ask(VIEWER, "now may I?"), T0 + 110)  # an answer frees a turn
+    for i in range(MAX_QUESTIONS - len(room.questions)):
+        room.apply(Ask(Actor(f"u{i}", "U", frozenset({Role.VIEWER})), "q?"), T0 + 200)
+    room.apply(Upvote(Actor("u0", "U", frozenset({Role.VIEWER})), first), T0 + 201)
+    room.apply(Ask(Actor("late", "L", frozenset({Role.VIEWER})), "full?"), T0 + 202)
+    assert len(room.questions) == MAX_QUESTIONS and first not in room.questions
+    room.drain(T0 + 203)  # a forgotten question's pending tally is dropped with it
+    with pytest.raises(InvalidRequest, match="at most"):
+        room.apply(Ask(Actor("later", "L", frozenset({Role.VIEWER})), "still?"), T0 + 204)
 
 
 def test_viewers_are_the_sum_of_fresh_gateway_reports() -> None:

@@ -8,11 +8,13 @@ import pickle
 from pathlib import Path
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import InvalidRequest, RoomNotFound, Unavailable
-from liveshop.ratelimit import TokenBucket
+from liveshop.ratelimit import PerUser, TokenBucket
 from liveshop.serve.batcher import Batcher
 
 
@@ -50,6 +52,44 @@ def test_a_clock_stepping_back_does_not_refill_the_bucket_twice() -> None:
     assert not bucket.take(90.0)  # the clock went back ten seconds
     assert not bucket.take(100.0)  # the same second again: still empty
     assert bucket.take(101.0)
+
+
+@given(
+    st.lists(
+        st.tuples(st.sampled_from(["open", "close", "take"]), st.sampled_from("ab")), max_size=200
+    )
+)
+def test_a_user_shares_one_bucket_and_a_bounded_number_of_sockets(
+    steps: list[tuple[str, str]],
+) -> None:
+    """More sockets buy a user no more requests: whatever they open and close, they hold at
+    most ``max_connections`` and get at most ``burst`` requests at one instant."""
+    users = PerUser(max_connections=3, rate=1.0, burst=5)
+    held = {"a": 0, "b": 0}
+    taken = {"a": 0, "b": 0}
+    for step, user in steps:
+        if step == "open":
+            held[user] += users.open(user, 0.0)
+        elif step == "close" and held[user]:
+            users.close(user)
+            held[user] -= 1
+        elif step == "take" and held[user]:
+            taken[user] += users.take(user, 0.0)
+        assert users.connections(user) == held[user] <= 3
+    # The bucket lives as long as the user keeps a socket: at most the burst at time 0
+    # while connected (closing every socket forgets the user, a fresh bucket next time).
+    assert all(n <= 5 * (1 + steps.count(("open", u))) for u, n in taken.items())
+
+
+def test_per_user_limits_examples() -> None:
+    users = PerUser(max_connections=2, rate=1.0, burst=2)
+    assert users.open("u", 0.0) and users.open("u", 0.0) and not users.open("u", 0.0)
+    assert [users.take("u", 0.0) for _ in range(3)] == [True, True, False]
+    assert users.open("v", 0.0) and users.take("v", 0.0)  # others have their own share
+    users.close("u")
+    assert users.open("u", 0.0)
+    assert not users.take("u", 0.0)  # the shared bucket survives while a socket is open
+    assert users.take("u", 1.0)
 
 
 def test_keys_are_created_once_and_private(tmp_path: Path) -> None:

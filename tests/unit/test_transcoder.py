@@ -1,19 +1,61 @@
 """The ladder encoder on a synthetic source: every rung's segments decode at their size, the
-playlists list exactly what the store holds, a restart continues with a discontinuity."""
+playlists list exactly what the store holds and obey RFC 8216 (tests/hls_rules.py), the
+master playlist declares the codecs the segments hold, segments keep their length when
+frames are lost, a restart continues with a discontinuity, and rungs are shed and restored
+while every playlist stays valid."""
 
 from __future__ import annotations
 
+import io
 import math
+import random
+import threading
+import time
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 
+from liveshop.media.hls import MediaPlaylist
+from liveshop.media.ladder import parse_ladder
 from liveshop.media.segments import LocalDiskStore
-from liveshop.media.transcoder import transcode_file
+from liveshop.media.stamp import picture
+from liveshop.media.transcoder import LadderEncoder, transcode_file
+from tests.hls_rules import HlsChecker, check_codecs
 
 T0 = 1_800_000_000.0
+
+
+def check_output(store: LocalDiskStore, prefix: str, checker: HlsChecker) -> dict[str, str]:
+    """Every playlist under ``prefix`` checked (the ladder's together); the listed rungs'
+    live playlists by name."""
+    for _ in range(3):  # a rung shed between reading the master and its playlist: again
+        master = (store.get(f"{prefix}/master.m3u8") or b"").decode()
+        variants = checker.master_playlist(f"{prefix}/master.m3u8", master)
+        texts = {uri: store.get(f"{prefix}/{uri}") for uri, _ in variants}
+        if None not in texts.values():
+            break
+    assert None not in texts.values(), f"the master lists a playlist not there: {texts}"
+    live = {}
+    for uri, codecs in variants:
+        name = uri.split("/")[0]
+        live[name] = (texts[uri] or b"").decode()
+        first = live[name].split(".ts\n")[0].rsplit("\n", 1)[-1] + ".ts"
+        if first.startswith("seg"):
+            segment = store.get(f"{prefix}/{name}/{first}")
+            assert segment is not None
+            check_codecs(codecs, segment)
+    checker.ladder({f"{prefix}/{n}/index.m3u8": t for n, t in live.items()})
+    replay = store.get(f"{prefix}/replay.m3u8")
+    if replay is not None:
+        recorded = {}
+        for uri, _ in checker.master_playlist(f"{prefix}/replay.m3u8", replay.decode()):
+            text = store.get(f"{prefix}/{uri}")
+            assert text is not None
+            recorded[f"{prefix}/{uri}"] = text.decode()
+        checker.ladder(recorded)
+    return live
 
 
 def synthetic(path: Path, *, width: int, height: int, fps: int, seconds: float) -> None:
@@ -53,6 +95,10 @@ def test_a_source_becomes_an_hls_ladder(tmp_path: Path) -> None:
     )  # fmt: skip
     master = (store.get("room-1/master.m3u8") or b"").decode()
     assert [r.name for r in encoder.renditions] == ["480p", "360p"]
+    live = check_output(store, "room-1", HlsChecker())
+    assert set(live) == {"480p", "360p"}
+    # What libx264 writes at ultrafast: Constrained Baseline, level 3.0 (480p and 360p).
+    assert 'CODECS="avc1.42c01e,mp4a.40.2"' in master
     assert "480p/index.m3u8" in master and "RESOLUTION=640x360" in master
     for rendition in encoder.renditions:
         playlist = (store.get(f"room-1/{rendition.name}/index.m3u8") or b"").decode()
@@ -61,7 +107,7 @@ def test_a_source_becomes_an_hls_ladder(tmp_path: Path) -> None:
         durations = [
             float(line[8:-1]) for line in playlist.splitlines() if line.startswith("#EXTINF")
         ]
-        assert all(abs(d - 1.0) < 0.05 for d in durations[:-1])  # cut on the aligned keyframes
+        assert durations[:-1] == [1.0] * (len(durations) - 1)  # cut on the aligned keyframes
         for name in names:
             data = store.get(f"room-1/{rendition.name}/{name}")
             assert data is not None
@@ -152,3 +198,181 @@ def test_a_live_stream_whose_encoder_fails_reports_the_crash(tmp_path: Path) -> 
     assert done.wait(10)
     assert isinstance(crashed[0], OSError)
     stream.join(5)
+
+
+def _segments(store: LocalDiskStore, prefix: str, playlist: str) -> list[tuple[str, float]]:
+    text = (store.get(f"{prefix}/{playlist}") or b"").decode()
+    lines = text.splitlines()
+    return [
+        (lines[i + 1], float(line[8:-1]))
+        for i, line in enumerate(lines)
+        if line.startswith("#EXTINF:")
+    ]
+
+
+def test_segments_keep_their_length_when_the_source_loses_frames(tmp_path: Path) -> None:
+    """Frames dropped (an encoder behind drops the oldest), a source pausing for over a
+    segment: every segment still lasts exactly one period and starts with the one keyframe
+    it holds, on every rung (they once ran 0.07-5.9 s, and the target duration grew)."""
+    store = LocalDiskStore(tmp_path / "hls")
+    encoder = LadderEncoder(
+        width=640, height=360, fps=30, store=store, prefix="r", work=tmp_path / "w",
+        now=lambda: T0, segment_seconds=0.5, preset="ultrafast", record=True,
+        rungs=parse_ladder("360:500,180:200"),
+    )  # fmt: skip
+    checker = HlsChecker()
+    rng = random.Random(7)
+    sent = 0
+    for i in range(180):
+        if rng.random() < 0.4 or 60 <= i < 100:  # 40% lost, and 1.3 s with nothing
+            continue
+        frame = picture(640, 360, i)
+        encoder.video(frame, at=i / 30)
+        encoder.pad_audio()
+        sent += 1
+        if i % 15 == 0:
+            check_output(store, "r", checker)
+    encoder.close()
+    encoder.end()
+    check_output(store, "r", checker)
+    for rung, size in (("360p", (640, 360)), ("180p", (320, 180))):
+        listed = _segments(store, "r", f"{rung}/vod.m3u8")
+        assert [d for _, d in listed[:-1]] == [0.5] * (len(listed) - 1)
+        assert len(listed) == 12  # 6 s of output clock, 0.5 s each
+        starts = []
+        for name, _ in listed:
+            data = store.get(f"r/{rung}/{name}")
+            assert data is not None
+            with av.open(io.BytesIO(data), format="mpegts") as container:
+                frames = list(container.decode(video=0))
+            assert (frames[0].width, frames[0].height) == size
+            assert [f.key_frame for f in frames] == [True] + [False] * (len(frames) - 1)
+            starts.append(frames[0].pts * frames[0].time_base)
+        # On the grid (the muxer shifts every timestamp by the sound's priming, 1024 samples).
+        assert [start - starts[0] for start in starts] == [Fraction(n, 2) for n in range(12)]
+    assert sent < 180 and encoder.frames == sent
+
+
+def test_rungs_are_shed_when_the_encoder_is_behind_and_come_back(tmp_path: Path) -> None:
+    """A live stream told its encoder is behind (the shedder's controllable load) sheds the
+    top rungs one by one, announced in the master playlist and health; told there is room,
+    it restores them at segment boundaries. Every playlist read meanwhile obeys RFC 8216:
+    the target duration never changes, segments keep their length, renditions stay
+    aligned; the replay keeps only the rung recorded throughout."""
+    from liveshop.media.live import LiveOptions, LiveStream
+    from liveshop.media.sources import TrackSource
+
+    store = LocalDiskStore(tmp_path / "store")
+    views: list[dict[str, object]] = []
+    options = LiveOptions(
+        segment_seconds=0.5, preset="ultrafast", shed_after=0.4, restore_after=0.8,
+        rungs=parse_ladder("360:500,240:300,144:150"), thumbnail_interval=60,
+    )  # fmt: skip
+    stream = LiveStream(
+        "room:shed", store=store, work=tmp_path / "work", options=options,
+        on_view=views.append,
+    )  # fmt: skip
+    source = stream.attach("primary", "cam", track=True)
+    assert isinstance(source, TrackSource)
+    checker = HlsChecker()
+    masters: list[list[str]] = []
+    stop = threading.Event()
+
+    def camera() -> None:
+        started, i = time.monotonic(), 0
+        while not stop.is_set():
+            frame = picture(640, 360, i)
+            frame.pts, frame.time_base = i, Fraction(1, 30)
+            source.receive(frame)
+            i += 1
+            time.sleep(max(0.0, started + i / 30 - time.monotonic()))
+
+    def observe() -> list[str]:
+        if store.get(f"{stream.prefix}/master.m3u8") is None:
+            return []
+        listed = sorted(check_output(store, stream.prefix, checker))
+        if not masters or masters[-1] != listed:
+            masters.append(listed)
+        return listed
+
+    def until(condition: object, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not callable(condition) or not condition():
+            assert time.monotonic() < deadline, (masters, views[-1:] if views else None)
+            observe()
+            time.sleep(0.1)
+
+    feeder = threading.Thread(target=camera, daemon=True)
+    feeder.start()
+    try:
+        until(lambda: stream.shedder is not None and len(observe()) == 3)
+        assert stream.shedder is not None
+        stream.shedder.forced_load = 5.0  # behind
+        until(lambda: observe() == ["144p"])
+        shed = stream.view()
+        assert shed["renditions"] == ["144p"]
+        assert shed["health"]["shed"] == ["360p", "240p"]
+        assert "rungs_shed" in shed["health"]["alerts"]
+        assert store.get(f"{stream.prefix}/360p/index.m3u8") is None  # players move down
+        replay = (store.get(f"{stream.prefix}/replay.m3u8") or b"").decode()
+        assert "144p/vod.m3u8" in replay and "360p" not in replay
+        stream.shedder.forced_load = 0.0  # room again
+        until(lambda: observe() == ["144p", "240p", "360p"])
+        back = stream.view()
+        assert back["renditions"] == ["360p", "240p", "144p"] and back["health"]["shed"] == []
+    finally:
+        stop.set()
+        feeder.join(5)
+        stream.stop()
+    check_output(store, stream.prefix, checker)
+    # Shed one at a time, top first; restored bottom up, listed once they can be played.
+    full, middle, low = ["144p", "240p", "360p"], ["144p", "240p"], ["144p"]
+    assert masters[:3] == [full, middle, low] and masters[-1] == full, masters
+    assert all(m in (full, middle, low) for m in masters), masters
+    vod = (store.get(f"{stream.prefix}/360p/vod.m3u8") or b"").decode()
+    assert "#EXT-X-PLAYLIST-TYPE:VOD" in vod and vod.endswith("#EXT-X-ENDLIST\n")
+    assert checker.checked > 20
+
+
+def test_a_restart_after_a_shed_keeps_every_rendition_in_step(tmp_path: Path) -> None:
+    """The transcoder restarts while a rung is shed: the recorded rung continues after a
+    discontinuity, the other starts a live playlist numbered like it (same sequence and
+    discontinuity numbers for the same moment), listed once it holds three target
+    durations; the replay keeps only the rung recorded throughout."""
+    store = LocalDiskStore(tmp_path / "hls")
+    options = {"width": 640, "height": 360, "fps": 30, "store": store, "prefix": "r",
+               "segment_seconds": 0.5, "preset": "ultrafast", "record": True,
+               "rungs": parse_ladder("360:500,180:200")}  # fmt: skip
+    checker = HlsChecker()
+    first = LadderEncoder(work=tmp_path / "w1", now=lambda: T0, **options)  # type: ignore[arg-type]
+    for i in range(90):
+        if i == 45:
+            first.set_shed(1)
+            assert check_output(store, "r", checker).keys() == {"180p"}
+            assert store.get("r/360p/index.m3u8") is None
+        first.video(picture(640, 360, i), at=i / 30)
+        first.pad_audio()
+    first.close()  # and the process dies: no end
+    check_output(store, "r", checker)
+    assert set(first.recordings) == {"180p"}
+    recordings = {n: MediaPlaylist.parse(r.render()) for n, r in first.recordings.items()}
+    playlists = {n: r.tail(6) for n, r in recordings.items()}
+    for playlist in (*playlists.values(), *recordings.values()):
+        playlist.restart()
+    second = LadderEncoder(
+        work=tmp_path / "w2", now=lambda: T0 + 10, playlists=playlists,
+        recordings=recordings, **options,  # type: ignore[arg-type]
+    )  # fmt: skip
+    assert second.playlists["360p"].next_sequence == second.playlists["180p"].next_sequence
+    assert check_output(store, "r", checker).keys() == {"180p"}  # 360p: not yet
+    listed = set()
+    for i in range(120):  # three target durations (3 s) and a bit
+        second.video(picture(640, 360, 1000 + i), at=i / 30)
+        second.pad_audio()
+        listed |= check_output(store, "r", checker).keys()
+    assert listed == {"180p", "360p"}
+    second.close()
+    second.end()
+    check_output(store, "r", checker)
+    replay = (store.get("r/replay.m3u8") or b"").decode()
+    assert "180p/vod.m3u8" in replay and "360p" not in replay

@@ -3,7 +3,10 @@ which the CSP forbids), labelled controls, and a palette whose text meets WCAG A
 
 from __future__ import annotations
 
+import json
 import re
+import shutil
+import subprocess
 from html.parser import HTMLParser
 from pathlib import Path
 
@@ -114,3 +117,57 @@ def test_the_csp_allows_the_gateway_and_nothing_remote_for_scripts() -> None:
 def test_every_page_file_exists() -> None:
     for name in PAGES:
         assert Path(PAGES_DIR / f"{name}.html").is_file(), name
+
+
+def _node_module(script: str) -> object:
+    """Run ``script`` as an ES module in Node.js with the pages' api.js imported as ``api``;
+    what it prints (JSON)."""
+    node = shutil.which("node")
+    if node is None:
+        pytest.skip("Node.js is not installed")
+    api = (STATIC_DIR / "js" / "api.js").as_uri()
+    source = f"import * as api from {json.dumps(api)};\n{script}"
+    done = subprocess.run(
+        [node, "--input-type=module", "-e", source],
+        capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
+def test_prices_typed_in_currency_units_become_iso_4217_minor_units() -> None:
+    cases = [
+        ("12.50", "USD", 1250), ("12.5", "USD", 1250), ("12", "USD", 1200), ("12,50", "EUR", 1250),
+        ("0.05", "USD", 5), ("1250", "JPY", 1250), ("12.5", "JPY", None), ("1.005", "KWD", 1005),
+        ("1.5", "BHD", 1500), ("2.5", "IQD", 2500), ("900", "ISK", 900), ("9.5", "ISK", None),
+        ("12.505", "USD", None), ("-1", "USD", None), ("1e3", "USD", None), ("", "USD", None),
+        ("99999999999999999999", "USD", None), ("1.2345", "CLF", 12345),
+    ]  # fmt: skip
+    script = (
+        f"const cases = {json.dumps(cases)};\n"
+        "console.log(JSON.stringify(cases.map(([text, currency]) => ["
+        "api.toMinor(text, currency), api.minorDigits(currency)])));"
+    )
+    results = _node_module(script)
+    assert isinstance(results, list)
+    for (text, currency, expected), (minor, _digits) in zip(cases, results, strict=True):
+        assert minor == expected, (text, currency, minor)
+    digits = {currency: d for (_, currency, _), (_, d) in zip(cases, results, strict=True)}
+    assert digits == {"USD": 2, "EUR": 2, "JPY": 0, "KWD": 3, "BHD": 3, "IQD": 3, "ISK": 0,
+                      "CLF": 4}  # fmt: skip
+
+
+def test_minor_units_show_in_the_currency_and_round_trip_to_the_price_field() -> None:
+    script = (
+        "const spaced = (text) => text.replace(/\\s/g, ' ');\n"
+        "console.log(JSON.stringify(["
+        "api.fromMinor(1250, 'USD'), api.fromMinor(5, 'USD'), api.fromMinor(1250, 'JPY'),"
+        "api.fromMinor(1005, 'KWD'), api.toMinor(api.fromMinor(123456, 'KWD'), 'KWD'),"
+        "spaced(api.money(1250, 'JPY')), spaced(api.money(1005, 'KWD'))]));"
+    )
+    results = _node_module(script)
+    assert isinstance(results, list)
+    usd, cents, yen, dinar, back, yen_money, dinar_money = results
+    assert (usd, cents, yen, dinar, back) == ("12.50", "0.05", "1250", "1.005", 123456)
+    assert "1,250" in yen_money and "." not in yen_money, yen_money
+    assert "1.005" in dinar_money, dinar_money

@@ -146,22 +146,46 @@ export async function http(method, path, body, { auth = true } = {}) {
   return data;
 }
 
-const digits = new Map();
+/** ISO 4217 currencies whose minor unit is not the hundredth. Amounts are integers in minor
+ *  units as ISO 4217 defines them (what the server stores); browsers' currency data (CLDR)
+ *  differs for a few (IQD, ISK, HUF cash...), so the exponent comes from here, not Intl. */
+const EXPONENTS = {
+  0: ["BIF", "CLP", "DJF", "GNF", "ISK", "JPY", "KMF", "KRW", "PYG", "RWF", "UGX", "UYI", "VND",
+    "VUV", "XAF", "XOF", "XPF"],
+  3: ["BHD", "IQD", "JOD", "KWD", "LYD", "OMR", "TND"],
+  4: ["CLF", "UYW"],
+};
+const digits = new Map(Object.entries(EXPONENTS)
+  .flatMap(([places, codes]) => codes.map((code) => [code, Number(places)])));
 
-/** How many decimals a currency has (2 for USD, 0 for JPY). */
+/** How many decimals a currency's minor unit has (2 for USD, 0 for JPY, 3 for KWD). */
 export function minorDigits(currency) {
-  if (!digits.has(currency)) {
-    const fmt = new Intl.NumberFormat(undefined, { style: "currency", currency });
-    digits.set(currency, fmt.resolvedOptions().maximumFractionDigits);
+  const code = String(currency || "").toUpperCase();
+  if (digits.has(code)) return digits.get(code);
+  // Not in the table: 2, unless the browser knows the code has none (e.g. a new currency).
+  let places = 2;
+  try {
+    const known = new Intl.NumberFormat("en", { style: "currency", currency: code })
+      .resolvedOptions().maximumFractionDigits;
+    if (known !== 2 && known !== undefined) places = known;
+  } catch {
+    // not a currency code the browser knows: 2
   }
-  return digits.get(currency);
+  digits.set(code, places);
+  return places;
 }
 
 /** Minor units to a price, in the currency's own number of decimals. */
 export function money(minor, currency) {
   if (minor === null || minor === undefined) return "";
-  const scale = 10 ** minorDigits(currency);
-  return new Intl.NumberFormat(undefined, { style: "currency", currency }).format(minor / scale);
+  const places = minorDigits(currency);
+  try {
+    return new Intl.NumberFormat(undefined, {
+      style: "currency", currency, minimumFractionDigits: places, maximumFractionDigits: places,
+    }).format(minor / 10 ** places);
+  } catch {
+    return `${fromMinor(minor, currency)} ${currency}`; // a code the browser cannot format
+  }
 }
 
 /** Minor units as a plain decimal for an input ("12.50"). */
@@ -178,7 +202,8 @@ export function toMinor(text, currency) {
   const places = minorDigits(currency);
   const match = /^\s*(\d+)(?:[.,](\d*))?\s*$/.exec(String(text));
   if (!match || (match[2] || "").length > places) return null;
-  return Number(match[1] + (match[2] || "").padEnd(places, "0"));
+  const minor = Number(match[1] + (match[2] || "").padEnd(places, "0"));
+  return Number.isSafeInteger(minor) ? minor : null;
 }
 
 /** An idempotency key: the same purchase retried (a lost reply, a reconnect) keeps it. */

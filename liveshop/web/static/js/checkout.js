@@ -7,7 +7,7 @@ import { explain, http, money, newKey } from "./api.js";
 import { $, busy, el, toast } from "./ui.js";
 import {
   breakable, cardFields, clearErrors, enc, localProblems, markCardError, markErrors, methodName,
-  methodSpoken, paymentFlow, productTitle, rememberAddress, report, savedAddress, savedMethods,
+  methodSpoken, orderName, paymentFlow, productTitle, rememberAddress, report, savedAddress, savedMethods,
   saveCard, skuInfo, startSession, totalsTable, userPath,
 } from "./shop.js";
 
@@ -180,7 +180,7 @@ async function placed(answer) {
     ? await http("GET", `/orders/${enc(answer.order)}`) : answer.order;
   form.classList.add("hidden");
   $("#stock-problem").classList.add("hidden");
-  $("#result-title").replaceChildren("Order ", ...breakable(order.id));
+  $("#result-title").replaceChildren("Order ", ...breakable(orderName(order)));
   $("#result-link").href = `/app/orders/${enc(order.id)}`;
   $("#payment-result").classList.remove("hidden");
   $("#result-title").focus();
@@ -194,7 +194,7 @@ function confirmation(order) {
   const box = $("#confirmation");
   box.replaceChildren(
     el("h2", { id: "confirmation-title" }, "Thank you: your order is paid"),
-    el("p", {}, "Order number ", el("strong", {}, breakable(order.id))),
+    el("p", {}, "Order number ", el("strong", {}, breakable(orderName(order)))),
     el("a", { class: "button primary", href: `/app/orders/${enc(order.id)}` }, "View your order"));
   box.classList.remove("hidden");
   box.focus();

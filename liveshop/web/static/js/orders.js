@@ -5,7 +5,8 @@
 import { explain, http, money, newKey } from "./api.js";
 import { $, busy, dateTime, el, toast } from "./ui.js";
 import {
-  breakable, enc, paymentFlow, productTitle, report, setError, startSession, totalsTable, userPath,
+  breakable, enc, orderName, paymentFlow, productTitle, report, setError, startSession, totalsTable,
+  userPath,
 } from "./shop.js";
 
 const PAGE = 20;
@@ -68,7 +69,7 @@ function orderItem(order) {
   return el("div", { class: "card stack", role: "listitem" },
     el("div", { class: "row" },
       el("a", { class: "grow", href: `/app/orders/${enc(order.id)}` },
-        "Order ", breakable(order.id)),
+        "Order ", breakable(orderName(order))),
       el("span", { class: `badge ${TONE[order.status] || "muted"}` }, statusWord(order.status))),
     el("div", { class: "row" },
       el("span", { class: "price grow" }, money(order.total_minor, order.currency)),
@@ -93,8 +94,8 @@ async function showOrder(id, { focus = false } = {}) {
   }
   const titles = await Promise.all(order.lines.map((line) => productTitle(line.product_id)));
   const names = new Map(order.lines.map((line, i) => [line.line, titles[i]]));
-  document.title = `Order ${order.id} · liveshop`;
-  $("#order-title").replaceChildren("Order ", ...breakable(order.id));
+  document.title = `Order ${orderName(order)} · liveshop`;
+  $("#order-title").replaceChildren("Order ", ...breakable(orderName(order)));
   status.textContent = "";
   const reload = () => showOrder(order.id, { focus: true });
   $("#order-body").replaceChildren(...[

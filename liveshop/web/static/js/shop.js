@@ -13,6 +13,9 @@ export const userPath = (who) => `/users/${enc(who.user.id)}`;
 export const breakable = (id) => String(id).split(/(?<=[-~:_.])/)
   .flatMap((part, i) => (i ? [el("wbr"), part] : [part]));
 
+/** What a shopper calls an order: its readable number ("LS-10427"), else its id. */
+export const orderName = (order) => String((order && (order.number || order.id)) ?? "");
+
 /** Show an error where the page's status goes, and announce it. */
 export function report(where, error) {
   where.textContent = explain(error);

@@ -2,10 +2,14 @@
 // queue products, run deals, auctions, polls, giveaways and Q&A, fire cues and moderate chat.
 // Uses only what docs/protocol.md documents (room operations over the WebSocket).
 
-import { explain, hasRole, http, money, SELLERS, session, signIn, STAFF } from "./api.js";
+import {
+  explain, fromMinor, hasRole, http, minorDigits, money, SELLERS, session, signIn, STAFF, toMinor,
+} from "./api.js";
+import { ChatLog } from "./chat.js";
 import { Live } from "./live.js";
 import { publish } from "./player.js";
 import { RoomModel, Redraw } from "./room.js";
+import { setError } from "./shop.js";
 import {
   $, $$, attempt, busy, clock, connectionBadge, dateTime, el, formData, signInForm, sync, timeOfDay,
   toast,
@@ -13,7 +17,6 @@ import {
 
 const room = decodeURIComponent(location.pathname.split("/")[3] || "");
 const live = new Live({ guest: false });
-const MAX_CHAT = 200;
 const ALERTS = {
   no_input: "No input: nobody is sending video, viewers see the slate.",
   no_video: "The source sends no video (audio only?).",
@@ -123,6 +126,12 @@ function renderHealth(stream) {
     body.replaceChildren(el("p", { class: "muted" }, "Not live yet."));
     return;
   }
+  if (stream.status === "ended") {
+    body.replaceChildren(el("p", { class: "muted" }, stream.replay
+      ? "The stream ended: its recording is the replay. Go live to start a new stream."
+      : "The stream ended. Go live to start a new stream."));
+    return;
+  }
   const h = stream.health || {};
   const alerts = h.alerts || [];
   body.replaceChildren(
@@ -198,6 +207,7 @@ function renderPinned() {
   const p = model.pinned;
   $("#pinned").replaceChildren(p ? productCard(p) : el("p", { class: "muted" }, "Nothing pinned."));
   $("#unpin").classList.toggle("hidden", !p);
+  if (p) sellProduct(p.product_id);
   renderStock();
 }
 
@@ -210,7 +220,129 @@ function renderStock() {
     return el("li", {}, el("strong", {}, s.sku), ` ${s.available} available · ${s.sold} sold`,
       d && el("span", { class: "deal" }, ` · deal ${money(d.price_minor, s.currency)}, ${d.remaining} left, ${when}`));
   }));
-  $("#skus").replaceChildren(...Object.keys(model.stock).map((sku) => el("option", { value: sku })));
+}
+
+// -- the catalog: products and SKUs are picked, prices typed in the currency's units ----------
+
+const CATALOG_PAGE = 500;
+const CATALOG_MAX = 5000;
+const catalog = { products: [], byId: new Map(), sku: null, touched: false };
+
+/** The room's catalog (GET /rooms/{room}/products, paged): the products its sellers let it
+ * pin and sell on deals and auctions (docs/protocol.md, "Ownership"). */
+async function loadCatalog() {
+  const products = [];
+  let after = null;
+  while (products.length < CATALOG_MAX) {
+    const query = new URLSearchParams({ limit: CATALOG_PAGE });
+    if (after) query.set("after", after);
+    const page = await http("GET", `/rooms/${encodeURIComponent(room)}/products?${query}`);
+    products.push(...page);
+    if (page.length < CATALOG_PAGE) break;
+    after = page.at(-1).product_id;
+  }
+  products.sort((a, b) => a.title.localeCompare(b.title));
+  catalog.products = products;
+  catalog.byId = new Map(products.map((p) => [p.product_id, p]));
+  const options = (first) => [el("option", { value: "" }, first), ...products.map((p) =>
+    el("option", { value: p.product_id }, `${p.title} · ${money(p.price_minor, p.currency)}`))];
+  const pin = $("#pin-product-id");
+  pin.replaceChildren(...options(products.length ? "Choose a product" : "No products are listed in this room"));
+  const sell = $("#sell-product");
+  sell.replaceChildren(...options(products.length ? "Choose a product" : "No products are listed in this room"));
+  if (model.pinned) sellProduct(model.pinned.product_id);
+}
+
+/** Sell `productId` (the pinned product, until the host picks another one). */
+function sellProduct(productId, { byHost = false } = {}) {
+  if (byHost) catalog.touched = true;
+  const select = $("#sell-product");
+  if (!byHost && (catalog.touched || !catalog.byId.has(productId) || select.value === productId)) return;
+  select.value = productId;
+  loadSkus(productId);
+}
+
+async function loadSkus(productId) {
+  const select = $("#sell-sku");
+  catalog.sku = null;
+  showSku();
+  if (!productId) {
+    select.replaceChildren();
+    return;
+  }
+  select.replaceChildren(el("option", { value: "" }, "Loading…"));
+  try {
+    const ids = await http("GET", `/skus?${new URLSearchParams({ product_id: productId, limit: 500 })}`);
+    if ($("#sell-product").value !== productId) return; // picked another meanwhile
+    select.replaceChildren(...(ids.length ? ids.map((id) => el("option", { value: id }, id))
+      : [el("option", { value: "" }, "No SKUs: nothing to sell")]));
+    await pickSku(select.value);
+  } catch (error) {
+    select.replaceChildren(el("option", { value: "" }, "Could not load the SKUs"));
+    toast(explain(error), "error");
+  }
+}
+
+async function pickSku(sku) {
+  catalog.sku = null;
+  showSku();
+  if (!sku) return;
+  try {
+    const view = await http("GET", `/skus/${encodeURIComponent(sku)}`);
+    if ($("#sell-sku").value !== sku) return;
+    catalog.sku = view;
+  } catch (error) {
+    toast(explain(error), "error");
+  }
+  showSku();
+}
+
+/** The chosen SKU's price and stock, and its currency on every price field. */
+function showSku() {
+  const view = catalog.sku;
+  const product = catalog.byId.get($("#sell-product").value);
+  const currency = (view && view.currency) || (product && product.currency) || "";
+  $("#sell-sku-info").textContent = view
+    ? `${money(view.price_minor, view.currency)} · ${view.available} available${view.deal && view.deal.phase !== "ended" ? ` · deal ${view.deal.phase}` : ""}`
+    : "";
+  for (const node of $$("[data-currency]")) node.textContent = currency ? `(${currency})` : "";
+  if (!currency) return;
+  const places = minorDigits(currency);
+  const example = fromMinor(10 ** places * 12 + Math.floor(10 ** places / 2), currency);
+  for (const input of [$("#deal-price"), $("#auction-start")]) input.placeholder = example;
+  const increment = $("#auction-increment");
+  if (document.activeElement !== increment) increment.value = fromMinor(10 ** places, currency);
+}
+
+/** A typed price in the chosen SKU's currency as integer minor units; null (and the field
+ *  marked) if it is not one. */
+function priceField(input) {
+  const currency = catalog.sku && catalog.sku.currency;
+  setError(input, "");
+  if (!currency) {
+    toast("Choose a SKU first.", "error");
+    $("#sell-sku").focus();
+    return null;
+  }
+  const minor = toMinor(input.value, currency);
+  if (minor === null) {
+    const places = minorDigits(currency);
+    setError(input, places
+      ? `enter an amount with at most ${places} decimals, e.g. ${fromMinor(1250 * 10 ** Math.max(0, places - 2), currency)}`
+      : "enter a whole amount (this currency has no decimals)");
+    input.focus();
+    return null;
+  }
+  return minor;
+}
+
+function chosenSku() {
+  const sku = $("#sell-sku").value;
+  if (!sku) {
+    toast("Choose a product and a SKU.", "error");
+    $("#sell-product").focus();
+  }
+  return sku;
 }
 
 function queueItem(p) {
@@ -226,9 +358,9 @@ const renderQueue = () => sync($("#queue"), model.queue, (p) => p.product_id, qu
 function renderAuctions() {
   const views = Object.values(model.auctions || {});
   $("#auctions").replaceChildren(...(views.length ? views.map((a) => el("li", { class: "slot" },
-    el("strong", {}, `${a.sku} · ${a.phase}`), " ",
+    el("strong", {}, `${a.sku ?? a.auction_id} · ${a.phase}`), " ",
     a.result ? auctionResult(a.result, a.currency)
-      : `${a.price == null ? "no bids yet" : `${money(a.price, a.currency)} by ${a.leader}`}, ${a.bids} bids, ends ${timeOfDay(a.ends_at)}`))
+      : `${a.price == null ? `no bids yet (opening bid ${money(a.minimum_bid, a.currency)})` : `${money(a.price, a.currency)} by ${a.leader}`}, ${a.bids} bids, ends ${timeOfDay(a.ends_at)}`))
     : [el("li", { class: "muted" }, "No auctions yet.")]));
 }
 
@@ -318,24 +450,25 @@ function modTools(e) {
       { class: "danger", "aria-label": `Ban ${name}` }));
 }
 
-function appendChat(line) {
-  const log = $("#chat-log");
-  const atEnd = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-  log.append(line);
-  while (log.children.length > MAX_CHAT) log.firstElementChild.remove();
-  if (atEnd) log.scrollTop = log.scrollHeight;
-}
-
-function addChat(e) {
-  if (e.kind === "system") {
-    appendChat(el("li", { class: "system", dataset: { offset: e.offset } }, e.text));
-    return;
+function chatLine(e) {
+  const offset = { offset: e.offset };
+  if (e.kind === "system") return el("li", { class: "system", dataset: offset }, e.text);
+  if (e.kind === "gift") {
+    return el("li", { class: "system", dataset: offset },
+      `${e.user.name} sent ${e.quantity} × ${e.gift.name} (${e.coins} coins).`);
   }
-  appendChat(el("li", { dataset: { offset: e.offset } }, el("span", { class: "who" }, e.user.name), e.text,
-    e.user.id !== S.me.id && modTools(e)));
+  return el("li", { dataset: offset }, el("span", { class: "who" }, e.user.name), e.text,
+    e.user.id !== S.me.id && modTools(e));
 }
 
-const note = (words) => appendChat(el("li", { class: "muted" }, words));
+/** The room's chat, live and from its history (older messages load at the top). */
+const chat = new ChatLog($("#chat-log"), {
+  render: chatLine,
+  read: (before, limit) => live.request("history", { room, limit, ...(before ? { before } : {}) }),
+});
+
+const addChat = (e) => chat.add(e);
+const note = (words) => chat.note(el("li", { class: "muted" }, words));
 
 function showSettings(settings) {
   const select = $("#slow-mode");
@@ -407,10 +540,10 @@ async function loadShow() {
 const ON = {
   chat: addChat,
   system: addChat,
-  message_deleted: (e) => $$("#chat-log li").find((li) => li.dataset.offset === String(e.message_id))?.remove(),
+  message_deleted: (e) => chat.remove(e.message_id),
   user_muted: (e) => note(`${e.user_id} muted until ${timeOfDay(e.until)} by ${e.by}.`),
   user_banned: (e) => note(`${e.user_id} banned by ${e.by}.`),
-  gift: (e) => note(`${e.user.name} sent ${e.quantity} × ${e.gift.name} (${e.coins} coins).`),
+  gift: addChat,
   deal_started: (e) => toast(`Deal live on ${e.sku}.`),
   deal_ended: (e) => toast(`Deal ended on ${e.sku}.`),
   auction_ended: (e) => toast(`Auction: ${auctionResult(e.result, (model.auctions[e.auction_id] || {}).currency)}`),
@@ -446,9 +579,10 @@ const redraw = new Redraw({
 
 function onSnapshot(view) {
   model = new RoomModel();
-  $("#chat-log").replaceChildren();
+  chat.reset();
   redraw.mark(model.view(view));
   for (const e of view.recent_chat || []) addChat(e);
+  chat.fill();
   $("#status").textContent = "";
 }
 
@@ -464,17 +598,36 @@ function wireForms() {
   $("#unpin").addEventListener("click", (e) => act(e.currentTarget, "unpin_product", {}, "Unpinned."));
   onSubmit("#product-form", async (f, b, form) => {
     const queued = b.value === "queue_product";
-    if (await act(b, b.value, { product_id: f.product_id.trim() }, queued ? "Queued." : "Pinned.")) form.reset();
+    if (!f.product_id) return toast("Choose a product.", "error");
+    if (await act(b, b.value, { product_id: f.product_id }, queued ? "Queued." : "Pinned.")) form.reset();
+    return undefined;
   });
+  $("#sell-product").addEventListener("change", (e) => sellProduct(e.currentTarget.value, { byHost: true }));
+  $("#sell-sku").addEventListener("change", (e) => pickSku(e.currentTarget.value));
   onSubmit("#deal-form", async (f, b) => {
-    const sku = f.sku.trim();
-    if (!sku) return toast("Enter a SKU.", "error");
-    if (b.value === "end_deal") return act(b, "end_deal", { sku }, `Deal ended on ${sku}.`);
-    return act(b, "start_deal", { sku, price_minor: int(f.price_minor), duration: int(f.duration),
-      quantity: int(f.quantity), limit_per_buyer: int(f.limit_per_buyer) }, `Deal started on ${sku}.`);
+    const sku = chosenSku();
+    if (!sku) return;
+    if (b.value === "end_deal") {
+      await act(b, "end_deal", { sku }, `Deal ended on ${sku}.`);
+    } else {
+      const price = priceField($("#deal-price"));
+      if (price === null) return;
+      await act(b, "start_deal", { sku, price_minor: price, duration: int(f.duration),
+        quantity: int(f.quantity), limit_per_buyer: int(f.limit_per_buyer) },
+      `Deal started on ${sku} at ${money(price, catalog.sku.currency)}.`);
+    }
+    pickSku(sku); // its deal changed
   });
-  onSubmit("#auction-form", (f, b) => act(b, "start_auction", { sku: f.sku.trim(), start_price: int(f.start_price),
-    min_increment: int(f.min_increment), duration: int(f.duration), mode: f.mode }, "Auction started."));
+  onSubmit("#auction-form", async (f, b) => {
+    const sku = chosenSku();
+    if (!sku) return;
+    const start = priceField($("#auction-start"));
+    if (start === null) return;
+    const increment = priceField($("#auction-increment"));
+    if (increment === null) return;
+    await act(b, "start_auction", { sku, start_price: start, min_increment: increment,
+      duration: int(f.duration), mode: f.mode }, "Auction started.");
+  });
   onSubmit("#poll-form", async (f, b, form) => {
     const options = f.options.split("\n").map((o) => o.trim()).filter(Boolean);
     if (options.length < 2 || options.length > 6) return toast("Give 2 to 6 options, one per line.", "error");
@@ -523,6 +676,7 @@ function boot(who) {
   wireForms();
   renderAnalytics();
   connectionBadge(live);
+  loadCatalog().catch((error) => toast(`The catalog did not load: ${explain(error)}`, "error"));
   live.follow(room, {
     snapshot: onSnapshot,
     events: onEvents,

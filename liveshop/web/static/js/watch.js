@@ -4,11 +4,12 @@
 // dropped connection missed); buying goes to the SKU actors through the same socket.
 
 import { ApiError, config, explain, fromMinor, http, money, newKey, session, toMinor } from "./api.js";
+import { ChatLog } from "./chat.js";
 import { Live } from "./live.js";
 import { Player } from "./player.js";
-import { cardFields, markCardError, saveCard, savedMethods } from "./shop.js";
+import { cardFields, markCardError, orderName, saveCard, savedMethods } from "./shop.js";
 import { RoomModel, Redraw } from "./room.js";
-import { $, $$, attempt, busy, clock, connectionBadge, el, formData, sync, toast } from "./ui.js";
+import { $, $$, attempt, busy, clock, connectionBadge, el, formData, sync, timeOfDay, toast } from "./ui.js";
 
 const [, , kind, rawId] = location.pathname.split("/");
 const id = decodeURIComponent(rawId || "");
@@ -26,69 +27,123 @@ let preferWebRtc = params.get("player") !== "hls";
 let roomId = channelMode ? null : id;
 let model = new RoomModel();
 let route = null; // channel mode: what the channel plays
-/** The stream the player was last set to (health updates every second change nothing);
- *  undefined until the first snapshot says whether there is one. */
-let playing;
+/** The stream whose recording the viewer chose to watch ("Watch the replay"). */
+let replayOf = null;
+/** What the player was last set to (its key): health pushes every second change nothing. */
+let playing = null;
 
 // ---- the video --------------------------------------------------------------------
+// The page shows what the server decided, nothing else: the room's `state.stream` (watch)
+// or the channel's `route` (tv). A stream on slate (the publisher stalled or left, a
+// failover under way) keeps the live player on the live edge, where the server's slate
+// picture plays, and says the host will be right back; an ended stream stops the player
+// and offers its recording, which plays only when the viewer asks.
 
-async function playStream(roomId, stream) {
-  const slate = $("#slate");
-  $("#live-badge").classList.toggle("hidden", !(stream && stream.status === "live"));
-  if (stream && stream.status === "live") {
-    slate.classList.add("hidden");
-    if (preferWebRtc && (model.counts.viewers || 0) <= whepMax) {
+const BRB = "The host will be right back.";
+
+/** What to show now: {key, play?: {kind, url, room?, startAt?}, live, slate?: {text, note,
+ *  replay, over}} — `over`: the slate is laid over a playing picture. */
+function target() {
+  return channelMode ? routeTarget() : streamTarget(model.stream, roomId);
+}
+
+function streamTarget(s, room) {
+  if (!s) {
+    return { key: "none", live: false,
+      slate: { text: "The host is not live yet.", note: "Stay here: the video starts by itself." } };
+  }
+  if (s.status === "ended") {
+    if (replayOf === s.stream_id && s.replay) {
+      return { key: `replay ${s.replay}`, live: false, play: { kind: "replay", url: s.replay, startAt: 0 } };
+    }
+    return { key: `ended ${s.stream_id}`, live: false,
+      slate: { text: "The show has ended.", replay: Boolean(s.replay),
+        note: s.replay ? "Thanks for watching! The recording is ready." : "Thanks for watching!" } };
+  }
+  const paused = { text: BRB, note: "The stream paused. Stay here: it continues by itself." };
+  if (!s.hls) { // no picture to play (yet, or not since the transcoder restarted)
+    return { key: "none", live: false, slate: s.status === "slate" ? paused
+      : { text: "The host is getting ready…", note: "The video starts by itself." } };
+  }
+  const play = { kind: "live", url: s.hls, room };
+  if (s.status === "live") return { key: `live ${s.hls}`, live: true, play };
+  // "slate": stalled or left; the server decides when the show ends.
+  return { key: `live ${s.hls}`, live: false, play, slate: { ...paused, over: true } };
+}
+
+function routeTarget() {
+  const r = route && route.route;
+  if (!r || !r.playlist) {
+    const now = route && route.now;
+    const next = route && route.next;
+    const upNext = next ? `Up next: ${next.title} at ${timeOfDay(next.starts_at)}.` : "";
+    if (route && route.override) return { key: "none", live: false, slate: { text: "We'll be right back.", note: "" } };
+    if (now && now.kind === "live") { // in its slot, but its host is not on air
+      return { key: "none", live: false,
+        slate: { text: "Waiting for the host.", note: `${now.title} plays here as soon as the host is live.` } };
+    }
+    return { key: "none", live: false, slate: { text: "Nothing on air right now.", note: upNext } };
+  }
+  if (r.source === "live" || r.source === "override") {
+    // The show's room says whether its stream is on air, paused or over.
+    const s = r.room_id && r.room_id === roomId ? model.stream : null;
+    const play = { kind: "live", url: r.playlist, room: r.room_id };
+    if (s && s.status === "ended") {
+      return { key: `ended ${s.stream_id}`, live: false,
+        slate: { text: "The show has ended.", note: "The channel continues in a moment." } };
+    }
+    if (s && s.status === "slate") {
+      return { key: `live ${r.playlist}`, live: false, play,
+        slate: { text: BRB, note: "The stream paused. Stay here: it continues by itself.", over: true } };
+    }
+    return { key: `live ${r.playlist}`, live: true, play };
+  }
+  // Premieres and replays play at the same position for everyone.
+  const startAt = r.offset + (Date.now() + skew) / 1000 - r.at;
+  return { key: `${r.source} ${r.playlist}`, live: false, play: { kind: "vod", url: r.playlist, startAt } };
+}
+
+function showSlate(slate) {
+  const node = $("#slate");
+  node.classList.toggle("hidden", !slate);
+  // Over a picture that still plays (the server's slate), the picture dims.
+  $(".stage").classList.toggle("dim", Boolean(slate && slate.over));
+  if (!slate) return;
+  $("#slate-text").textContent = slate.text;
+  $("#slate-note").textContent = slate.note || "";
+  $("#watch-replay").classList.toggle("hidden", !slate.replay);
+}
+
+async function play(p) {
+  const video = $("#video");
+  video.controls = p.kind === "replay"; // a recording the viewer chose: seek, pause
+  if (p.kind === "live") {
+    if (preferWebRtc && p.room && (model.counts.viewers || 0) <= whepMax) {
       try {
-        await player.playWhep(roomId);
+        await player.playWhep(p.room);
         return;
       } catch {
         // Full, not yet on air, or no WebRTC path: everyone can play HLS.
       }
     }
-    await player.playHls(stream.hls);
-  } else if (stream && stream.replay) {
-    slate.classList.add("hidden");
-    await player.playHls(stream.replay, 0);
+    await player.playHls(p.url);
   } else {
-    player.stop();
-    $("#slate-text").textContent = "The host is not live yet. Stay here: the video starts by itself.";
-    slate.classList.remove("hidden");
+    await player.playHls(p.url, p.startAt);
   }
 }
 
-async function playRoute() {
-  const slate = $("#slate");
-  const r = route && route.route;
-  const show = route && route.now;
-  $("#now-playing").textContent = show ? `Now: ${show.title}` : "";
-  $("#live-badge").classList.toggle("hidden", !(r && r.source === "live"));
-  if (!r || !r.playlist) {
+function refreshVideo({ force = false } = {}) {
+  const t = target();
+  $("#live-badge").classList.toggle("hidden", !t.live);
+  showSlate(t.slate);
+  if (t.key === playing && !force) return;
+  playing = t.key;
+  if (!t.play) {
     player.stop();
-    $("#slate-text").textContent = route && route.next
-      ? `Up next: ${route.next.title}` : "Nothing on air right now.";
-    slate.classList.remove("hidden");
+    $("#video").controls = false;
     return;
   }
-  slate.classList.add("hidden");
-  if (r.source === "live" || r.source === "override") {
-    if (preferWebRtc && r.room_id && (model.counts.viewers || 0) <= whepMax) {
-      try {
-        await player.playWhep(r.room_id);
-        return;
-      } catch {
-        // fall back to HLS
-      }
-    }
-    await player.playHls(r.playlist);
-  } else {
-    // Premieres and replays play at the same position for everyone.
-    await player.playHls(r.playlist, r.offset + (Date.now() + skew) / 1000 - r.at);
-  }
-}
-
-function refreshVideo() {
-  const work = channelMode ? playRoute() : playStream(roomId, model.stream);
-  work.catch((error) => toast(explain(error), "error"));
+  play(t.play).catch((error) => toast(explain(error), "error"));
 }
 
 // ---- the room's state ---------------------------------------------------------------
@@ -105,20 +160,14 @@ const redraw = new Redraw({
   questions: renderQuestions,
   giveaways: renderGiveaways,
   auctions: renderAuctions,
-  stream: () => {
-    const s = model.stream;
-    const key = s ? `${s.status} ${s.hls} ${s.replay}` : null;
-    if (key !== playing && !channelMode) {
-      playing = key;
-      refreshVideo();
-    }
-  },
+  stream: () => refreshVideo(),
 });
 
 function snapshot(s) {
   model = new RoomModel();
-  $("#chat-log").replaceChildren();
-  for (const event of s.recent_chat || []) addChat(event);
+  chat.reset();
+  for (const event of s.recent_chat || []) chat.add(event);
+  chat.fill();
   redraw.mark(model.view(s));
 }
 
@@ -131,12 +180,8 @@ function events(list) {
   for (const e of list) {
     parts.push(model.event(e));
     switch (e.kind) {
-      case "chat": case "system": case "gift": addChat(e); break;
-      case "message_deleted": {
-        const item = $(`#chat-log [data-offset="${e.message_id}"]`);
-        if (item) item.remove();
-        break;
-      }
+      case "chat": case "system": case "gift": chat.add(e); break;
+      case "message_deleted": chat.remove(e.message_id); break;
       case "giveaway_drawn":
         if (live.user && e.winners.includes(live.user.id)) toast("You won the giveaway! 🎉");
         break;
@@ -329,18 +374,23 @@ async function bid(auction, form) {
   await busy(form.querySelector("button"), () => act("bid", { auction: auction.auction_id, amount, key: newKey("bid") }, "Bid placed"));
 }
 
-function addChat(e) {
-  // Each event arrives once (live.js follows offsets): no duplicate check per message.
-  const log = $("#chat-log");
-  let item;
-  if (e.kind === "chat") item = el("li", { dataset: { offset: e.offset } }, el("span", { class: "who" }, e.user.name), e.text);
-  else if (e.kind === "gift") item = el("li", { class: "system", dataset: { offset: e.offset } }, `${e.user.name} sent ${e.quantity} × ${e.gift.name} 🎁`);
-  else item = el("li", { class: "system", dataset: { offset: e.offset } }, e.text);
-  const atBottom = log.scrollHeight - log.scrollTop - log.clientHeight < 40;
-  log.append(item);
-  if (log.children.length > 200) log.firstElementChild.remove();
-  if (atBottom) log.scrollTop = log.scrollHeight;
+function chatLine(e) {
+  const offset = { offset: e.offset };
+  if (e.kind === "chat") return el("li", { dataset: offset }, el("span", { class: "who" }, e.user.name), e.text);
+  if (e.kind === "gift") return el("li", { class: "system", dataset: offset }, `${e.user.name} sent ${e.quantity} × ${e.gift.name} 🎁`);
+  return el("li", { class: "system", dataset: offset }, e.text);
 }
+
+/** The room's chat: live and recovered events, and its history further back. */
+const chat = new ChatLog($("#chat-log"), {
+  render: chatLine,
+  read: (before, limit) => {
+    const room = roomId;
+    if (!room) return Promise.resolve({ messages: [], more: false });
+    return live.request("history", { room, limit, ...(before ? { before } : {}) })
+      .then((page) => (room === roomId ? page : { messages: [], more: false }));
+  },
+});
 
 function renderPinnedMessage() {
   const message = model.pinnedMessage;
@@ -379,19 +429,28 @@ async function buy() {
   const sku = pinnedSku();
   if (!sku) return;
   if (!(await savedMethods(session())).length) {
-    // No saved card: ask for one here, without leaving the stream.
-    $("#card-form").classList.remove("hidden");
+    // No saved card: ask for one here, over the stream, without leaving it.
+    $("#card-sheet").showModal();
     card.inputs.number.focus();
     return;
   }
   await purchase(sku);
 }
 
+/** The order's readable number (`LS-10427`); its id where the server gives none. */
+async function orderNumber(result) {
+  if (result.number) return result.number;
+  const order = await http("GET", `/orders/${encodeURIComponent(result.order)}`).catch(() => null);
+  return orderName(order || { id: result.order });
+}
+
 async function purchase(sku) {
   const quantity = Number($("#quantity").value);
-  await attempt(() => keyed("buy", { sku: sku.sku, quantity, pay: true }), (result) => (
-    result.payment && result.payment.status === "succeeded" ? `Bought! Order ${result.order}`
-      : `Order ${result.order} placed: ${result.payment ? "payment needs attention in Orders" : "pay in Orders"}`));
+  const result = await attempt(() => keyed("buy", { sku: sku.sku, quantity, pay: true }));
+  if (!result) return;
+  const number = await orderNumber(result);
+  toast(result.payment && result.payment.status === "succeeded" ? `Bought! Order ${number}`
+    : `Order ${number} placed: ${result.payment ? "payment needs attention in Orders" : "pay in Orders"}`);
 }
 
 async function saveCardAndBuy(form) {
@@ -401,7 +460,7 @@ async function saveCardAndBuy(form) {
     if (!markCardError(card, error)) toast(explain(error), "error");
     return;
   }
-  form.classList.add("hidden");
+  $("#card-sheet").close();
   form.reset();
   const sku = pinnedSku();
   if (sku) await purchase(sku);
@@ -449,13 +508,6 @@ function wire() {
     const input = $("#ask-input");
     if (await act("ask", { text: input.value.trim() }, "Question sent")) input.value = "";
   });
-  for (const button of $$("[data-emoji]")) {
-    button.addEventListener("click", () => {
-      const input = $("#chat-input");
-      input.value += button.dataset.emoji;
-      input.focus();
-    });
-  }
   for (const button of $$("[data-react]")) {
     button.addEventListener("click", () => act("react", { kind: button.dataset.react, count: 1 }));
   }
@@ -464,12 +516,13 @@ function wire() {
   $("#card-slot").append(card.node);
   $("#card-form").addEventListener("submit", (ev) => {
     ev.preventDefault();
-    busy(ev.currentTarget.querySelector("button"), () => saveCardAndBuy(ev.currentTarget));
+    busy(ev.currentTarget.querySelector("button[type=submit]"), () => saveCardAndBuy(ev.currentTarget));
   });
+  $("#card-close").addEventListener("click", () => $("#card-sheet").close());
   $("#unmute").addEventListener("click", (ev) => {
     const video = $("#video");
     video.muted = !video.muted;
-    ev.currentTarget.textContent = video.muted ? "Unmute" : "Mute";
+    ev.currentTarget.textContent = video.muted ? "🔇" : "🔊";
     ev.currentTarget.setAttribute("aria-pressed", String(!video.muted));
     video.play().catch(() => {});
   });
@@ -479,12 +532,18 @@ function wire() {
     preferWebRtc = !preferWebRtc;
     latency.setAttribute("aria-pressed", String(preferWebRtc));
     player.reset(null);
-    refreshVideo();
+    refreshVideo({ force: true });
   });
   $("#video").addEventListener("whepfailed", () => {
     player.reset(null);
     preferWebRtc = false;
+    refreshVideo({ force: true });
+  });
+  $("#watch-replay").addEventListener("click", () => {
+    // The viewer asked for the recording: it plays from its start, with controls.
+    replayOf = model.stream && model.stream.stream_id;
     refreshVideo();
+    $("#video").focus();
   });
   // Vertical video fills a phone; a landscape stream gets a landscape stage.
   $("#video").addEventListener("resize", (ev) => {
@@ -517,9 +576,16 @@ async function switchRoute(next) {
   if (showRoom !== roomId) {
     if (roomId) await live.unfollow(roomId);
     roomId = showRoom || null;
+    // Nothing of the previous show's room stays on screen (its pin, its chat, its stream).
+    model = new RoomModel();
+    chat.reset();
+    redraw.mark(["counts", "pinned", "pinned_message", "polls", "questions", "giveaways", "auctions"]);
     if (roomId) await live.follow(roomId, roomHandlers);
   }
   if (!roomId) $("#title").textContent = route && route.channel ? route.channel.title : id;
+  const show = route && route.now;
+  $("#now-playing").textContent = show ? `Now: ${show.title}` : "";
+  $("#now-playing").classList.toggle("hidden", !show);
   refreshVideo();
 }
 
