@@ -131,6 +131,7 @@ def _print_table(stack: Stack, ready: float) -> None:
         ("HTTP API", info["http"] + "  (docs: /docs)"),
         ("WebSocket gateway", gateways),
         ("RTMP ingest", info["rtmp"]),
+        ("media ladder", media_ladder_line(stack.settings)),
         ("Ray dashboard", info["dashboard"] or f"cluster at {info['ray']}"),
         ("PostgreSQL", info["database"] + ("  (embedded)" if stack.postgres else "")),
         ("Redis", info["redis"] + ("  (embedded)" if stack.redis else "")),
@@ -141,6 +142,16 @@ def _print_table(stack: Stack, ready: float) -> None:
     for name, where in rows:
         print(f"  {name:<{width}}  {where}")
     print("\nCtrl-C or `liveshop down` stops everything.\n", flush=True)
+
+
+def media_ladder_line(settings: Settings) -> str:
+    """The most a stream is encoded to: the configured ladder. Only a transcoder knows a
+    stream's own ladder, when the stream starts: no rung above its source's size and,
+    unless ``media_cpu_share`` is 0, only the rungs its node's CPU sustains (it measures
+    them then), so the line says "at most" rather than promise all of them."""
+    names = ", ".join(rung.name for rung in parse_ladder(settings.media_ladder))
+    cpu = " and its media node's CPU" if settings.media_cpu_share > 0 else ""
+    return f"{names} at most  (sized per stream to its source{cpu})"
 
 
 def _print_demo(settings: Settings) -> None:

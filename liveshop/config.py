@@ -28,6 +28,7 @@ ENV_GUEST_TOKENS = "LIVESHOP_GUEST_TOKENS"
 ENV_PUBLIC_WS_URL = "LIVESHOP_PUBLIC_WS_URL"
 ENV_PLACEMENT = "LIVESHOP_PLACEMENT"
 ENV_MEDIA_CPU_SHARE = "LIVESHOP_MEDIA_CPU_SHARE"
+ENV_MAX_BODY_BYTES = "LIVESHOP_MAX_BODY_BYTES"
 
 NAMESPACE = "liveshop"
 #: ``Settings.placement`` when `liveshop up` should read it off the cluster.
@@ -140,6 +141,14 @@ class Settings:
     #: WHEP (WebRTC playback) subscribers per stream: each costs an encode, so WebRTC is
     #: for co-hosts and small rooms and HLS for everyone else.
     whep_max_subscribers: int = 20
+    #: WHEP sessions one user may hold in one stream (one token cannot fill the stream's).
+    whep_max_per_user: int = 2
+    #: A WebRTC session (WHEP or WHIP) whose ICE/DTLS has not connected this long after its
+    #: answer is closed, so offers never completed hold no slot (seconds).
+    webrtc_connect_timeout: float = 10.0
+    #: The largest HTTP request body the API and media apps read (413 ``too_large`` above
+    #: it; a show booked with its run of show may be larger: programming_api.SHOW_BODY_BYTES).
+    max_body_bytes: int = 256 * 1024
     #: Where HLS segments, playlists, thumbnails and recordings live (None: data_dir/media).
     media_dir: Path | None = None
     #: POST /dev/tokens (admin key required). Turn off where a real identity provider
@@ -178,6 +187,8 @@ class Settings:
             env["placement"] = parse_placement(os.environ[ENV_PLACEMENT])
         if os.environ.get(ENV_MEDIA_CPU_SHARE):
             env["media_cpu_share"] = min(1.0, max(0.0, float(os.environ[ENV_MEDIA_CPU_SHARE])))
+        if os.environ.get(ENV_MAX_BODY_BYTES):
+            env["max_body_bytes"] = max(1024, int(os.environ[ENV_MAX_BODY_BYTES]))
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 

@@ -118,6 +118,13 @@ class AlreadyConnected(ClientError):
     code = "already_connected"
 
 
+class TooLarge(ClientError):
+    """The request body is larger than the endpoint takes (HTTP 413)."""
+
+    code = "too_large"
+    status = 413
+
+
 class RateLimited(ClientError):
     code = "rate_limited"
     status = 429

@@ -28,15 +28,15 @@ from liveshop.errors import InvalidRequest
 #: in multi-line text only), lone surrogates, and the line/paragraph separators.
 _FORBIDDEN_LINE = re.compile("[\x00-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
 _FORBIDDEN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2029]")
-#: Runs of combining marks longer than this are cut (no language needs more per letter).
+#: Runs of combining marks (Unicode categories Mn and Me, any script) longer than this are
+#: cut: no language needs more on one letter, "zalgo" stacks hundreds.
 MAX_MARKS = 4
-_MARK_RUN = re.compile(
-    "([\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f])"
-    "([\u0300-\u036f\u0483-\u0489\u1ab0-\u1aff\u1dc0-\u1dff\u20d0-\u20ff\ufe20-\ufe2f]+)"
-)
+#: Blank lines in a row kept in multi-line text (a wall of newlines is cut to this).
+MAX_BLANK_LINES = 2
+_NEWLINES = re.compile(f"\n{{{MAX_BLANK_LINES + 2},}}")
 #: Invisible in a name besides the format characters (Unicode category Cf, all removed but
 #: the zero-width joiner of emoji sequences): blanks that render as nothing.
-_BLANKS = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180e\u3164\ufe00-\ufe0e\uffa0]")
+_BLANKS = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\ufe00-\ufe0e\uffa0]")
 _JOINERS = re.compile("\u200d+")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _SPACES = re.compile(r"\s+")
@@ -55,8 +55,25 @@ def _normalise(value: str) -> str:
     if not value.isascii():
         if not unicodedata.is_normalized("NFC", value):
             value = unicodedata.normalize("NFC", value)
-        value = _MARK_RUN.sub(lambda m: m.group(1) + m.group(2)[: MAX_MARKS - 1], value)
+        value = _cut_marks(value)
     return value
+
+
+def _cut_marks(value: str) -> str:
+    """Runs of more than MAX_MARKS combining marks cut to MAX_MARKS."""
+    kept: list[str] = []
+    run = 0
+    cut = False
+    for char in value:
+        if unicodedata.category(char) in ("Mn", "Me"):
+            run += 1
+            if run > MAX_MARKS:
+                cut = True
+                continue
+        else:
+            run = 0
+        kept.append(char)
+    return "".join(kept) if cut else value
 
 
 def text_problem(value: str, *, multiline: bool = False) -> str | None:
@@ -79,10 +96,11 @@ def check_line(value: str) -> str:
 def check_text(value: str) -> str:
     """Multi-line text (chat, a question): like :func:`check_line`, but tabs and newlines
     are allowed (CRLF becomes LF)."""
-    problem = text_problem(value.replace("\r\n", "\n"), multiline=True)
+    value = value.replace("\r\n", "\n")
+    problem = text_problem(value, multiline=True)
     if problem is not None:
         raise ValueError(problem)
-    return _normalise(value.replace("\r\n", "\n")).strip()
+    return _NEWLINES.sub("\n" * (MAX_BLANK_LINES + 1), _normalise(value)).strip()
 
 
 def check_name(value: str) -> str:
@@ -92,7 +110,11 @@ def check_name(value: str) -> str:
         visible = "".join(c for c in cleaned if c == "\u200d" or unicodedata.category(c) != "Cf")
         # The zero-width joiner stays only inside a sequence (one, not at either end).
         cleaned = _JOINERS.sub("\u200d", _BLANKS.sub("", visible)).strip("\u200d")
-    return _SPACES.sub(" ", cleaned).strip()
+    cleaned = _SPACES.sub(" ", cleaned).strip()
+    # Nothing visible left (marks alone, say): no name, and the caller picks a default.
+    if not any(unicodedata.category(c)[0] in "LNSP" for c in cleaned):
+        return ""
+    return cleaned
 
 
 def check_key(value: str) -> str:

@@ -90,6 +90,7 @@ def _parse_roles(raw: Any) -> dict[str, frozenset[Role]]:
 def _parse_badges(raw: Any) -> dict[str, frozenset[str]]:
     if not isinstance(raw, dict) or not all(
         isinstance(k, str)
+        and not text_problem(k)
         and isinstance(v, list)
         and all(
             isinstance(b, str) and 0 < len(b) <= MAX_BADGE_CHARS and not text_problem(b) for b in v

@@ -7,6 +7,12 @@ commit) before answering. Baseline, same run, same tables: one actor call per pu
 one transaction per purchase (the conditional stock update, the order, its line and the
 ledger row). Both sell every unit; a decision is durable before its buyer hears of it.
 
+``--poison R`` runs the poison drill instead: the same sale twice on two SKUs, the second
+while an attacker sends R buys a second that PostgreSQL cannot store (a buyer id holding NUL,
+as a token minted elsewhere could carry past the edge). Each must be refused alone
+(``invalid_request``) while every honest buyer is served; the last line compares the honest
+buyers' rate with and without the attack, and the books of the attacked SKU are audited.
+
 ``--kill K`` runs the kill drill instead: the SKU actor is killed K times at random moments
 during the sale; buyers retry with the same idempotency key, as clients do. Afterwards the
 database must show: sold + available + reserved == initial, every acknowledged purchase with
@@ -14,6 +20,7 @@ its order row, no idempotency key on two orders, no stock below zero.
 
     .venv/bin/python loadtest/bench_flash.py                  # 10,000 buyers, 50,000 units
     .venv/bin/python loadtest/bench_flash.py --kill 20        # the kill drill
+    .venv/bin/python loadtest/bench_flash.py --poison 15      # the poison drill
 """
 
 from __future__ import annotations
@@ -132,12 +139,19 @@ async def baseline_sale(database_url: str, sku: str, units: int, buyers: int) ->
 # -- liveshop --------------------------------------------------------------------------------
 
 
+@dataclass
+class Attack:
+    sent: int = 0
+    refused: int = 0  # invalid_request: refused alone, as it must be
+    other: dict[str, int] = field(default_factory=dict)  # any other outcome (must stay empty)
+
+
 async def liveshop_sale(
-    settings: Any, sku: str, units: int, buyers: int, kills: int = 0
-) -> tuple[Sale, int]:
+    settings: Any, sku: str, units: int, buyers: int, kills: int = 0, poison: float = 0.0
+) -> tuple[Sale, int, Attack]:
     from liveshop.actors import wiring
     from liveshop.commerce.inventory import Buy
-    from liveshop.errors import OutOfStock, Unavailable
+    from liveshop.errors import LiveshopError, OutOfStock, Unavailable
     from liveshop.serve.sku_client import SkuClient
     from liveshop.storage.pool import create_pool
     from liveshop.storage.skus import SkuStore
@@ -145,6 +159,9 @@ async def liveshop_sale(
     pool = await create_pool(settings.database_url)
     client = SkuClient(settings, SkuStore(pool))
     name = "liveshop (batched calls, group commit)" + (f", {kills} kills" if kills else "")
+    if poison:
+        name += f", attacked by {poison:g} unstorable buys/s"
+    attack = Attack()
     sale = Sale(name, units, buyers)
     await client.view(sku)  # the actor is up and loaded
     done = asyncio.Event()
@@ -180,15 +197,39 @@ async def liveshop_sale(
             killed += 1
         return killed
 
+    async def attacker() -> None:
+        """Past the edge: the SKU actor sees what no client may send."""
+
+        async def one(n: int) -> None:
+            attack.sent += 1
+            try:
+                await client.send(sku, Buy("mallory\x00", 1, f"p{n}", "flash-room"))
+                attack.other["accepted"] = attack.other.get("accepted", 0) + 1
+            except LiveshopError as exc:
+                if exc.code == "invalid_request":
+                    attack.refused += 1
+                else:
+                    attack.other[exc.code] = attack.other.get(exc.code, 0) + 1
+
+        sends: list[asyncio.Future[None]] = []
+        n = 0
+        while poison and not done.is_set():
+            n += 1
+            sends.append(asyncio.ensure_future(one(n)))
+            await asyncio.sleep(1 / poison)
+        await asyncio.gather(*sends)
+
     started = time.monotonic()
     kill_task = asyncio.ensure_future(killer())
+    attack_task = asyncio.ensure_future(attacker())
     await asyncio.gather(*(buyer(b) for b in range(buyers)))
     sale.elapsed = time.monotonic() - started
     done.set()
     killed = await kill_task
+    await attack_task
     await client.close()
     await pool.close()
-    return sale, killed
+    return sale, killed, attack
 
 
 async def check_drill(database_url: str, sku: str, initial: int, sale: Sale) -> list[str]:
@@ -245,7 +286,7 @@ def run(args: argparse.Namespace) -> int:
         if args.kill:
             sku = f"drill-{suffix}"
             asyncio.run(create_skus(settings.database_url, args.units, [sku]))
-            sale, killed = asyncio.run(
+            sale, killed, _ = asyncio.run(
                 liveshop_sale(settings, sku, args.units, args.buyers, kills=args.kill)
             )
             print(sale.line(), flush=True)
@@ -260,11 +301,13 @@ def run(args: argparse.Namespace) -> int:
                 flush=True,
             )
             return 0 if not problems else 1
+        if args.poison:
+            return poison_drill(settings, args, suffix)
         ours_sku, base_sku = f"flash-{suffix}", f"baseline-{suffix}"
         asyncio.run(create_skus(settings.database_url, args.units, [ours_sku, base_sku]))
         base = asyncio.run(baseline_sale(settings.database_url, base_sku, args.units, args.buyers))
         print(base.line(), flush=True)
-        ours, _ = asyncio.run(liveshop_sale(settings, ours_sku, args.units, args.buyers))
+        ours, _, _ = asyncio.run(liveshop_sale(settings, ours_sku, args.units, args.buyers))
         print(ours.line(), flush=True)
     except KeyboardInterrupt:
         print("interrupted; stopping", flush=True)
@@ -283,6 +326,33 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def poison_drill(settings: Any, args: argparse.Namespace, suffix: str) -> int:
+    clean_sku, attacked_sku = f"clean-{suffix}", f"attacked-{suffix}"
+    asyncio.run(create_skus(settings.database_url, args.units, [clean_sku, attacked_sku]))
+    clean, _, _ = asyncio.run(liveshop_sale(settings, clean_sku, args.units, args.buyers))
+    print(clean.line(), flush=True)
+    attacked, _, attack = asyncio.run(
+        liveshop_sale(settings, attacked_sku, args.units, args.buyers, poison=args.poison)
+    )
+    print(attacked.line(), flush=True)
+    problems = asyncio.run(check_drill(settings.database_url, attacked_sku, args.units, attacked))
+    problems += [f"{n} attacking buys answered {code}" for code, n in attack.other.items()]
+    if attacked.sold != args.units:
+        problems.append(f"honest buyers got {attacked.sold} of {args.units} units")
+    for problem in problems:
+        print(f"  VIOLATION: {problem}", flush=True)
+    ratio = attacked.rate / clean.rate if clean.rate else math.nan
+    verdict = "held" if not problems else f"FAILED ({len(problems)} violations)"
+    print(
+        f"poison drill N={args.buyers} units={args.units}: {attack.sent} unstorable buys, "
+        f"{attack.refused} refused alone; honest buyers {attacked.sold}/{args.units} units, "
+        f"{attacked.retries} retries; attacked {attacked.rate:.0f} decisions/s, clean "
+        f"{clean.rate:.0f} decisions/s, ratio {ratio:.2f}; invariants {verdict}",
+        flush=True,
+    )
+    return 0 if not problems else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -291,6 +361,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--units", "-u", type=int, default=50_000, help="units on sale (U)")
     parser.add_argument(
         "--kill", type=int, default=0, help="run the kill drill: kill the SKU actor K times"
+    )
+    parser.add_argument(
+        "--poison",
+        type=float,
+        default=0.0,
+        help="run the poison drill: R unstorable buys a second during the sale",
     )
     add_service_args(parser)
     return parser

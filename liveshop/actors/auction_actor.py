@@ -89,10 +89,10 @@ class AuctionActor:
     async def handle(self, batch: list[Bid]) -> list[dict[str, Any] | LiveshopError]:
         """A batch of ``(bidder, amount, max_amount, key, room)``; answered once committed.
         ``room`` is where the bid is made: only the auction's own room takes its bids."""
-        if self.one_by_one.active:
-            return await self._one_by_one(batch)
         if self._stale:
             await self._reload()
+        if self.one_by_one.active:  # after the await: see SkuActor._handle
+            return await self._one_by_one(batch)
         results: list[dict[str, Any] | LiveshopError] = []
         for bid in batch:
             try:
@@ -164,6 +164,14 @@ class AuctionActor:
         phase = None
         while True:
             try:
+                if self._stale:
+                    # A failed commit near the end: reload here too, or an auction nobody
+                    # bids on again would never close (and never settle).
+                    try:
+                        await self._reload()
+                    except Unavailable:  # PostgreSQL away: try again in a second
+                        await asyncio.sleep(1.0)
+                        continue
                 if self.auction.ended:
                     await self._finish()
                     if self.stored.stock_done and self.stored.payment_done:

@@ -81,6 +81,8 @@ class CartActor:
                 policy, hold_seconds = await self.store.room_policy(
                     room_id, self.settings.hold_seconds
                 )
+                # Never longer than the platform's hold window, whatever a room set once.
+                hold_seconds = min(hold_seconds, self.settings.hold_seconds)
             creator = await self.store.room_host(room_id)
             hold = expires = None
             if policy == "hold":

@@ -24,7 +24,7 @@ from redis.exceptions import RedisError
 
 from liveshop import clock
 from liveshop.config import Settings
-from liveshop.errors import InternalError, InvalidRequest, LiveshopError, NotFound
+from liveshop.errors import Forbidden, InternalError, InvalidRequest, LiveshopError, NotFound
 from liveshop.protocol import ROOM_OPS
 from liveshop.rooms.analytics import ShowAnalytics
 from liveshop.rooms.channel import (
@@ -139,8 +139,10 @@ class ChannelActor:
                 case "switch_stream":
                     if not room_id:
                         raise InvalidRequest("switch_stream names the room whose stream to show")
-                    if not await self.room_store.room_exists(room_id):
-                        raise NotFound(f"no room {room_id!r}")
+                    target = await self.room_store.get_room(room_id)  # room_not_found
+                    if target.channel_id != self.channel_id:
+                        # A channel airs its own rooms' streams, never another host's.
+                        raise Forbidden(f"room {room_id!r} is not on this channel")
                     entry = self.channel.switch_to(room_id, by, reason, now)
                 case "resume":
                     entry = self.channel.resume(by, reason, now)

@@ -135,7 +135,9 @@ class GroupCommit(Generic[T]):
                 error = EarlierCommitFailed(failed_before)
             if error is not None:
                 root = error.root if isinstance(error, EarlierCommitFailed) else error
-                if failed_before is None:  # report the first failure only
+                if failed_before is None or batch is not None:
+                    # Every failed batch leaves memory ahead of PostgreSQL, also one chained
+                    # after a failure that the owner may have reloaded from meanwhile.
                     self._failed(error)
                 answer = CommitRefused(self._error.message) if self.refused(root) else self._error
                 for fut in waiters + self._waiters:
@@ -159,10 +161,12 @@ class GroupCommit(Generic[T]):
 
 
 class OneByOne(Generic[I]):
-    """Requests whose commit was refused for its data, decided and committed again one at a
-    time: the request that cannot be stored is refused to its sender (``invalid_request``),
-    the others commit. While it runs, every new request takes the same path, so nothing is
-    grouped with a request under suspicion."""
+    """Requests whose commit was refused for its data, decided again in smaller commits
+    until the culprit is alone: halves, then halves of the half that fails (a bisection:
+    about 2·log2(n) commits for one bad request among n). The culprit is refused to its
+    sender (``invalid_request``); every other request commits. While it runs, new requests
+    wait and then take the same path, so nothing is grouped with a request under
+    suspicion."""
 
     def __init__(self, group: GroupCommit[Any], what: str) -> None:
         self.group = group
@@ -180,29 +184,54 @@ class OneByOne(Generic[I]):
         decide: Callable[[I], Any],
         prepare: Callable[[], Awaitable[None]],
     ) -> list[Any]:
-        """``decide`` one item in memory (a client error refuses it alone); ``prepare``
-        runs before each (the owner reloads there if a failure left its memory stale)."""
+        """``decide`` decides one item in memory (a client error refuses it alone);
+        ``prepare`` runs before each attempt (the owner reloads there when a failed commit
+        left its memory stale)."""
         async with self._lock:
             # Whatever was decided before is committed (or refused) first, on its own.
             with contextlib.suppress(LiveshopError):
                 await self.group.wait()
-            results: list[Any] = []
-            for item in items:
-                try:
-                    await prepare()
-                    result = decide(item)
-                    await self.group.wait()
-                except CommitRefused:
-                    self.refusals += 1
-                    log.warning("%s refused a request PostgreSQL cannot store", self.what)
-                    results.append(
-                        InvalidRequest(f"{self.what}: this request cannot be stored; not done")
-                    )
-                except (ClientError, Unavailable) as exc:
-                    results.append(exc)
-                else:
-                    results.append(result)
+            results: list[Any] = [None] * len(items)
+            await self._settle(list(range(len(items))), items, decide, prepare, results)
             return results
+
+    async def _settle(
+        self,
+        indexes: list[int],
+        items: Sequence[I],
+        decide: Callable[[I], Any],
+        prepare: Callable[[], Awaitable[None]],
+        results: list[Any],
+    ) -> None:
+        await prepare()
+        decided: dict[int, Any] = {}
+        for i in indexes:
+            try:
+                decided[i] = decide(items[i])
+            except ClientError as exc:
+                results[i] = exc
+        try:
+            await self.group.wait()
+        except CommitRefused:
+            # Every decision here is void (the owner reloads): decide them all again, in
+            # halves, refusals included (they may have been refused for a void decision).
+            if len(indexes) == 1:
+                self.refusals += 1
+                log.warning("%s refused a request PostgreSQL cannot store", self.what)
+                results[indexes[0]] = InvalidRequest(
+                    f"{self.what}: this request cannot be stored; nothing was done"
+                )
+                return
+            half = len(indexes) // 2
+            await self._settle(indexes[:half], items, decide, prepare, results)
+            await self._settle(indexes[half:], items, decide, prepare, results)
+            return
+        except Unavailable as exc:  # an outage meanwhile: temporary for these
+            for i in indexes:
+                results[i] = exc
+            return
+        for i, result in decided.items():
+            results[i] = result
 
 
 def report_failure(who: str, exc: Exception) -> None:

@@ -57,6 +57,9 @@ PIN_STOCK_WAIT = 3.0
 WITHDRAWN_REASON = "this message could not be stored"
 #: Offsets of withdrawn events kept to refuse their senders (who are answered right after).
 MAX_WITHDRAWN_REMEMBERED = 1000
+#: A tick that cannot be saved even event by event this many times in a row (a bug, not
+#: one event's data) is saved with every event withdrawn: the room must move on.
+MAX_STUCK_TICKS = 3
 
 
 def tick_interval(settings: Settings, viewers: int) -> float:
@@ -114,6 +117,8 @@ class RoomActor:
         self._unsaved: list[Event] = []
         #: Offsets of events withdrawn because PostgreSQL refused them (insertion ordered).
         self._withdrawn: dict[int, None] = {}
+        #: Ticks in a row that could not be saved even event by event (see _save).
+        self._stuck = 0
         self._unsaved_gifts: list[tuple[int, int]] = []
         self._unsaved_state: dict[str, Any] = {}
         self._state_saved_at = 0.0
@@ -344,33 +349,47 @@ class RoomActor:
             raise
         except Exception as exc:
             log.error("room %s: PostgreSQL refused its tick: %r", self.room_id, exc)
-            return await self._save_one_by_one(offset, events, gift_offsets)
+            try:
+                stored = await self._save_one_by_one(
+                    offset, events, gift_offsets, withdraw_all=self._stuck >= MAX_STUCK_TICKS
+                )
+            except TRANSIENT_DB_ERRORS:
+                raise
+            except Exception:
+                self._stuck += 1  # not the data of one event: after a few, withdraw them all
+                raise
+            self._stuck = 0
+            return stored
+        self._stuck = 0
         return events
 
     async def _save_one_by_one(
-        self, offset: int, events: list[Event], gift_offsets: list[tuple[int, int]]
+        self,
+        offset: int,
+        events: list[Event],
+        gift_offsets: list[tuple[int, int]],
+        *,
+        withdraw_all: bool = False,
     ) -> list[Event]:
-        """The tick's events as stored, withdrawn ones replaced (RoomStore.save_tick_one_by_one);
-        the senders of withdrawn events are told when their calls are answered."""
-        placeholders: dict[int, Event] = {}
-
-        def withdraw(bad: list[Event]) -> list[Event]:
-            made = self.room.withdraw(bad, WITHDRAWN_REASON)
-            placeholders.update((e.offset, e) for e in made)
-            return made
-
+        """The tick saved event by event (RoomStore.save_tick_one_by_one); the events as
+        stored, the refused ones withdrawn. ``withdraw_all``: a tick that failed again and
+        again for a reason not its data's (a bug): every event is withdrawn, so the room
+        moves on. Memory changes only once PostgreSQL has committed."""
+        stored = [e.withdrawn(WITHDRAWN_REASON) for e in events] if withdraw_all else events
         refused = await self.store.save_tick_one_by_one(
             self.room_id,
             epoch=self.room.epoch,
             offset=offset,
             state=self.room.durable_state(),
-            events=events,
-            withdraw=withdraw,
-            gift_offsets=gift_offsets,
+            events=stored,
+            reason=WITHDRAWN_REASON,
+            gift_offsets=[] if withdraw_all else gift_offsets,
         )
-        if not refused:
+        gone = events if withdraw_all else refused
+        if not gone:
             return events
-        for event in refused:
+        placeholders = {e.offset: e for e in self.room.withdraw(gone, WITHDRAWN_REASON)}
+        for event in gone:
             self._withdrawn[event.offset] = None
             while len(self._withdrawn) > MAX_WITHDRAWN_REMEMBERED:
                 del self._withdrawn[next(iter(self._withdrawn))]
@@ -436,7 +455,7 @@ class RoomActor:
                 self._unsaved_gifts = gift_offsets
                 self._unsaved_state.update(tick.state)
                 self._waiters = waiters + self._waiters
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(min(0.2 * 2**self._stuck, 5.0))
                 self._wake.set()
                 return
             metrics.commit_seconds("room", time.perf_counter() - started)

@@ -117,10 +117,12 @@ class SkuActor:
     async def _handle(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
         self.batches += 1
         self.decisions += len(batch)
-        if self.one_by_one.active:
-            return await self._one_by_one(batch)
         if self._stale:
             await self._reload()
+        # After any await: a bisection under way takes this batch too (decided from here on
+        # without awaiting, so nothing joins a commit under suspicion).
+        if self.one_by_one.active:
+            return await self._one_by_one(batch)
         now = clock.now()
         inventory = self.inventory
         results: list[dict[str, Any] | LiveshopError] = []

@@ -6,8 +6,8 @@ publishers connect to it directly (see ``whip``). The stream's view (status, URL
 goes to the room actor whenever it changes, at most once a second for health alone.
 
 Killed, Ray restarts it: the stream continues from its saved playlists with a
-discontinuity, and each ingest re-attaches and resends its codec headers (``feed`` answers
-False to an ingest it does not know).
+discontinuity, on the slate until a publisher is back, and each ingest re-attaches and
+resends its codec headers (``feed`` answers False to an ingest it does not know).
 
 At start it measures what encoding costs on its node (``measure_cost``, about half a second
 of CPU) so the stream's ladder is one the node sustains (``media_cpu_share`` of its cores);
@@ -220,20 +220,30 @@ class TranscoderActor:
             self.publishers.pop(session_id, None)
 
         try:
-            self.publishers[session_id] = await webrtc.publish(offer, source, ended)
+            self.publishers[session_id] = await webrtc.publish(
+                offer, source, ended, connect_within=self.settings.webrtc_connect_timeout
+            )
         except BaseException:
             self.stream.detach(session_id)
             raise
         return self.publishers[session_id].answer
 
-    async def whep(self, session_id: str, offer: str) -> str:
-        """A WHEP subscriber: the SDP answer; refused when the room has as many as WebRTC
-        playback is meant for (HLS serves the rest)."""
+    async def whep(self, session_id: str, offer: str, user_id: str) -> str:
+        """A WHEP subscriber (``user_id``'s): the SDP answer; refused when the room has as
+        many as WebRTC playback is meant for (HLS serves the rest), or the user already
+        holds ``whep_max_per_user`` of them (``rate_limited``)."""
         if self.stream.encoder is None:
             raise StreamNotLive("nothing is on air yet")
         if self.relay.subscribers >= self.settings.whep_max_subscribers:
             raise Unavailable("WebRTC playback is full here; play the HLS stream instead")
-        peer = await webrtc.play(offer, self.relay, lambda: self.players.pop(session_id, None))
+        peer = await webrtc.play(
+            offer,
+            self.relay,
+            lambda: self.players.pop(session_id, None),
+            user_id,
+            per_user=self.settings.whep_max_per_user,
+            connect_within=self.settings.webrtc_connect_timeout,
+        )
         self.players[session_id] = peer
         return peer.answer
 

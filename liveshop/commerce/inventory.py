@@ -37,6 +37,9 @@ from liveshop.errors import (
 from liveshop.text import text_problem
 
 MAX_QUANTITY = 1_000_000
+#: The longest hold: an auction's unit is held from its start until after its end (up to
+#: 7 days ahead, 7 days long, and a day to settle).
+MAX_HOLD_SECONDS = 30 * 24 * 3600.0
 MAX_PRICE_MINOR = 10**12
 #: How long an idempotency key's answer is kept (as payment APIs do: a day).
 ANSWER_TTL = 24 * 3600.0
@@ -401,8 +404,8 @@ class Inventory:
         if stored is not None:
             return stored
         _check_quantity(quantity)
-        if not 0 < ttl <= 7 * 24 * 3600:
-            raise InvalidRequest("ttl must be 0..604800 seconds")
+        if not 0 < ttl <= MAX_HOLD_SECONDS:
+            raise InvalidRequest(f"ttl must be 0..{MAX_HOLD_SECONDS:.0f} seconds")
         deal = self._take(buyer_id, quantity, now, room_id)
         rid = f"{self.sku}~r{self._seq()}"
         # Milliseconds: the answer must read back from PostgreSQL exactly as it was given.

@@ -11,7 +11,8 @@ transcoder actor) calls ``attach``/``feed``/``detach`` from its event loop. Outp
     live/<room>/<stream>/<rung>/vod.m3u8        each rendition's recording (a restart reads
                                                 its playlists back from these)
     live/<room>/<stream>/thumbs/000001.jpg      a thumbnail every few seconds
-    live/<room>/<stream>/state.json             the stream's id, renditions, incarnation
+    live/<room>/<stream>/state.json             the stream's id, renditions, incarnation,
+                                                the source picture its ladder is for
     live/<room>/current.json                    the room's current stream
 """
 
@@ -102,6 +103,17 @@ def slate_frame(width: int, height: int) -> av.VideoFrame:
     return av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
 
 
+def _picture(saved: object) -> tuple[int, int, float] | None:
+    """The source picture ``state.json`` says the ladder was built for, if it says so (a
+    stream started before it was saved there builds its ladder from the first frame)."""
+    if not isinstance(saved, list) or len(saved) != 3:
+        return None
+    width, height, fps = saved
+    if not all(isinstance(v, int | float) and v > 0 for v in saved):
+        return None
+    return int(width), int(height), float(fps)
+
+
 class LiveStream:
     def __init__(
         self,
@@ -142,8 +154,16 @@ class LiveStream:
         #: The encoder's load, and what it decides about the rungs (once it encodes).
         self.load = LoadMeter()
         self.shedder: Shedder | None = None
+        #: The source picture (width, height, fps) the ladder was built for.
+        self.picture: tuple[int, int, float] | None = None
         self._resume()
         self.work = work / media_name(room_id) / self.stream_id / secrets.token_hex(4)
+        if self.picture is not None:
+            # Back after a restart: on the slate at once, with the ladder it had, so its
+            # playlists go on (and the view names them) while no publisher is back yet.
+            # WHIP sessions died with the actor; an RTMP publisher may never return.
+            self._start_encoder(*self.picture)
+            self._next_slate = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="transcoder", daemon=True)
         self._thread.start()
 
@@ -173,6 +193,7 @@ class LiveStream:
             for playlist in (*self.playlists.values(), *self.recordings.values()):
                 playlist.restart()
             self.thumbnails = int(state.get("thumbnails", 0))
+            self.picture = _picture(state.get("picture"))
             self.incarnation = int(state.get("incarnation", 0)) + 1
             log.info("stream %s of room %s resumes", self.stream_id, self.room_id)
         else:
@@ -207,6 +228,7 @@ class LiveStream:
             "ended": self.ended,
             "thumbnails": self.thumbnails,
             "renditions": sorted(self.recordings),
+            "picture": list(self.picture) if self.picture is not None else None,
         }
         self.store.put(f"{self.prefix}/state.json", json.dumps(state).encode())
 
@@ -342,29 +364,48 @@ class LiveStream:
 
     def _ensure_encoder(self, frame: av.VideoFrame, fps: float) -> LadderEncoder:
         """The ladder is fixed by the first frame ever shown (a restart keeps the same
-        renditions from the same source); later sources are scaled to it."""
+        renditions, built for the picture saved in ``state.json``); later sources are
+        scaled to it."""
         if self.encoder is None:
-            self.encoder = LadderEncoder(
-                width=frame.width, height=frame.height, fps=fps, store=self.store,
-                prefix=self.prefix, work=self.work, now=self.wall,
-                segment_seconds=self.options.segment_seconds, audio=True,
-                preset=self.options.preset, playlists=self.playlists,
-                recordings=self.recordings, record=True, window=self.options.window,
-                on_segment=self._segment, on_audio=self.on_audio, rungs=self.options.rungs,
-                budget=self.options.budget,
-            )  # fmt: skip
-            self.playlists, self.recordings = self.encoder.playlists, self.encoder.recordings
-            budget = self.options.budget
-            self.shedder = Shedder(
-                [budget.cost.rung(r, (frame.width, frame.height)) if budget
-                 else r.width * r.height for r in self.encoder.renditions],
-                shed_after=self.options.shed_after, restore_after=self.options.restore_after,
-            )  # fmt: skip
-            slate = slate_frame(frame.width, frame.height)
-            self._slate = (slate, self.encoder.scale(slate))  # scaled once, shown for hours
-            self._save_state()
-            self._assign_scalers()
+            return self._start_encoder(frame.width, frame.height, fps)
         return self.encoder
+
+    def _start_encoder(self, width: int, height: int, fps: float) -> LadderEncoder:
+        options, budget = self.options, self.options.budget
+        encoder = LadderEncoder(
+            width=width,
+            height=height,
+            fps=fps,
+            store=self.store,
+            prefix=self.prefix,
+            work=self.work,
+            now=self.wall,
+            segment_seconds=options.segment_seconds,
+            audio=True,
+            preset=options.preset,
+            playlists=self.playlists,
+            recordings=self.recordings,
+            record=True,
+            window=options.window,
+            on_segment=self._segment,
+            on_audio=self.on_audio,
+            rungs=options.rungs,
+            budget=budget,
+        )
+        self.encoder, self.picture = encoder, (width, height, fps)
+        self.playlists, self.recordings = encoder.playlists, encoder.recordings
+        costs = [
+            budget.cost.rung(r, (width, height)) if budget else r.width * r.height
+            for r in encoder.renditions
+        ]
+        self.shedder = Shedder(
+            costs, shed_after=options.shed_after, restore_after=options.restore_after
+        )
+        slate = slate_frame(width, height)
+        self._slate = (slate, encoder.scale(slate))  # scaled once, shown for hours
+        self._save_state()
+        self._assign_scalers()
+        return encoder
 
     def _encode(self, item: Item, source: Source) -> None:
         if isinstance(item, av.AudioFrame):

@@ -373,7 +373,10 @@ class LadderEncoder:
         #: Top rungs not encoded now; a restore waits for the next segment boundary.
         self.shed = 0
         self._restore_to: int | None = None
-        self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+        #: Sound in the format of ``_audio_in`` (sample format, layout, rate) -> the
+        #: encoders'; a new one for sound in another format (see ``audio``).
+        self.resampler: av.AudioResampler | None = None
+        self._audio_in: tuple[str, str, int] | None = None
         self._first: float | None = None
         self._base = 0
         self._audio_samples = 0
@@ -487,7 +490,10 @@ class LadderEncoder:
     def rebase(self) -> None:
         """The next frame comes from another source (failover, slate): it follows the last
         frame on the output clock instead of jumping by the difference in source times, so
-        the encoders keep running and players see one continuous stream."""
+        the encoders keep running and players see one continuous stream. The sound the
+        resampler still holds is the old source's: it goes out first, and the new source
+        gets a resampler of its own."""
+        self._flush_audio()
         self._first = None
         self._base = self.grid.last + 1
 
@@ -544,8 +550,28 @@ class LadderEncoder:
             self._write_masters()  # a restored rung is listed once it has enough segments
 
     def audio(self, frame: av.AudioFrame) -> None:
+        """A decoded source frame of any rate, layout and sample format, converted to the
+        encoders' (48 kHz stereo ``fltp``). A resampler takes one input format for good: it
+        configures itself from its first frame and refuses any other (``Frame does not
+        match AudioResampler setup``), and one whose first frame already matched passes
+        every later frame through untouched, to fail in each AAC encoder instead. Sources
+        differ (aiortc's Opus decodes to ``s16``, FLV's AAC to ``fltp`` at the
+        publisher's rate), a failover or takeover switches between them mid-stream, and a
+        publisher may change its own; so a frame in another format gets a new resampler,
+        after the old one's buffered tail went out."""
+        key = (frame.format.name, frame.layout.name, frame.sample_rate)
+        if self.resampler is None or key != self._audio_in:
+            self._flush_audio()
+            self.resampler = av.AudioResampler(format="fltp", layout="stereo", rate=AUDIO_RATE)
+            self._audio_in = key
         for resampled in self.resampler.resample(frame):
             self._audio_out(resampled)
+
+    def _flush_audio(self) -> None:
+        if self.resampler is not None:
+            for resampled in self.resampler.resample(None):
+                self._audio_out(resampled)
+            self.resampler, self._audio_in = None, None
 
     def pad_audio(self) -> None:
         """Silence up to the video clock, for a source without sound (or the slate):
@@ -573,6 +599,7 @@ class LadderEncoder:
             self.on_audio(frame)
 
     def close(self) -> None:
+        self._flush_audio()
         for out in self.outputs:
             if out is not None:
                 out.close()

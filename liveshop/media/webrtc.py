@@ -9,7 +9,10 @@ all subscribers, and the sound the ladder encodes; aiortc encodes both per subsc
 WHEP is for tens of viewers, HLS for the rest.
 
 Signalling is one HTTP exchange each way (no trickle ICE): the answer carries every
-candidate, which aiortc gathers before it returns from ``setLocalDescription``.
+candidate, which aiortc gathers before it returns from ``setLocalDescription``. A session
+whose ICE and DTLS have not connected ``connect_within`` seconds after its answer is closed
+(an offer nobody completes holds no slot), and one user holds at most ``per_user`` WHEP
+sessions of a stream.
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import contextlib
 import fractions
 import logging
 import time
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -28,7 +32,7 @@ from aiortc import RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from av.video.reformatter import VideoReformatter
 
-from liveshop.errors import BadStream
+from liveshop.errors import BadStream, RateLimited
 from liveshop.media.ladder import even
 from liveshop.media.sources import TrackSource
 from liveshop.media.transcoder import AUDIO_RATE
@@ -38,6 +42,11 @@ log = logging.getLogger(__name__)
 #: An SDP offer is a few KiB; anything near this is not one.
 MAX_SDP_BYTES = 64 * 1024
 VIDEO_CLOCK = 90_000
+#: Seconds a session has to connect (ICE and DTLS) after its answer
+#: (``Settings.webrtc_connect_timeout``).
+CONNECT_TIMEOUT = 10.0
+#: WHEP sessions one user may hold in one stream (``Settings.whep_max_per_user``).
+PER_USER = 2
 
 
 def check_offer(sdp: str) -> str:
@@ -65,13 +74,16 @@ async def _answer(pc: RTCPeerConnection, offer: str) -> str:
 class Peer:
     """One WHIP or WHEP session. When its connection fails or closes (or the owner closes
     it), it releases what it held and runs ``on_closed``, once; aiortc does not close a
-    failed connection by itself, so this does."""
+    failed connection by itself, so this does. Nor does it give up on a connection that
+    never starts (a client that took the answer and went away): one that is not connected
+    ``connect_within`` seconds after the answer is closed too."""
 
     pc: RTCPeerConnection
     on_closed: Callable[[], object] = field(default=lambda: None)
     answer: str = ""
     _releases: list[Callable[[], object]] = field(default_factory=list)
     _closed: bool = False
+    _expiry: asyncio.Task[None] | None = None
 
     def __post_init__(self) -> None:
         @self.pc.on("connectionstatechange")
@@ -88,20 +100,34 @@ class Peer:
         self.on_closed()
         await self.pc.close()
 
-    async def negotiate(self, offer: str) -> Peer:
+    async def negotiate(self, offer: str, connect_within: float | None = CONNECT_TIMEOUT) -> Peer:
         try:
             self.answer = await _answer(self.pc, offer)
         except BaseException:
             await self.close()
             raise
+        if connect_within is not None:
+            deadline = asyncio.get_running_loop().call_later(connect_within, self._expire)
+            self._releases.append(deadline.cancel)
         return self
+
+    def _expire(self) -> None:
+        if not self._closed and self.pc.connectionState != "connected":
+            log.info("a WebRTC session did not connect in time (%s)", self.pc.connectionState)
+            self._expiry = asyncio.ensure_future(self.close())
 
 
 #: How often a WHIP session's received byte count goes to the stream's health.
 BYTES_INTERVAL = 0.5
 
 
-async def publish(offer: str, source: TrackSource, on_closed: Callable[[], None]) -> Peer:
+async def publish(
+    offer: str,
+    source: TrackSource,
+    on_closed: Callable[[], None],
+    *,
+    connect_within: float | None = CONNECT_TIMEOUT,
+) -> Peer:
     """Answer a WHIP offer; frames flow into ``source`` until the peer goes away, and the
     bytes the connection receives into its health (the input bitrate)."""
     peer = Peer(RTCPeerConnection(), on_closed)
@@ -113,7 +139,7 @@ async def publish(offer: str, source: TrackSource, on_closed: Callable[[], None]
 
     counter = asyncio.ensure_future(_count_bytes(peer.pc, source))
     peer._releases.append(counter.cancel)
-    return await peer.negotiate(offer)
+    return await peer.negotiate(offer, connect_within)
 
 
 async def _count_bytes(pc: RTCPeerConnection, source: TrackSource) -> None:
@@ -149,8 +175,10 @@ class FrameRelay:
     def __init__(self, loop: asyncio.AbstractEventLoop, max_height: int = 480) -> None:
         self.loop = loop
         self.max_height = max_height
-        #: WHEP sessions (the cap counts these; a video-only one has no audio listener).
+        #: WHEP sessions (the cap counts these; a video-only one has no audio listener),
+        #: and how many of them each user holds.
         self.subscribers = 0
+        self.by_user: Counter[str] = Counter()
         self._frame: av.VideoFrame | None = None
         self._serial = 0
         self._next: asyncio.Future[None] = loop.create_future()
@@ -158,6 +186,30 @@ class FrameRelay:
         # Opus in aiortc takes 16-bit samples; converted once for every subscriber.
         self._to_s16 = av.AudioResampler(format="s16", layout="stereo", rate=AUDIO_RATE)
         self._scaler = VideoReformatter()
+
+    def join(self, user_id: str, per_user: int) -> Callable[[], None]:
+        """Count a WHEP session of ``user_id``'s, or refuse it (``rate_limited``) while they
+        hold ``per_user`` here; returns what ends it (once, however often it is called)."""
+        if self.by_user[user_id] >= per_user:
+            raise RateLimited(
+                f"you already watch this stream over WebRTC {per_user} times: end a session "
+                "(DELETE its Location) or play the HLS stream",
+                details={"limit": per_user},
+            )
+        self.subscribers += 1
+        self.by_user[user_id] += 1
+        left = False
+
+        def leave() -> None:
+            nonlocal left
+            if not left:
+                left = True
+                self.subscribers -= 1
+                self.by_user[user_id] -= 1
+                if self.by_user[user_id] <= 0:
+                    del self.by_user[user_id]
+
+        return leave
 
     def offer(self, rungs: list[av.VideoFrame]) -> None:
         """The picture on air at every rung (encoder thread): the largest rung that fits
@@ -255,22 +307,26 @@ class RelayAudioTrack(MediaStreamTrack):
         super().stop()
 
 
-async def play(offer: str, relay: FrameRelay, on_closed: Callable[[], object]) -> Peer:
-    """Answer a WHEP offer with the relay's picture, and its sound if the offer asks for
-    audio (a track of a kind the offer lacks would fail the answer)."""
-    peer = Peer(RTCPeerConnection(), on_closed)
-    relay.subscribers += 1
-
-    def leave() -> None:
-        relay.subscribers -= 1
-
-    peer._releases.append(leave)
+async def play(
+    offer: str,
+    relay: FrameRelay,
+    on_closed: Callable[[], object],
+    user_id: str,
+    *,
+    per_user: int = PER_USER,
+    connect_within: float | None = CONNECT_TIMEOUT,
+) -> Peer:
+    """Answer ``user_id``'s WHEP offer with the relay's picture, and its sound if the offer
+    asks for audio (a track of a kind the offer lacks would fail the answer);
+    ``rate_limited`` while the user holds ``per_user`` sessions of this stream."""
+    leave = relay.join(user_id, per_user)
+    peer = Peer(RTCPeerConnection(), on_closed, _releases=[leave])
     for kind, make in (("video", RelayTrack), ("audio", RelayAudioTrack)):
         if f"m={kind}" in offer:
             track = make(relay)
             peer._releases.append(track.stop)
             peer.pc.addTrack(track)
-    return await peer.negotiate(offer)
+    return await peer.negotiate(offer, connect_within)
 
 
 async def exchange(

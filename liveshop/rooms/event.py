@@ -13,6 +13,11 @@ class Event:
     data: dict[str, Any]
     ts_ms: int
 
+    def withdrawn(self, reason: str) -> Event:
+        """What takes this event's place when it cannot be stored: the same offset and
+        time, so offsets stay gap-free (see Room.withdraw)."""
+        return Event(self.offset, "withdrawn", {"reason": reason}, self.ts_ms)
+
     def to_wire(self) -> dict[str, Any]:
         """The event as clients see it: built once and shared, read-only. A reconnect storm
         sends the same events to thousands of subscribers; one dict each lets the batch reply

@@ -437,7 +437,8 @@ class Room:
                 raise InvalidRequest("reply_to must be the id of an earlier message")
             data["reply_to"] = command.reply_to
         self.rules.check_pace(by.user_id, roles, now)  # last: only messages that pass count
-        self.chatters.add(by.user_id)
+        if len(self.chatters) < MAX_UNIQUE_VIEWERS:
+            self.chatters.add(by.user_id)
         event = self._emit("chat", data, now)
         return {"offset": event.offset, "message_id": event.offset}
 
@@ -589,7 +590,9 @@ class Room:
 
     def _make_room_for_question(self, user_id: str) -> None:
         """Bound the Q&A per user and per room: a user has a few unanswered questions at
-        once, and a full room forgets its oldest answered question to take a new one."""
+        once, and a full room forgets a question to take a new one: its oldest answered
+        one, else the least upvoted (oldest first) unanswered one, so that many accounts
+        asking at once can never shut everyone else out of the Q&A."""
         waiting = sum(1 for q in self.questions.values() if q.user_id == user_id and not q.answered)
         if waiting >= MAX_OPEN_QUESTIONS_PER_USER:
             raise InvalidRequest(
@@ -598,7 +601,8 @@ class Room:
         if len(self.questions) >= MAX_QUESTIONS:
             answered = next((i for i, q in self.questions.items() if q.answered), None)
             if answered is None:
-                raise InvalidRequest(f"this room holds at most {MAX_QUESTIONS} questions")
+                # Insertion order is age: min() keeps the oldest among the least upvoted.
+                answered = min(self.questions, key=lambda i: len(self.questions[i].voters))
             del self.questions[answered]
             self._changed_questions.discard(answered)
 
@@ -694,7 +698,7 @@ class Room:
         """Events PostgreSQL refused to store are withdrawn: a ``withdrawn`` event takes the
         place of each (same offset and time, so offsets stay gap-free and recovery exact),
         in the history and in what is published. Their senders are refused by the actor."""
-        placeholders = [Event(e.offset, "withdrawn", {"reason": reason}, e.ts_ms) for e in events]
+        placeholders = [e.withdrawn(reason) for e in events]
         for placeholder in placeholders:
             self.history.replace(placeholder)
         return placeholders

@@ -34,6 +34,7 @@ from liveshop.errors import (
     AuctionNotFound,
     Forbidden,
     NotFound,
+    OrderNotFound,
     Unauthenticated,
     UnknownOp,
 )
@@ -51,7 +52,7 @@ from liveshop.serve.auth import (
     require_service,
 )
 from liveshop.serve.commerce import Commerce
-from liveshop.serve.http_errors import install_error_handlers
+from liveshop.serve.http_errors import BodyLimit, install_error_handlers, limit_bodies
 from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
 from liveshop.serve.room_client import RoomClient
@@ -76,7 +77,7 @@ from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.wallets import WalletStore
 from liveshop.text import IdemKey, Key, Line, Name, Text
-from liveshop.tokens import Identity, Role, issue_token
+from liveshop.tokens import STAFF_ROLES, Identity, Role, issue_token
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,8 @@ serve_docs(app)
 # Large JSON answers and the pages travel compressed (static files come compressed already,
 # once per file: see web.static_files); level 6: less CPU per answer than the default 9.
 app.add_middleware(GZipMiddleware, minimum_size=1400, compresslevel=6)
+# Bodies over Settings.max_body_bytes are refused before anything reads them (413).
+app.add_middleware(BodyLimit, larger=programming_api.LARGE_BODIES)
 app.include_router(programming_api.router)
 app.include_router(overview_api.router)
 app.include_router(web.router)
@@ -289,6 +292,7 @@ class Api:
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url and settings.redis_url
         self.settings = settings
+        limit_bodies(settings.max_body_bytes)
         self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
         self.room_store = RoomStore(self.pool)
         self.products = ProductStore(self.pool)
@@ -390,9 +394,12 @@ class Api:
     ) -> dict[str, Any]:
         """A page of the chat log older than offset ``before`` (the `history` op): for a
         token with a role in the room."""
-        if not self._identity(authorization).roles_in(room_id):
+        who = self._identity(authorization)
+        if not who.roles_in(room_id):
             raise Forbidden(f"your token grants no role in room {room_id!r}")
-        return await self.rooms.history(room_id, before=before, limit=limit)
+        staff = bool(who.roles_in(room_id) & STAFF_ROLES)
+        reader = None if staff else who.user_id
+        return await self.rooms.history(room_id, before=before, limit=limit, reader=reader)
 
     @app.post(
         "/rooms/{room_id}/actions/{op}",
@@ -679,7 +686,9 @@ class Api:
         authorization: Authorization = None,
     ) -> dict[str, Any]:  # fmt: skip
         """Add units; from a room, the room's stock policy applies (and it is remembered)."""
-        self._own(authorization, user_id)
+        who = self._own(authorization, user_id)
+        if body.room_id is not None and not who.roles_in(body.room_id):
+            raise Forbidden(f"your token grants no role in room {body.room_id!r}")
         return await self.commerce.carts.run(user_id, "add", body.sku, body.quantity, body.room_id)
 
     @app.put(
@@ -865,14 +874,18 @@ class Api:
         self._self_or_service(authorization, user_id)
         return await self.orders.search(buyer_id=user_id, status=status, before=before, limit=limit)
 
-    @app.get("/orders/{order_id}", response_model=views.OrderOut, responses=answers(*ROLE, 404))
+    @app.get("/orders/{order_id}", response_model=views.OrderOut, responses=answers(*TOKEN, 404))
     async def get_order(
         self, order_id: OrderId, authorization: Authorization = None
     ) -> dict[str, Any]:
         """One order with its lines, shipments, status history and payments, by its id or
-        its number (``LS-10427``)."""
-        order = await self.orders.get(order_id)
-        self._self_or_service(authorization, order["buyer_id"])
+        its number (``LS-10427``): for its buyer or a service. Anyone else's order is
+        ``order_not_found``, as a missing one is (numbers are sequential: a 403 would tell
+        how many orders there are)."""
+        identity = self._identity(authorization)
+        order = await self.orders.get(order_id)  # order_not_found: "no order {order_id!r}"
+        if order["buyer_id"] != identity.user_id and not self._is_service(identity):
+            raise OrderNotFound(f"no order {order_id!r}")
         return order
 
     @app.post(
@@ -1065,7 +1078,10 @@ class Api:
         """Mint a token. Development only: guarded by the admin key (X-Admin-Key)."""
         if not self.settings.dev_tokens:
             raise NotFound("dev tokens are disabled (LIVESHOP_DEV_TOKENS=off)")
-        if not x_admin_key or not hmac.compare_digest(x_admin_key, self.settings.admin_key):
+        # As bytes (the header's own, read as latin-1): compare_digest raises TypeError for a
+        # str with a non-ASCII character, which answered 500.
+        given = (x_admin_key or "").encode("latin-1")
+        if not given or not hmac.compare_digest(given, self.settings.admin_key.encode()):
             raise Unauthenticated("a valid X-Admin-Key header is required")
         now = clock.now()
         token = issue_token(

@@ -19,7 +19,14 @@ from liveshop.commerce.inventory import Commit, Release, Reserve
 from liveshop.commerce.listing import PROMOTIONS
 from liveshop.commerce.order import ShipmentLine
 from liveshop.config import Settings
-from liveshop.errors import ClientError, Forbidden, LiveshopError, OrderNotFound, Unavailable
+from liveshop.errors import (
+    ClientError,
+    Forbidden,
+    InvalidRequest,
+    LiveshopError,
+    OrderNotFound,
+    Unavailable,
+)
 from liveshop.payments.cashier import Cashier
 from liveshop.serve.auction_client import AuctionClient
 from liveshop.serve.batcher import Batcher
@@ -121,7 +128,8 @@ class Commerce:
             case "order":
                 order = await self.orders.get(params.order)
                 if order["buyer_id"] != who.user_id:
-                    raise OrderNotFound(f"no order {params.order!r} of yours")
+                    # The same answer as for no order at all: numbers leak no volume.
+                    raise OrderNotFound(f"no order {params.order!r}")
                 return order
             case "cancel_order":
                 return await self.cancel_for(params.order, who.user_id, service=False)
@@ -132,6 +140,9 @@ class Commerce:
             case "commerce_settings":
                 require_host(who, params.room, "the room's commerce settings")
                 hold = params.hold_seconds or self.settings.hold_seconds
+                if hold > self.settings.hold_seconds and not who.is_service:
+                    # Holds keep stock from every other buyer: a room cannot hold longer.
+                    raise InvalidRequest(f"hold_seconds: at most {self.settings.hold_seconds:g} s")
                 await self.cart_store.set_room_policy(params.room, params.stock_policy, hold)
                 return {"room": params.room, "stock_policy": params.stock_policy,
                         "hold_seconds": hold}  # fmt: skip
@@ -210,7 +221,9 @@ class Commerce:
     ) -> dict[str, Any]:
         """A cancellation asked for by a buyer (their own unpaid orders) or a service."""
         order = await self.orders.get(order_id)
-        if not service and (order["buyer_id"] != user_id or order["status"] != "pending"):
+        if not service and order["buyer_id"] != user_id:
+            raise OrderNotFound(f"no order {order_id!r}")  # as for a missing one
+        if not service and order["status"] != "pending":
             raise Forbidden("buyers can cancel their own unpaid orders; ask the seller")
         return await self.cancel(order_id, by=user_id, note=note)
 

@@ -45,6 +45,7 @@ from liveshop.protocol import (
     SUBPROTOCOL_MSGPACK,
     Codec,
     ConnectParams,
+    HistoryParams,
     Request,
     RequestId,
     RoomParams,
@@ -83,6 +84,8 @@ LISTEN_BACKLOG = 4096
 SLOW_CONSUMER_SWEEP = 1.0
 #: A client told to slow down this many times in a row (no request let through) is closed.
 MAX_RATE_STRIKES = 50
+#: A dependency that did not answer this time: the op answers ``unavailable``.
+_TRANSIENT: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, RedisError)
 
 
 @dataclass(eq=False)
@@ -358,7 +361,11 @@ class Gateway:
             "expires_at": int(identity.expires_at),
             "gateway": self.gateway_id,
         }
-        await ws.send(encode_frame(result_reply(request.id, result), codec))
+        try:
+            await ws.send(encode_frame(result_reply(request.id, result), codec))
+        except ConnectionClosed:  # gone before hearing "welcome": not a connection to count
+            self.users.close(identity.user_id)
+            return None
         return session
 
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
@@ -395,6 +402,11 @@ class Gateway:
             reply = error_reply(request.id, exc)
         except asyncio.CancelledError:
             raise
+        except _TRANSIENT as exc:
+            # PostgreSQL or Redis away for a moment (an op that reads them directly): try
+            # again, as the HTTP API answers 503.
+            log.warning("op %s: a dependency did not answer: %r", request.op, exc)
+            reply = error_reply(request.id, Unavailable("a dependency did not answer; retry"))
         except Exception:
             log.exception("op %s failed", request.op)
             reply = error_reply(request.id, InternalError("internal error"))
@@ -436,9 +448,13 @@ class Gateway:
                 self._leave(session, params.room)
                 return {"room": params.room}
             case "history":
-                self._require_role(session, request.params.room)
+                page: HistoryParams = request.params
+                self._require_role(session, page.room)
+                # Banned viewers may not read it either; staff are never banned.
+                staff = session.identity.roles_in(page.room) & STAFF_ROLES
+                reader = None if staff else session.identity.user_id
                 return await self.rooms.history(
-                    request.params.room, before=request.params.before, limit=request.params.limit
+                    page.room, before=page.before, limit=page.limit, reader=reader
                 )
         if request.op in ROOM_OPS:
             # The room decides who may do what (its live grants count too).

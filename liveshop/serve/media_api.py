@@ -36,9 +36,9 @@ from liveshop.media.segments import LocalDiskStore, cache_control, check_name, c
 from liveshop.protocol import RoomId
 from liveshop.serve import views
 from liveshop.serve.auth import Authorization, bearer_identity
-from liveshop.serve.http_errors import install_error_handlers
+from liveshop.serve.http_errors import BodyLimit, install_error_handlers, limit_bodies
 from liveshop.serve.ops import require_host
-from liveshop.serve.schema import JSON, ROLE, TOKEN, Body, Route, answers, serve_docs
+from liveshop.serve.schema import BODY, JSON, ROLE, TOKEN, Body, Route, answers, serve_docs
 from liveshop.storage.pool import create_pool
 from liveshop.storage.restreams import RestreamStore
 from liveshop.storage.rooms import RoomStore
@@ -57,6 +57,8 @@ app = FastAPI(
 app.router.route_class = Route
 install_error_handlers(app)
 serve_docs(app, prefix="/media")
+# Bodies over Settings.max_body_bytes are refused before anything reads them (413).
+app.add_middleware(BodyLimit)
 #: An SDP offer or answer in the OpenAPI document (WHIP and WHEP).
 SDP = {"content": {"application/sdp": {"schema": {"type": "string"}}}}
 
@@ -74,6 +76,7 @@ class MediaApi:
     async def __init__(self, settings: Settings) -> None:  # type: ignore[misc]
         assert settings.database_url
         self.settings = settings
+        limit_bodies(settings.max_body_bytes)
         self.store = LocalDiskStore(settings.media_root)
         self.pool = await create_pool(settings.database_url, min_size=1, max_size=4)
         self.keys = StreamKeyStore(self.pool)
@@ -269,7 +272,7 @@ class MediaApi:
     @app.post("/rooms/{room_id}/whip", status_code=201, response_class=Response,
               openapi_extra={"requestBody": {"required": True, **SDP}},
               responses={201: {"description": "the SDP answer; `Location`: the session",
-                               **SDP}, **answers(*ROLE, 400, 404, 409)})  # fmt: skip
+                               **SDP}, **answers(*ROLE, *BODY, 400, 404, 409)})  # fmt: skip
     async def whip(
         self,
         room_id: RoomPath,
@@ -290,21 +293,22 @@ class MediaApi:
     @app.post("/rooms/{room_id}/whep", status_code=201, response_class=Response,
               openapi_extra={"requestBody": {"required": True, **SDP}},
               responses={201: {"description": "the SDP answer; `Location`: the session",
-                               **SDP}, **answers(*ROLE, 400, 404)})  # fmt: skip
+                               **SDP}, **answers(*ROLE, *BODY, 400, 404, 429)})  # fmt: skip
     async def whep(
         self,
         room_id: RoomPath,
         request: Request,
         authorization: Authorization = None,
     ) -> Response:
-        """Watch with WebRTC (sub-second): any token with a role in the room."""
+        """Watch with WebRTC (sub-second): any token with a role in the room, at most
+        ``whep_max_per_user`` sessions per user (429 ``rate_limited`` beyond)."""
         identity = bearer_identity(self.settings.secret, authorization)
         if not identity.roles_in(room_id):
             raise Forbidden("WebRTC playback needs a token for this room")
         offer = await self._sdp(request)
         handle = await self._running_transcoder(room_id)
         session = secrets.token_hex(8)
-        answer = await self._call(handle.whep.remote(session, offer), 30)
+        answer = await self._call(handle.whep.remote(session, offer, identity.user_id), 30)
         return self._answer(answer, f"/media/rooms/{room_id}/whep/{session}")
 
     @app.delete("/rooms/{room_id}/{kind}/{session_id}", response_model=views.EndedOut,

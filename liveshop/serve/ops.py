@@ -109,7 +109,8 @@ def sku_command_for(
             # Who may (the room's host, and a room the seller allows) is checked by
             # Commerce, which reads the listing.
             if op == "end_deal":
-                return inv.EndDeal(p.room)
+                # A service (the platform, for the seller) ends a deal whatever its room.
+                return inv.EndDeal(None if who.is_service else p.room)
             deal = inv.FlashDeal(
                 deal_id=f"deal-{secrets.token_hex(4)}",
                 price_minor=p.price_minor,

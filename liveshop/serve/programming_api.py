@@ -151,6 +151,14 @@ class ShowIn(Body):
     cues: list[CueIn] = Field(default_factory=list, max_length=500)
 
 
+#: What ``POST /shows`` may send, above ``Settings.max_body_bytes``: a run of show of 500 cues,
+#: each a poll (680 characters) or a message (500) written as JSON escapes (6 bytes a
+#: character, 12 outside the BMP), is up to about 4 MB.
+SHOW_BODY_BYTES = 6 * 1024 * 1024
+#: The routes that take bodies above the limit (``http_errors.BodyLimit``).
+LARGE_BODIES = {("POST", "/shows"): SHOW_BODY_BYTES}
+
+
 class ShowPatch(Body):
     title: Name | None = None
     starts_at: Epoch | None = Field(default=None, gt=0)

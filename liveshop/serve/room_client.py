@@ -12,6 +12,9 @@ from liveshop.rooms.commands import Command, Reply
 from liveshop.serve.actor_client import ActorClient
 from liveshop.storage.rooms import RoomStore
 
+#: History reads at once per gateway or API process (each holds a database connection).
+HISTORY_READS = 2
+
 
 class RoomClient(ActorClient):
     kind = "room"
@@ -25,13 +28,17 @@ class RoomClient(ActorClient):
             missing=lambda room_id: RoomNotFound(f"no room {room_id!r}"),
         )
         self.store = store
+        self._history_reads = asyncio.Semaphore(HISTORY_READS)
 
-    async def history(self, room_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
+    async def history(
+        self, room_id: str, *, before: int | None, limit: int, reader: str | None = None
+    ) -> dict[str, Any]:
         """A page of the chat log (RoomStore.history), read from PostgreSQL: the room's
-        actor is not involved, so scrolling back costs the live room nothing."""
-        if not await self.store.room_exists(room_id):
-            raise RoomNotFound(f"no room {room_id!r}")
-        return await self.store.history(room_id, before=before, limit=limit)
+        actor is not involved, so scrolling back costs the live room nothing. At most
+        HISTORY_READS at once per process: scrolling never takes the connections that buys
+        and pins need."""
+        async with self._history_reads:
+            return await self.store.history(room_id, before=before, limit=limit, reader=reader)
 
     async def send(self, room_id: str, command: Command) -> Reply:
         result: Reply = await self.submit(room_id, "handle", command)

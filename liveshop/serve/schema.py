@@ -189,6 +189,7 @@ STATUS_TEXT: dict[int, str] = {
     403: "`forbidden` (and its kinds): the token's roles do not allow this",
     404: "not found (`not_found` or a precise kind: `room_not_found`, `sku_not_found`, ...)",
     409: "conflict (`conflict` or a precise kind: `out_of_stock`, `invalid_transition`, ...)",
+    413: "`too_large`: the body is larger than the operation takes (`details.limit` bytes)",
     422: "`invalid_request`: a field failed validation (`details` lists each)",
     429: "`rate_limited` or `slow_mode`: try again later (temporary)",
     503: "`unavailable`: a room actor, PostgreSQL or Redis did not answer; try again (temporary)",
@@ -207,10 +208,12 @@ def answers(*statuses: int, params: bool = True) -> dict[int | str, dict[str, An
 
 
 #: Shorthands for ``answers``: an operation with a bearer token (401); one that needs a role
-#: (401, 403); one with a JSON body (400 for a body that is not JSON).
+#: (401, 403); one with a JSON body (400 for a body that is not JSON, 413 for one larger than
+#: ``Settings.max_body_bytes``: http_errors.BodyLimit); one with another body (413).
 TOKEN = (401,)
 ROLE = (401, 403)
-JSON = (400,)
+JSON = (400, 413)
+BODY = (413,)
 
 
 class Route(APIRoute):

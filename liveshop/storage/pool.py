@@ -10,14 +10,20 @@ import asyncpg
 
 log = logging.getLogger(__name__)
 
-#: Errors that mean "PostgreSQL did not answer": retry later, nothing was decided.
+#: Errors that mean "PostgreSQL did not answer, or could not this time": retry later, nothing
+#: was decided. Besides lost connections: a server shutting down or restarting (failover
+#: included: a replica is read-only until promoted), a statement cancelled or timed out, a
+#: deadlock or serialization failure (the transaction is rolled back, retrying may pass), and
+#: a server out of disk, memory or connections.
 TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
     OSError,
     TimeoutError,
     asyncpg.PostgresConnectionError,
     asyncpg.InterfaceError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.TooManyConnectionsError,
+    asyncpg.OperatorInterventionError,  # admin/crash shutdown, cannot connect now, cancelled
+    asyncpg.TransactionRollbackError,  # deadlock, serialization failure
+    asyncpg.InsufficientResourcesError,  # disk full, out of memory, too many connections
+    asyncpg.ReadOnlySQLTransactionError,
 )
 
 
@@ -27,6 +33,7 @@ TRANSIENT_DB_ERRORS: tuple[type[BaseException], ...] = (
 REFUSED_DATA_ERRORS: tuple[type[BaseException], ...] = (
     asyncpg.DataError,
     asyncpg.IntegrityConstraintViolationError,
+    asyncpg.ProgramLimitExceededError,  # a row or value too big
     UnicodeError,
     OverflowError,
 )

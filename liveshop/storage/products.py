@@ -10,6 +10,21 @@ from liveshop.commerce.listing import Listing
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, ProductNotFound, RoomNotFound, SkuNotFound
 
+#: A room's catalog page (``in_room``: room, after, limit): the products of its host read in
+#: id order from ``products (seller_id, id)`` (the host a constant for the planner, so the
+#: index gives the order and the read stops at the page size), the products listed in it
+#: from ``product_rooms (room_id, product_id)``, each branch at most a page; the union
+#: (a product of the host listed in its room is one row) cut to the page.
+ROOM_CATALOG = (
+    "(SELECT p.* FROM products p"
+    "  WHERE p.seller_id = (SELECT host_id FROM rooms WHERE id = $1) AND p.id > $2"
+    "  ORDER BY p.id LIMIT $3)"
+    " UNION "
+    "(SELECT p.* FROM product_rooms l JOIN products p ON p.id = l.product_id"
+    "  WHERE l.room_id = $1 AND l.product_id > $2 ORDER BY l.product_id LIMIT $3)"
+    " ORDER BY id LIMIT $3"
+)
+
 
 def _product(row: asyncpg.Record) -> Product:
     return Product(
@@ -125,14 +140,8 @@ class ProductStore:
     async def in_room(
         self, room_id: str, *, limit: int = 100, after: str | None = None
     ) -> builtins.list[Product]:
-        """The products ``room_id`` may promote: listed there, or sold by its host."""
-        rows = await self.pool.fetch(
-            "SELECT p.* FROM products p, rooms r WHERE r.id = $1 "
-            "AND (p.seller_id = r.host_id OR EXISTS (SELECT 1 FROM product_rooms l "
-            "     WHERE l.product_id = p.id AND l.room_id = r.id)) "
-            "AND ($2::text IS NULL OR p.id > $2) ORDER BY p.id LIMIT $3",
-            room_id,
-            after,
-            limit,
-        )
+        """The products ``room_id`` may promote: listed there, or sold by its host; by id,
+        after ``after``. Two index range reads (migration 0016), each at most ``limit``
+        rows past ``after``: never a scan of the catalog ('' sorts before any id)."""
+        rows = await self.pool.fetch(ROOM_CATALOG, room_id, after or "", limit)
         return [_product(r) for r in rows]

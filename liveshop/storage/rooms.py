@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import asyncpg
 
-from liveshop.errors import Conflict, RoomNotFound
+from liveshop.errors import Banned, Conflict, RoomNotFound
 from liveshop.rooms.event import Event
 from liveshop.rooms.history import HISTORY_SIZE
 from liveshop.rooms.room import RoomInfo
@@ -17,6 +16,9 @@ from liveshop.text import scrub
 
 #: What the chat log shows, and so what a history read returns.
 CHAT_KINDS = ("chat", "system", "gift")
+_CHAT_KINDS_SQL = ", ".join(f"'{kind}'" for kind in CHAT_KINDS)
+#: Longest a history read may take (seconds); longer answers ``unavailable``.
+HISTORY_TIMEOUT = 2.0
 
 
 @dataclass(frozen=True)
@@ -105,20 +107,28 @@ class RoomStore:
             ],
         )
 
-    async def history(self, room_id: str, *, before: int | None, limit: int) -> dict[str, Any]:
+    async def history(
+        self, room_id: str, *, before: int | None, limit: int, reader: str | None = None
+    ) -> dict[str, Any]:
         """A page of the room's chat log from PostgreSQL, older than offset ``before`` (the
         newest page without it), oldest first and without deleted messages: scrollback
-        beyond the room's in-memory recovery window."""
-        rows = await self.pool.fetch(
-            "SELECT e.event_offset, e.kind, e.data, e.ts_ms FROM room_events e "
-            "WHERE e.room_id = $1 AND e.kind = ANY($2::text[]) "
-            "AND ($3::bigint IS NULL OR e.event_offset < $3) "
-            "AND NOT EXISTS (SELECT 1 FROM room_events d WHERE d.room_id = $1 "
-            "    AND d.kind = 'message_deleted' "
-            "    AND (d.data ->> 'message_id')::bigint = e.event_offset) "
-            "ORDER BY e.event_offset DESC LIMIT $4",
-            room_id, list(CHAT_KINDS), before, limit + 1,
-        )  # fmt: skip
+        beyond the room's in-memory recovery window. ``reader`` banned from the room (as of
+        its last saved state) is refused. A read is bounded in time (HISTORY_TIMEOUT): a
+        room with a pathological log answers ``unavailable`` rather than hold a connection
+        the room's buyers need."""
+        async with self.pool.acquire() as conn, conn.transaction(readonly=True):
+            await conn.execute(f"SET LOCAL statement_timeout = {int(HISTORY_TIMEOUT * 1000)}")
+            room = await conn.fetchrow(
+                "SELECT coalesce(state -> 'chat' -> 'bans' ? $2, false) AS banned "
+                "FROM rooms WHERE id = $1",
+                room_id,
+                reader or "",
+            )
+            if room is None:
+                raise RoomNotFound(f"no room {room_id!r}")
+            if reader is not None and room["banned"]:
+                raise Banned("you are banned from this room")
+            rows = await self._history(conn, room_id, before, limit)
         events = [
             Event(offset=r["event_offset"], kind=r["kind"], data=r["data"], ts_ms=r["ts_ms"])
             for r in rows[:limit]
@@ -129,6 +139,26 @@ class RoomStore:
             "more": len(rows) > limit,
         }
 
+    @staticmethod
+    async def _history(
+        conn: asyncpg.Connection, room_id: str, before: int | None, limit: int
+    ) -> list[asyncpg.Record]:
+        # The kinds are literal (CHAT_KINDS): the planner then uses the partial index
+        # room_events_chat (0014_chat_history.sql), which a parameter would defeat.
+        rows: list[asyncpg.Record] = await conn.fetch(
+            "SELECT e.event_offset, e.kind, e.data, e.ts_ms FROM room_events e "
+            f"WHERE e.room_id = $1 AND e.kind IN ({_CHAT_KINDS_SQL}) "
+            "AND ($2::bigint IS NULL OR e.event_offset < $2) "
+            "AND NOT EXISTS (SELECT 1 FROM room_events d WHERE d.room_id = $1 "
+            "    AND d.kind = 'message_deleted' "
+            "    AND (d.data ->> 'message_id')::bigint = e.event_offset) "
+            "ORDER BY e.event_offset DESC LIMIT $3",
+            room_id,
+            before,
+            limit + 1,
+        )
+        return rows
+
     async def save_tick_one_by_one(
         self,
         room_id: str,
@@ -137,15 +167,16 @@ class RoomStore:
         offset: int,
         state: dict[str, Any],
         events: list[Event],
-        withdraw: Callable[[list[Event]], list[Event]],
+        reason: str,
         gift_offsets: list[tuple[int, int]] | None = None,
     ) -> list[Event]:
         """:meth:`save_tick` after PostgreSQL refused its data: each event in a savepoint of
-        its own, so that an event it cannot store fails alone and is stored as what
-        ``withdraw`` makes of it (``Room.withdraw``: a placeholder at the same offset).
-        The state is saved, else saved made storable (``text.scrub``), else left as it
-        was: the offset moves on whatever happens, so a room is never stuck retrying one
-        tick. Returns the refused events (the actor refuses their senders)."""
+        its own, so that an event it cannot store fails alone and is stored withdrawn in
+        its place (``Event.withdrawn``: the same offset, ``reason``). The state is saved,
+        else saved made storable (``text.scrub``), else left as it was: the offset moves on
+        whatever happens, so a room is never stuck retrying one tick. Returns the refused
+        events: once this has committed, the actor withdraws them in memory too
+        (``Room.withdraw``) and refuses their senders."""
         refused: list[Event] = []
         async with self.pool.acquire() as conn, conn.transaction():
 
@@ -163,12 +194,10 @@ class RoomStore:
                 ):
                     refused.append(e)
             if refused:
+                placeholders = [e.withdrawn(reason) for e in refused]
                 await conn.executemany(
                     _INSERT_EVENT,
-                    [
-                        (room_id, e.offset, epoch, e.kind, e.data, e.ts_ms)
-                        for e in withdraw(refused)
-                    ],
+                    [(room_id, e.offset, epoch, e.kind, e.data, e.ts_ms) for e in placeholders],
                 )
             kept = {e.offset for e in events} - {e.offset for e in refused}
             for send_id, event_offset in gift_offsets or ():
@@ -210,9 +239,11 @@ class RoomStore:
             await conn.execute(_SAVE_ROOM, room_id, offset, state, epoch)
 
 
+#: An event already there is a tick whose commit succeeded although its caller heard an
+#: error (a timeout at COMMIT): saving the tick again is then a no-op, not a failure.
 _INSERT_EVENT = (
     "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "
-    "VALUES ($1, $2, $3, $4, $5, $6)"
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_offset) DO NOTHING"
 )
 _GIFT_OFFSET = "UPDATE gift_sends SET event_offset = $2 WHERE id = $1"
 _SAVE_ROOM = (

@@ -115,6 +115,9 @@ async def shop(running: Running, new_id: Callable[[str], str]) -> AsyncIterator[
             await checking
         for client in (watcher, moderator, buyer):
             await client.close()
+        for client in _attackers.pop(room, ()):
+            await client.close()
+        await running.retire(room, sku, "cart:fuzz", "cart:honest")
     assert shop.failures == [], shop.failures
     assert shop.chats >= 1 and shop.buys >= 1
 
@@ -398,6 +401,11 @@ async def test_chat_history_pages_back_over_websocket_and_http(
         assert (
             await anon.get(f"/rooms/{room}/history?before=abc", headers=auth)
         ).status_code == 422
+        # A banned viewer reads no more of the room than they may watch.
+        await host.result("ban", room=room, user_id="v", reason="spam")
+        await asyncio.sleep(1.5)  # the ban list is saved with the room's state
+        banned = await anon.get(f"/rooms/{room}/history?limit=5", headers=auth)
+        assert banned.status_code == 403 and banned.json()["error"]["code"] == "banned"
         missing = await anon.get(
             "/rooms/no-such-room/history",
             headers={"Authorization": f"Bearer {running.token('v', {'*': ['viewer']})}"},

@@ -481,6 +481,49 @@ async def test_whip_publisher_goes_live_and_a_whep_subscriber_watches(
         await _stop(http, room)
 
 
+async def test_a_whip_camera_hands_over_to_an_rtmp_encoder_without_a_restart(
+    running: Running, new_id: Callable[[str], str]
+) -> None:
+    """A browser camera with its microphone (WHIP: Opus, decoded to 16-bit samples) on
+    the primary key, an RTMP encoder (AAC, decoded to float planes) on the backup. The
+    camera leaves and the RTMP encoder goes on air: the same transcoder goes on (it once
+    crashed on the change of sound format and restarted), its sound and pictures in every
+    segment."""
+    room = new_id("handover")
+    host = running.token("host-1", {room: ["host"]})
+    async with running.http() as http:
+        urls = await _room_with_keys(running, http, room)
+        camera = PatternTrack()
+        pc, answer = await whip_publish(
+            http, f"/media/rooms/{room}/whip", host, camera, AudioStreamTrack()
+        )
+        assert answer.status_code == 201, answer.text
+        rtmp = RtmpPublisher(urls["backup"]).start()
+        try:
+            view = await _live(http, room, status="live", source="primary")
+            base = view["hls"].rsplit("/", 1)[0]
+            before = await _eventually(lambda: _segments(http, f"{base}/360p"))
+            await http.delete(answer.headers["location"])
+            await pc.close()
+            view = await _live(http, room, source="backup")
+            after = await _eventually(lambda: _segments_after(http, f"{base}/360p", before[-1]))
+            view = await _stream(http, room) or {}
+            assert (view["source"], view["incarnation"]) == ("backup", 0), view
+            text = (await _playlist(http, f"{base}/360p/index.m3u8")).text
+            assert "#EXT-X-DISCONTINUITY\n" not in text  # the encoders never restarted
+            await _check_ladder(http, view["hls"])
+            segment = (await http.get(f"{base}/360p/{after[-1]}")).content
+            with av.open(io.BytesIO(segment), format="mpegts") as container:
+                assert container.streams.audio
+                assert list(container.decode(audio=0))
+            assert read_stamp(_decode(segment)[-1]) > 0
+        finally:
+            rtmp.stop()
+            await pc.close()
+        assert rtmp.error is None, rtmp.error
+        await _stop(http, room)
+
+
 async def _receiving(http: httpx.AsyncClient, room: str) -> dict[str, Any] | None:
     view = await _stream(http, room)
     return view if view and (view["health"].get("input_kbps") or 0) > 0 else None

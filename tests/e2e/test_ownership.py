@@ -4,6 +4,7 @@ a request names (docs/protocol.md, "Ownership")."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
@@ -62,6 +63,9 @@ async def market(running: Running, new_id: Callable[[str], str]) -> AsyncIterato
     finally:
         for client in (partner, rival, buyer):
             await client.close()
+        # The auction's actor is named by its id, which holds no fragment of ours: its
+        # room's and SKU's ids do, and auction actors end by themselves once settled.
+        await running.retire(partner_room, rival_room, own_room, mug, "cart:buyer")
 
 
 def _code(reply: dict[str, object]) -> object:
@@ -172,3 +176,34 @@ async def test_only_the_seller_or_a_service_lists_a_product(
     # Unlisted again: the rival's room may not pin it.
     reply = await m.rival.request("pin_product", room=m.rival_room, product_id=m.mug)
     assert _code(reply) == "forbidden"
+
+
+async def test_holds_and_carts_keep_to_the_platform_window_and_the_room_roles(
+    running: Running, market: Market
+) -> None:
+    m = market
+    window = running.settings.hold_seconds
+    long_hold = await m.partner.request(
+        "commerce_settings", room=m.partner_room, stock_policy="hold", hold_seconds=window * 10
+    )
+    assert _code(long_hold) == "invalid_request"  # a room cannot keep stock from everyone
+    await m.partner.result(
+        "commerce_settings", room=m.partner_room, stock_policy="hold", hold_seconds=window
+    )
+    held = await m.buyer.result("reserve", room=m.partner_room, sku=m.mug, key="h", ttl=86400)
+    assert held["expires_at"] - time.time() <= window + 5  # a viewer's hold: the window
+    async with httpx.AsyncClient(base_url=running.settings.http_url, timeout=30) as anon:
+        token = running.token("carter", {m.rival_room: ["viewer"]})
+        refused = await anon.post(
+            "/users/carter/cart/items",
+            json={"sku": m.mug, "quantity": 1, "room_id": m.partner_room},
+            headers=_as(token),
+        )
+        assert refused.status_code == 403, refused.text  # no role in the room it names
+    # A service (the platform, for the seller) ends a deal whatever room runs it.
+    await m.partner.result(
+        "start_deal", room=m.partner_room, sku=m.mug, price_minor=900, duration=60, quantity=5
+    )
+    async with running.http() as http:
+        ended = await http.post(f"/rooms/{m.partner_room}/commerce/end_deal", json={"sku": m.mug})
+        assert ended.status_code == 200 and ended.json()["deal"]["phase"] == "ended", ended.text

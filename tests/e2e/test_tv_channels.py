@@ -195,6 +195,16 @@ async def test_an_emergency_cut_reaches_every_viewer_within_a_second(
                                       json={"reason": "x"},
                                       headers=_as(nobody))  # fmt: skip
             assert refused.status_code == 403
+            # A channel airs its own rooms' streams only: not another host's room.
+            elsewhere = new_id("elsewhere")
+            made = await http.post("/rooms", json={"id": elsewhere, "title": "Not ours"})
+            assert made.status_code == 201, made.text
+            foreign = await http.post(
+                f"/channels/{cid}/controls/switch_stream",
+                json={"reason": "x", "room_id": elsewhere},
+                headers=_as(operator),
+            )
+            assert foreign.status_code == 403, foreign.text
             sent = time.monotonic()
             cut = await http.post(f"/channels/{cid}/controls/cut_to_slate",
                                   json={"reason": "rights problem on the recording"},

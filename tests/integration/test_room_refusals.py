@@ -43,9 +43,11 @@ async def test_a_refused_event_is_withdrawn_and_the_rest_of_the_tick_commits(
         offset=room.offset,
         state=room.durable_state(),
         events=tick.events,
-        withdraw=lambda events: room.withdraw(events, "could not be stored"),
+        reason="could not be stored",
     )
     assert [e.offset for e in refused] == [2]
+    assert [e.kind for e in room.history] == ["chat"] * 3  # memory waits for the commit
+    room.withdraw(refused, "could not be stored")
     stored = await store.load("r1")
     assert stored.offset == 3
     assert [(e.offset, e.kind) for e in stored.history] == [
@@ -74,7 +76,7 @@ async def test_unstorable_state_is_scrubbed_not_retried(pool: asyncpg.Pool) -> N
         offset=1,
         state={"bans": {"u\x00": "spam \ud800"}},
         events=[event],
-        withdraw=lambda events: [],
+        reason="x",
     )
     assert refused == []
     stored = await store.load("r1")

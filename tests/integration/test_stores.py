@@ -65,16 +65,18 @@ async def test_a_saved_tick_loads_back_as_the_same_room(pool: asyncpg.Pool) -> N
         await store.load("nope")
 
 
-async def test_an_event_offset_is_written_once(pool: asyncpg.Pool) -> None:
+async def test_saving_a_committed_tick_again_is_a_no_op(pool: asyncpg.Pool) -> None:
+    """A COMMIT that succeeded while its caller heard a timeout is retried: that must not
+    fail (it once wedged the room) nor change what was stored."""
     store = RoomStore(pool)
     await store.create_room(RoomInfo("r1", "One"), epoch="e1")
     room = Room(RoomInfo("r1", "One"), epoch="e1")
     room.apply(Chat(HOST, "x"), 1.0)
     events = room.drain(1.0).events
     await store.save_tick("r1", epoch="e1", offset=1, state={}, events=events)
-    with pytest.raises(asyncpg.UniqueViolationError):
-        await store.save_tick("r1", epoch="e1", offset=1, state={}, events=events)
-    assert (await store.load("r1")).offset == 1  # the failed transaction changed nothing
+    await store.save_tick("r1", epoch="e1", offset=1, state={}, events=events)
+    stored = await store.load("r1")
+    assert stored.offset == 1 and [e.data["text"] for e in stored.history] == ["x"]
 
 
 async def test_products(pool: asyncpg.Pool) -> None:

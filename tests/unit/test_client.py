@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from liveshop.cli import try_it_command
+from liveshop.cli import media_ladder_line, try_it_command
 from liveshop.client import HELP, View, clean, money, parse_line
 from liveshop.config import Settings
 
@@ -139,3 +139,14 @@ def test_the_try_it_command_runs_as_printed(tmp_path: Path) -> None:
     )  # fmt: skip
     assert shown.returncode == 0, shown.stderr
     assert "--token" in shown.stdout
+
+
+def test_up_shows_the_configured_ladder_as_the_most_a_stream_gets(tmp_path: Path) -> None:
+    """Each stream's own ladder is decided when it starts, on its media node: `up` can only
+    say what it is cut from, and says so."""
+    sized = Settings(data_dir=tmp_path, media_ladder="360:700,720:2800,480:1200")
+    assert media_ladder_line(sized) == (
+        "720p, 480p, 360p at most  (sized per stream to its source and its media node's CPU)"
+    )
+    every_rung = Settings(data_dir=tmp_path, media_ladder="720:2800,360:700", media_cpu_share=0)
+    assert media_ladder_line(every_rung) == "720p, 360p at most  (sized per stream to its source)"

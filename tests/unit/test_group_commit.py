@@ -111,8 +111,19 @@ def test_only_the_refused_decision_fails(shape: list[list[tuple[bool, int]]]) ->
             else:
                 assert result == {"ok": item}
     assert sorted(ledger.saved) == sorted(good)  # each committed once
-    # Never retried for ever: at most one commit per decision besides the grouped ones.
-    assert ledger.saves <= len(calls) + sum(len(c) for c in calls) + 2
+    # Never retried for ever: a bisection commits at most 2n - 1 times for n decisions.
+    assert ledger.saves <= len(calls) + 2 * sum(len(c) for c in calls) + 2
+
+
+def test_one_bad_request_among_many_costs_a_few_commits() -> None:
+    """A bisection, not one commit per request: a hot SKU stays a group-commit SKU."""
+    items = [f"ok-{i}" for i in range(256)]
+    items[137] = "bad" + POISON
+    ledger = Ledger()
+    [answer] = asyncio.run(_run(ledger, [items]))
+    assert [i for i, r in enumerate(answer) if isinstance(r, InvalidRequest)] == [137]
+    assert len(ledger.saved) == 255
+    assert ledger.saves <= 1 + 2 * 8 + 1  # the first try, two halves per level, slack
 
 
 def test_an_outage_is_temporary_for_everyone_and_not_a_refusal() -> None:

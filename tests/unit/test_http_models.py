@@ -476,6 +476,8 @@ def test_every_operation_declares_typed_answers_and_its_errors(
             assert "503" in statuses, where
             if op.get("parameters") or op.get("requestBody"):
                 assert "422" in statuses, where
+            # A body may be too large (http_errors.BodyLimit); nothing else answers 413.
+            assert ("413" in statuses) == ("requestBody" in op), where
             if "{" in path:
                 assert "404" in statuses, where
             for status, answer in op["responses"].items():

@@ -104,7 +104,9 @@ def test_settings_from_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> N
     monkeypatch.setenv("LIVESHOP_DATABASE_URL", "postgresql://x/y")
     monkeypatch.setenv("LIVESHOP_ALLOWED_ORIGINS", "https://shop.example, https://m.example")
     monkeypatch.setenv("LIVESHOP_DEV_TOKENS", "off")
+    monkeypatch.setenv("LIVESHOP_MAX_BODY_BYTES", "65536")
     settings = Settings.from_env(data_dir=tmp_path, http_port=9000, ws_port=None)
+    assert settings.max_body_bytes == 65536
     assert settings.database_url == "postgresql://x/y"
     assert settings.http_port == 9000
     assert settings.ws_port == 8765

@@ -99,6 +99,9 @@ def test_examples() -> None:
     zalgo = check_line("Z" + "\u0301" * 40)
     assert zalgo == "Ź" + "\u0301" * MAX_MARKS  # the first mark composes with Z
     assert check_line("مرحبا بالعالم") == "مرحبا بالعالم"
+    assert check_line("ก" + "\u0e49" * 60) == "ก" + "\u0e49" * MAX_MARKS  # any script's marks
+    assert check_text("a" + "\n" * 40 + "b") == "a\n\n\nb"  # two blank lines at most
+    assert check_name("\u0301\u0301\u2800") == ""  # nothing visible: no name
     assert check_key(" spaced key ") == " spaced key "  # keys are kept as sent
     for bad in ["a\x00", "\ud800", "x\x1by"]:
         for check in (check_line, check_text, check_name, check_key):

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import av
 import numpy as np
+import pytest
 
 from liveshop.media.hls import MediaPlaylist
 from liveshop.media.ladder import parse_ladder
@@ -136,6 +137,106 @@ def test_a_restart_continues_the_playlist_with_a_discontinuity(tmp_path: Path) -
     assert "#EXT-X-DISCONTINUITY" in text
     names = [line for line in text.splitlines() if line.endswith(".ts")]
     assert len(names) == len(set(names))  # numbering went on: no segment overwritten
+
+
+_SAMPLE_TYPES = {
+    "u8": np.uint8,
+    "s16": np.int16,
+    "s32": np.int32,
+    "flt": np.float32,
+    "dbl": np.float64,
+}
+
+
+def tone(fmt: str, layout: str, rate: int, start: int, samples: int) -> av.AudioFrame:
+    """``samples`` of a 440 Hz tone (from sample ``start``) in any sample format, layout
+    and rate: the same sound as each kind of source hands it over."""
+    t = (np.arange(samples) + start) / rate
+    wave = 0.2 * np.sin(2 * math.pi * 440 * t)
+    kind = fmt.removesuffix("p")
+    if kind == "u8":
+        values = np.round(128 + 127 * wave)
+    elif kind in ("s16", "s32"):
+        values = np.round(wave * np.iinfo(_SAMPLE_TYPES[kind]).max)
+    else:
+        values = wave
+    channels = len(av.AudioLayout(layout).channels)
+    planes = np.tile(values.astype(_SAMPLE_TYPES[kind]), (channels, 1))
+    array = planes if fmt.endswith("p") else planes.T.reshape(1, -1)
+    frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(array), format=fmt, layout=layout)
+    frame.sample_rate = rate
+    return frame
+
+
+#: Half a second each, in this order: (format, layout, rate, another source takes over).
+#: None: the slate's silence. The first four are what crashed the transcoder with "Frame
+#: does not match AudioResampler setup": WHIP then RTMP, and an RTMP source already in the
+#: encoders' format (its frames passed through untouched) followed by WHIP's.
+SOUNDS: list[tuple[str | None, str, int, bool]] = [
+    ("s16", "stereo", 48_000, True),  # WHIP: aiortc's Opus decoder
+    ("fltp", "stereo", 44_100, True),  # RTMP: FLV's AAC at 44.1 kHz
+    ("fltp", "stereo", 48_000, False),  # the publisher changes its rate mid-stream
+    ("s16", "stereo", 48_000, True),  # WHIP again
+    (None, "", 0, True),  # the slate
+    ("s16", "mono", 8_000, False),  # aiortc's own silence track, as it is generated
+    ("flt", "mono", 32_000, False),
+    ("s32p", "5.1", 22_050, True),
+    ("dbl", "stereo", 96_000, False),
+    ("u8", "mono", 16_000, False),
+]
+
+
+def test_sound_in_any_format_from_any_source_is_encoded(tmp_path: Path) -> None:
+    """Sources switch (WHIP to RTMP and back, the slate between) and change their sound's
+    rate, layout and sample format mid-stream: every piece of it is resampled to the
+    encoders' 48 kHz stereo, nothing fails, and the recording holds the whole sound in
+    step with the pictures, loud where a source spoke and silent on the slate."""
+    store = LocalDiskStore(tmp_path / "hls")
+    heard: list[av.AudioFrame] = []
+    encoder = LadderEncoder(
+        width=320,
+        height=180,
+        fps=30,
+        now=lambda: T0,
+        segment_seconds=0.5,
+        preset="ultrafast",
+        rungs=parse_ladder("180:200"),
+        on_audio=heard.append,
+        store=store,
+        prefix="r",
+        work=tmp_path / "w",
+        record=True,
+    )
+    n = 0
+    for fmt, layout, rate, switch in SOUNDS:
+        if switch:
+            encoder.rebase()  # what LiveStream does when another source goes on air
+        sent = 0
+        for i in range(15):
+            encoder.video(picture(320, 180, n), at=n / 30)
+            n += 1
+            if fmt is None:
+                encoder.pad_audio()
+                continue
+            while sent < (i + 1) * rate // 30:  # 20 ms pieces, as Opus sends them
+                encoder.audio(tone(fmt, layout, rate, sent, rate // 50))
+                sent += rate // 50
+    encoder.close()
+    encoder.end()
+    check_output(store, "r", HlsChecker())
+    # The WHEP relay and every AAC encoder get one format whatever the source sent.
+    assert {(f.format.name, f.layout.name, f.sample_rate) for f in heard} == {
+        ("fltp", "stereo", 48_000)
+    }
+    names = [name for name, _ in _segments(store, "r", "180p/vod.m3u8")]
+    recording = b"".join(store.get(f"r/180p/{name}") or b"" for name in names)
+    with av.open(io.BytesIO(recording), format="mpegts") as container:
+        sound = np.hstack([f.to_ndarray() for f in container.decode(audio=0)])
+    assert abs(sound.shape[1] / 48_000 - n / 30) < 0.1, (sound.shape, n)
+    for k, (fmt, *_) in enumerate(SOUNDS):
+        middle = sound[:, int((k / 2 + 0.1) * 48_000) : int((k / 2 + 0.4) * 48_000)]
+        level = float(np.sqrt(np.mean(middle**2)))
+        assert (level > 0.05) if fmt else (level == 0.0), (SOUNDS[k], level)
 
 
 def test_a_stamp_survives_scaling_and_h264() -> None:
@@ -376,3 +477,161 @@ def test_a_restart_after_a_shed_keeps_every_rendition_in_step(tmp_path: Path) ->
     check_output(store, "r", checker)
     replay = (store.get("r/replay.m3u8") or b"").decode()
     assert "180p/vod.m3u8" in replay and "360p" not in replay
+
+
+class _Publisher(threading.Thread):
+    """A WHIP camera (pictures and aiortc's Opus sound: ``s16`` stereo 48 kHz, 20 ms) or
+    an RTMP encoder (FLV with H.264 and AAC, which decodes to ``fltp``) feeding ``source``
+    in real time until stopped."""
+
+    def __init__(self, source: object, first: int) -> None:
+        super().__init__(daemon=True)
+        self.source, self.first, self.frames = source, first, 0
+        self.halt = threading.Event()
+
+    def run(self) -> None:
+        from liveshop.media.sources import FlvSource, TrackSource
+
+        started, samples = time.monotonic(), 0
+        if isinstance(self.source, TrackSource):
+            while not self.halt.is_set():
+                frame = picture(320, 180, self.first + self.frames)
+                frame.pts, frame.time_base = self.frames, Fraction(1, 30)
+                self.source.receive(frame)
+                while samples < (self.frames + 1) * 1600:
+                    sound = tone("s16", "stereo", 48_000, samples, 960)
+                    sound.pts, sound.time_base = samples, Fraction(1, 48_000)
+                    self.source.receive(sound)
+                    samples += 960
+                self.frames += 1
+                time.sleep(max(0.0, started + self.frames / 30 - time.monotonic()))
+            return
+        assert isinstance(self.source, FlvSource)
+        flv = self.source
+
+        class Pipe(io.RawIOBase):
+            def writable(self) -> bool:
+                return True
+
+            def write(self, data: bytes) -> int:  # type: ignore[override]
+                flv.write(bytes(data))
+                return len(data)
+
+        with av.open(Pipe(), "w", format="flv") as out:
+            video = out.add_stream("libx264", rate=30, options={"preset": "ultrafast", "g": "15"})
+            video.width, video.height, video.pix_fmt = 320, 180, "yuv420p"
+            audio = out.add_stream("aac", rate=48_000)
+            audio.layout = "stereo"
+            while not self.halt.is_set():
+                frame = picture(320, 180, self.first + self.frames)
+                frame.pts, frame.time_base = self.frames, Fraction(1, 30)
+                out.mux(video.encode(frame))
+                while samples < (self.frames + 1) * 1600:
+                    sound = tone("fltp", "stereo", 48_000, samples, 1024)
+                    sound.pts = samples
+                    out.mux(audio.encode(sound))
+                    samples += 1024
+                self.frames += 1
+                time.sleep(max(0.0, started + self.frames / 30 - time.monotonic()))
+
+    def stop(self) -> None:
+        self.halt.set()
+        self.join(10)
+
+
+def test_a_stream_switching_whip_and_rtmp_survives_and_resumes_on_the_slate(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A browser camera (WHIP) on the primary key, an RTMP encoder on the backup: the
+    camera stops and the RTMP one goes on air, then the camera is back (the sound changes
+    format both times; the transcoder once crashed on it). Then the process dies with no
+    publisher on air: the restarted stream goes on at once on the slate, with the same
+    ladder, its playlists continued after a discontinuity and its view naming them."""
+    from liveshop.media.live import LiveOptions, LiveStream
+    from liveshop.media.stamp import read_stamp
+
+    store = LocalDiskStore(tmp_path / "store")
+    options = LiveOptions(
+        segment_seconds=0.5,
+        preset="ultrafast",
+        stall_after=0.5,
+        rungs=parse_ladder("180:200"),
+        thumbnail_interval=60,
+        budget=None,
+    )
+    crashed: list[BaseException] = []
+    stream = LiveStream(
+        "room:switch", store=store, work=tmp_path / "work", options=options,
+        on_crash=crashed.append,
+    )  # fmt: skip
+    checker = HlsChecker()
+    playlist = f"{stream.prefix}/180p/index.m3u8"
+
+    def on_air(source: str, segments: int, live: LiveStream = stream) -> list[str]:
+        """Wait for ``source`` on air and ``segments`` more segments; the newest names."""
+        deadline = time.monotonic() + 30
+        seen: list[str] = []
+        while True:
+            assert not crashed, crashed
+            assert time.monotonic() < deadline, (live.view(), seen)
+            if live.view()["source"] == source:
+                names = [name for name, _ in _segments(store, live.prefix, "180p/index.m3u8")]
+                seen = seen or names
+                if len([n for n in names if n not in seen]) >= segments:
+                    check_output(store, live.prefix, checker)
+                    return names
+            time.sleep(0.1)
+
+    whip = _Publisher(stream.attach("primary", "whip-1", track=True), 0)
+    whip.start()
+    rtmp = _Publisher(stream.attach("backup", "rtmp-1"), 100_000)
+    rtmp.start()
+    try:
+        on_air("primary", 2)
+        whip.stop()
+        stream.detach("whip-1")
+        names = on_air("backup", 3)
+        frames = _decode_segment(store, f"{stream.prefix}/180p/{names[-1]}")
+        assert read_stamp(frames[-1]) > 100_000  # the RTMP encoder's pictures
+        whip = _Publisher(stream.attach("primary", "whip-2", track=True), 200_000)
+        whip.start()
+        on_air("primary", 2)
+        view = stream.view()
+        assert view["status"] == "live" and view["failovers"] == 1 and not crashed
+    finally:
+        whip.stop()
+        rtmp.stop()
+    # The process dies (nothing is ended, the sources just vanish).
+    monkeypatch.setattr(stream, "_finish", lambda: None)
+    stream.stop()
+    for source in list(stream.sources.values()):
+        source.close()
+    hls = stream.view()["hls"]
+    assert hls is not None
+
+    again = LiveStream(
+        "room:switch", store=store, work=tmp_path / "work", options=options,
+        on_crash=crashed.append,
+    )  # fmt: skip
+    try:
+        view = again.view()
+        assert (view["status"], view["source"], view["incarnation"]) == ("slate", "slate", 1)
+        assert view["hls"] == hls and view["renditions"] == ["180p"]
+        names = on_air("slate", 3, again)
+        assert "#EXT-X-DISCONTINUITY" in (store.get(playlist) or b"").decode()
+        frames = _decode_segment(store, f"{again.prefix}/180p/{names[-1]}")
+        assert frames and read_stamp(frames[-1]) == 0  # the slate
+    finally:
+        again.stop()
+    assert again.view()["status"] == "ended" and not crashed
+    vod = (store.get(f"{again.prefix}/180p/vod.m3u8") or b"").decode()
+    assert vod.endswith("#EXT-X-ENDLIST\n")
+    check_output(store, again.prefix, checker)
+
+
+def _decode_segment(store: LocalDiskStore, name: str) -> list[av.VideoFrame]:
+    data = store.get(name)
+    assert data is not None
+    with av.open(io.BytesIO(data), format="mpegts") as container:
+        assert container.streams.audio  # every segment carries the sound
+        return list(container.decode(video=0))

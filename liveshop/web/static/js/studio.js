@@ -22,6 +22,7 @@ const ALERTS = {
   no_video: "The source sends no video (audio only?).",
   undecodable: "Data arrives but no picture decodes from it.",
   encoder_behind: "The encoder is falling behind.",
+  rungs_shed: "The top quality levels are off: the encoder could not keep up. They come back once there is room.",
   frames_dropped: "Frames are being dropped.",
   long_keyframe_interval: "Keyframes are too far apart: set the encoder's keyframe interval to 1–2 s.",
 };
