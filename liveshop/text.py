@@ -33,7 +33,8 @@ _FORBIDDEN_TEXT = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\u2028\u2
 MAX_MARKS = 4
 #: Blank lines in a row kept in multi-line text (a wall of newlines is cut to this).
 MAX_BLANK_LINES = 2
-_NEWLINES = re.compile(f"\n{{{MAX_BLANK_LINES + 2},}}")
+#: A line break followed by blanks only, repeated: blank lines, however they are padded.
+_NEWLINES = re.compile(rf"(?:\n[^\S\n]*){{{MAX_BLANK_LINES + 2},}}")
 #: Invisible in a name besides the format characters (Unicode category Cf, all removed but
 #: the zero-width joiner of emoji sequences): blanks that render as nothing.
 _BLANKS = re.compile("[\u034f\u115f\u1160\u17b4\u17b5\u180e\u2800\u3164\ufe00-\ufe0e\uffa0]")

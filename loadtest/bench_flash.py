@@ -8,8 +8,11 @@ one transaction per purchase (the conditional stock update, the order, its line 
 ledger row). Both sell every unit; a decision is durable before its buyer hears of it.
 
 ``--poison R`` runs the poison drill instead: the same sale twice on two SKUs, the second
-while an attacker sends R buys a second that PostgreSQL cannot store (a buyer id holding NUL,
-as a token minted elsewhere could carry past the edge). Each must be refused alone
+while an attacker sends R requests a second that PostgreSQL cannot store. ``--poison-kind
+buy`` (default): buys whose buyer id holds NUL, as a token minted elsewhere could carry
+past the edge (the SKU refuses them before deciding). ``--poison-kind restock``: restocks
+whose reference holds NUL, which nothing checks before PostgreSQL (the group commit fails
+and is bisected until the culprit is alone). Each must be refused alone
 (``invalid_request``) while every honest buyer is served; the last line compares the honest
 buyers' rate with and without the attack, and the books of the attacked SKU are audited.
 
@@ -147,10 +150,16 @@ class Attack:
 
 
 async def liveshop_sale(
-    settings: Any, sku: str, units: int, buyers: int, kills: int = 0, poison: float = 0.0
+    settings: Any,
+    sku: str,
+    units: int,
+    buyers: int,
+    kills: int = 0,
+    poison: float = 0.0,
+    poison_kind: str = "buy",
 ) -> tuple[Sale, int, Attack]:
     from liveshop.actors import wiring
-    from liveshop.commerce.inventory import Buy
+    from liveshop.commerce.inventory import Buy, Restock
     from liveshop.errors import LiveshopError, OutOfStock, Unavailable
     from liveshop.serve.sku_client import SkuClient
     from liveshop.storage.pool import create_pool
@@ -203,7 +212,10 @@ async def liveshop_sale(
         async def one(n: int) -> None:
             attack.sent += 1
             try:
-                await client.send(sku, Buy("mallory\x00", 1, f"p{n}", "flash-room"))
+                if poison_kind == "restock":
+                    await client.send(sku, Restock(1, f"delivery\x00{n}"))
+                else:
+                    await client.send(sku, Buy("mallory\x00", 1, f"p{n}", "flash-room"))
                 attack.other["accepted"] = attack.other.get("accepted", 0) + 1
             except LiveshopError as exc:
                 if exc.code == "invalid_request":
@@ -332,7 +344,14 @@ def poison_drill(settings: Any, args: argparse.Namespace, suffix: str) -> int:
     clean, _, _ = asyncio.run(liveshop_sale(settings, clean_sku, args.units, args.buyers))
     print(clean.line(), flush=True)
     attacked, _, attack = asyncio.run(
-        liveshop_sale(settings, attacked_sku, args.units, args.buyers, poison=args.poison)
+        liveshop_sale(
+            settings,
+            attacked_sku,
+            args.units,
+            args.buyers,
+            poison=args.poison,
+            poison_kind=args.poison_kind,
+        )
     )
     print(attacked.line(), flush=True)
     problems = asyncio.run(check_drill(settings.database_url, attacked_sku, args.units, attacked))
@@ -344,7 +363,8 @@ def poison_drill(settings: Any, args: argparse.Namespace, suffix: str) -> int:
     ratio = attacked.rate / clean.rate if clean.rate else math.nan
     verdict = "held" if not problems else f"FAILED ({len(problems)} violations)"
     print(
-        f"poison drill N={args.buyers} units={args.units}: {attack.sent} unstorable buys, "
+        f"poison drill N={args.buyers} units={args.units}: {attack.sent} unstorable "
+        f"{args.poison_kind}s, "
         f"{attack.refused} refused alone; honest buyers {attacked.sold}/{args.units} units, "
         f"{attacked.retries} retries; attacked {attacked.rate:.0f} decisions/s, clean "
         f"{clean.rate:.0f} decisions/s, ratio {ratio:.2f}; invariants {verdict}",
@@ -367,6 +387,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=0.0,
         help="run the poison drill: R unstorable buys a second during the sale",
+    )
+    parser.add_argument(
+        "--poison-kind",
+        choices=("buy", "restock"),
+        default="buy",
+        help="what the poison drill's attacker sends (see above)",
     )
     add_service_args(parser)
     return parser

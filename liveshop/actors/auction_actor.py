@@ -62,6 +62,7 @@ class AuctionActor:
         self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
         self.cashier = Cashier.using(settings, self.pool)
         self._stale = False
+        self._reload_lock = asyncio.Lock()
         self.group: GroupCommit[tuple[list[BidPlaced], dict[str, Any]]] = GroupCommit(
             take=self._take,
             save=lambda batch: self.store.save_bids(self.auction_id, *batch),
@@ -127,7 +128,9 @@ class AuctionActor:
 
     def _take(self) -> tuple[list[BidPlaced], dict[str, Any]] | None:
         bids = self.auction.drain()
-        return (bids, self.auction.view(clock.now())) if bids else None
+        if not bids or self._stale:  # void bids (see SkuActor._take): never written
+            return None
+        return bids, self.auction.view(clock.now())
 
     def _committed(self, batch: tuple[list[BidPlaced], dict[str, Any]]) -> None:
         self._committed_view = batch[1]
@@ -150,13 +153,20 @@ class AuctionActor:
         self._stale = True
 
     async def _reload(self) -> None:
-        try:
-            self.stored = await self.store.load(self.auction_id)
-        except TRANSIENT_DB_ERRORS:
-            raise Unavailable("the auction is unavailable, try again") from None
-        self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
-        self._stale = False
-        self._push_due.set()
+        """Memory back to PostgreSQL after a failed commit: one reload at a time (the clock
+        loop and bidders both ask), and only once no commit is in flight, so a load never
+        misses a bid being written nor restores a snapshot older than one."""
+        async with self._reload_lock:
+            if not self._stale:
+                return
+            await self.group.idle()
+            try:
+                self.stored = await self.store.load(self.auction_id)
+            except TRANSIENT_DB_ERRORS:
+                raise Unavailable("the auction is unavailable, try again") from None
+            self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
+            self._stale = False
+            self._push_due.set()
 
     # -- the clock and the end ----------------------------------------------------------------
 

@@ -78,11 +78,19 @@ class GroupCommit(Generic[T]):
         #: result is the root failure, or None.
         self._last: asyncio.Task[Exception | None] | None = None
         self._flying = 0
+        self._idle = asyncio.Event()
+        self._idle.set()
         self.commits = 0
 
     @property
     def in_flight(self) -> bool:
         return self._flying > 0
+
+    async def idle(self) -> None:
+        """Until no commit is in flight: an owner reloads from PostgreSQL only then, or a
+        commit still writing could land on what it loads (or after it, on a version it
+        reuses)."""
+        await self._idle.wait()
 
     def wait(self) -> asyncio.Future[None]:
         """Resolves once everything decided before this call is committed."""
@@ -106,6 +114,7 @@ class GroupCommit(Generic[T]):
                 self._slots.release()
                 continue
             self._flying += 1
+            self._idle.clear()
             self._last = asyncio.get_running_loop().create_task(
                 self._commit(batch, waiters, self._last)
             )
@@ -155,6 +164,8 @@ class GroupCommit(Generic[T]):
             return None
         finally:
             self._flying -= 1
+            if self._flying == 0:
+                self._idle.set()
             self._slots.release()
             if self._last is asyncio.current_task():
                 self._last = None
@@ -238,6 +249,9 @@ def report_failure(who: str, exc: Exception) -> None:
     """Log a failed commit: an outage briefly, data PostgreSQL refused in one line (the
     request is refused on its own: no traceback per attempt), anything else with its
     traceback."""
+    if isinstance(exc, EarlierCommitFailed):
+        log.info("%s: a commit rolled back after the one before it failed", who)
+        return
     if isinstance(exc, TRANSIENT_DB_ERRORS):
         log.warning("%s cannot commit: %s", who, exc)
     elif isinstance(exc, REFUSED_DATA_ERRORS):

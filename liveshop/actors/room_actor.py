@@ -56,7 +56,7 @@ PIN_STOCK_WAIT = 3.0
 #: Why an event PostgreSQL refused was withdrawn (its sender hears it as invalid_request).
 WITHDRAWN_REASON = "this message could not be stored"
 #: Offsets of withdrawn events kept to refuse their senders (who are answered right after).
-MAX_WITHDRAWN_REMEMBERED = 1000
+MAX_WITHDRAWN_REMEMBERED = 100_000
 #: A tick that cannot be saved even event by event this many times in a row (a bug, not
 #: one event's data) is saved with every event withdrawn: the room must move on.
 MAX_STUCK_TICKS = 3
@@ -246,7 +246,31 @@ class RoomActor:
                 await self._next_flush()
         finally:
             self.calls -= 1
-        return results
+        return self._withdraw_shown(results)
+
+    def _withdraw_shown(
+        self, results: list[dict[str, Any] | LiveshopError]
+    ) -> list[dict[str, Any] | LiveshopError]:
+        """Views built before their events were saved: an event withdrawn meanwhile is shown
+        as everyone else sees it (``withdrawn``), never as it was sent."""
+        if not self._withdrawn:
+            return results
+        gone = self._withdrawn
+
+        def patched(view: dict[str, Any]) -> dict[str, Any]:
+            view = dict(view)
+            if "events" in view:
+                view["events"] = [
+                    Event(e["offset"], e["kind"], {}, e["ts"]).withdrawn(WITHDRAWN_REASON).to_wire()
+                    if e["offset"] in gone
+                    else e
+                    for e in view["events"]
+                ]
+            if "recent_chat" in view:
+                view["recent_chat"] = [e for e in view["recent_chat"] if e["offset"] not in gone]
+            return view
+
+        return [r if isinstance(r, LiveshopError) else patched(r) for r in results]
 
     async def _moderate(self, batch: list[Command]) -> list[Command]:
         """Ask the automatic moderation check about viewers' chat, within its timeout."""
@@ -383,7 +407,7 @@ class RoomActor:
             state=self.room.durable_state(),
             events=stored,
             reason=WITHDRAWN_REASON,
-            gift_offsets=[] if withdraw_all else gift_offsets,
+            gift_offsets=gift_offsets,
         )
         gone = events if withdraw_all else refused
         if not gone:

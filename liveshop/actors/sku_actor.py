@@ -207,7 +207,9 @@ class SkuActor:
         """What to commit, with the view and counts it leads to (shown once committed) and
         the versions that chain it to the batch before."""
         changes = self.inventory.drain()
-        if not changes:
+        if not changes or self._stale:
+            # Stale: decided on top of a failed commit, so void (their callers were told
+            # so): never written. The reload brings memory back to PostgreSQL.
             return None
         inventory = self.inventory
         version = (self._version, self._version + 1)
@@ -239,6 +241,7 @@ class SkuActor:
         async with self._reload_lock:
             if not self._stale:
                 return
+            await self.group.idle()  # a chained commit still writing would race the load
             try:
                 stored = await self.store.load(self.sku, now=clock.now())
             except TRANSIENT_DB_ERRORS:
@@ -261,6 +264,9 @@ class SkuActor:
         while True:
             await asyncio.sleep(CLOCK_INTERVAL)
             if self._stale:
+                # Reload here too: holds must expire and deals start even if nobody buys.
+                with contextlib.suppress(Unavailable):
+                    await self._reload()
                 continue
             now = clock.now()
             if self.inventory.expire(now):

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import AuctionNotLive, BidTooLow, IdempotencyMismatch, InvalidRequest
+from liveshop.text import text_problem
 
 MAX_AMOUNT = 10**12
 MODES = ("extend", "sudden_death")
@@ -134,6 +135,9 @@ class Auction:
         self, bidder: str, amount: int, max_amount: int | None, key: str, now: float
     ) -> dict[str, Any]:
         """Place a bid (with an optional maximum for proxy bidding)."""
+        if text_problem(bidder) is not None or text_problem(key) is not None:
+            # Stored with the bid: PostgreSQL must be able to (see Inventory's _storable).
+            raise InvalidRequest("a bidder id or key PostgreSQL cannot store")
         ceiling = amount if max_amount is None else max_amount
         fingerprint = (amount, ceiling)
         stored = self._answers.get((bidder, key))

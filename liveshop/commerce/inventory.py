@@ -399,6 +399,7 @@ class Inventory:
         room_id: str | None = None,
     ) -> dict[str, Any]:
         """Hold ``quantity`` units for ``ttl`` seconds (a cart hold) at today's price."""
+        _storable(buyer_id, room_id)
         fingerprint = reserve_fingerprint(quantity, ttl, room_id)
         stored = self._replay(buyer_id, key, fingerprint)
         if stored is not None:
@@ -426,6 +427,7 @@ class Inventory:
     ) -> dict[str, Any]:
         """First-paid-first-served: take ``quantity`` available units straight into ``sold``
         and place the order."""
+        _storable(buyer_id, room_id)
         fingerprint = buy_fingerprint(quantity, room_id)
         stored = self._replay(buyer_id, key, fingerprint)
         if stored is not None:
@@ -738,6 +740,14 @@ def _bump(counts: dict[str, int], key: str, delta: int) -> None:
         counts[key] = left
     else:
         counts.pop(key, None)
+
+
+def _storable(*values: str | None) -> None:
+    """Ids that reach PostgreSQL with the decision: one it cannot store would fail the
+    whole group commit (the edge refuses such text; this holds past it, cheaply)."""
+    for value in values:
+        if value is not None and text_problem(value) is not None:
+            raise InvalidRequest(f"an id PostgreSQL cannot store: {ascii(value)[:80]}")
 
 
 def _check_quantity(quantity: int) -> None:

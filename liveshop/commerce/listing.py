@@ -18,7 +18,7 @@ from liveshop.errors import Forbidden
 from liveshop.tokens import Identity
 
 #: Operations on a SKU that promote it in a room, and what the refusal calls them.
-PROMOTIONS = {"start_deal": "flash deals", "end_deal": "flash deals", "start_auction": "auctions"}
+PROMOTIONS = {"start_deal": "flash deals", "start_auction": "auctions"}
 
 
 @dataclass(frozen=True)

@@ -320,12 +320,16 @@ async def play(
     asks for audio (a track of a kind the offer lacks would fail the answer);
     ``rate_limited`` while the user holds ``per_user`` sessions of this stream."""
     leave = relay.join(user_id, per_user)
-    peer = Peer(RTCPeerConnection(), on_closed, _releases=[leave])
-    for kind, make in (("video", RelayTrack), ("audio", RelayAudioTrack)):
-        if f"m={kind}" in offer:
-            track = make(relay)
-            peer._releases.append(track.stop)
-            peer.pc.addTrack(track)
+    try:
+        peer = Peer(RTCPeerConnection(), on_closed, _releases=[leave])
+        for kind, make in (("video", RelayTrack), ("audio", RelayAudioTrack)):
+            if f"m={kind}" in offer:
+                track = make(relay)
+                peer._releases.append(track.stop)
+                peer.pc.addTrack(track)
+    except BaseException:
+        leave()  # the session never started: its slot is the user's again (leave is once)
+        raise
     return await peer.negotiate(offer, connect_within)
 
 

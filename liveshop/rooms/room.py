@@ -73,7 +73,7 @@ from liveshop.rooms.giveaway import Giveaway
 from liveshop.rooms.history import HISTORY_AGE, HISTORY_SIZE, History
 from liveshop.rooms.poll import Poll
 from liveshop.rooms.qa import Question, ranked
-from liveshop.text import check_line, check_text, require
+from liveshop.text import check_line, check_text, require, text_problem
 from liveshop.tokens import SPEAKING_ROLES, STAFF_ROLES, Role
 
 MAX_CHAT_CHARS = 500
@@ -202,6 +202,12 @@ class Room:
         for command in commands:
             if isinstance(command, LiveshopError):
                 results.append(command)
+                continue
+            by: Actor | None = getattr(command, "by", None)
+            if by is not None and (text_problem(by.user_id) or text_problem(by.name)):
+                # Who acted is written into events: text PostgreSQL cannot store would
+                # fail the tick (the edge refuses it; this holds past it, cheaply).
+                results.append(InvalidRequest("an id or name PostgreSQL cannot store"))
                 continue
             try:
                 results.append(self.apply(command, now))
@@ -365,8 +371,9 @@ class Room:
                 self.rules.check_speaker(by.user_id, roles, by.badges, now)
                 cleaned = _clean(text, MAX_QUESTION_CHARS)
                 self.rules.check_text(cleaned, roles, None)
-                self._make_room_for_question(by.user_id)
+                self._check_waiting_questions(by.user_id)
                 self.rules.check_pace(by.user_id, roles, now)  # questions count as messages
+                self._make_room_for_question(now)
                 question = Question(self.offset + 1, by.user_id, by.name, cleaned)
                 self.questions[question.question_id] = question
                 event = self._emit("question", {"question": question.public()}, now)
@@ -588,16 +595,18 @@ class Room:
         self.recent_joiners.append({"id": by.user_id, "name": by.name})
         self._joiners_changed = True
 
-    def _make_room_for_question(self, user_id: str) -> None:
-        """Bound the Q&A per user and per room: a user has a few unanswered questions at
-        once, and a full room forgets a question to take a new one: its oldest answered
-        one, else the least upvoted (oldest first) unanswered one, so that many accounts
-        asking at once can never shut everyone else out of the Q&A."""
+    def _check_waiting_questions(self, user_id: str) -> None:
+        """A user has a few unanswered questions in a room at once."""
         waiting = sum(1 for q in self.questions.values() if q.user_id == user_id and not q.answered)
         if waiting >= MAX_OPEN_QUESTIONS_PER_USER:
             raise InvalidRequest(
                 f"you have {waiting} unanswered questions here; wait for an answer first"
             )
+
+    def _make_room_for_question(self, now: float) -> None:
+        """A full room forgets a question to take a new one: its oldest answered one, else
+        the least upvoted (oldest first) unanswered one, so that many accounts asking at
+        once can never shut everyone else out of the Q&A."""
         if len(self.questions) >= MAX_QUESTIONS:
             answered = next((i for i, q in self.questions.items() if q.answered), None)
             if answered is None:
@@ -605,6 +614,8 @@ class Room:
                 answered = min(self.questions, key=lambda i: len(self.questions[i].voters))
             del self.questions[answered]
             self._changed_questions.discard(answered)
+            # Announced, so that pages stop showing it (and upvotes are not refused unseen).
+            self._emit("question_removed", {"question_id": answered, "reason": "room full"}, now)
 
     # -- roles ------------------------------------------------------------------------------
 

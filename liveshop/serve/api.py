@@ -383,7 +383,9 @@ class Api:
         return await self.rooms.join(room_id)  # room_not_found from the actor lookup
 
     @app.get(
-        "/rooms/{room_id}/history", response_model=views.ChatPage, responses=answers(*ROLE, 404)
+        "/rooms/{room_id}/history",
+        response_model=views.ChatPage,
+        responses=answers(*ROLE, 404, 429),
     )
     async def history(
         self,
@@ -398,8 +400,9 @@ class Api:
         if not who.roles_in(room_id):
             raise Forbidden(f"your token grants no role in room {room_id!r}")
         staff = bool(who.roles_in(room_id) & STAFF_ROLES)
-        reader = None if staff else who.user_id
-        return await self.rooms.history(room_id, before=before, limit=limit, reader=reader)
+        return await self.rooms.history(
+            room_id, before=before, limit=limit, user_id=who.user_id, staff=staff
+        )
 
     @app.post(
         "/rooms/{room_id}/actions/{op}",
@@ -510,11 +513,7 @@ class Api:
         self, product_id: RoomId, room_id: RoomId, authorization: Authorization = None
     ) -> dict[str, Any]:
         """The seller (or a service) lets ``room_id`` promote the product (idempotent)."""
-        who = self._identity(authorization)
-        product = await self.products.get(product_id)
-        require_seller(who, product.seller_id, "listing a product in a room")
-        changed = await self.products.list_in(product_id, room_id, by=who.user_id)
-        return {"product_id": product_id, "room_id": room_id, "listed": True, "changed": changed}
+        return await self._list(product_id, room_id, authorization, listed=True)
 
     @app.delete(
         "/products/{product_id}/rooms/{room_id}",
@@ -526,11 +525,19 @@ class Api:
     ) -> dict[str, Any]:
         """The room may no longer pin the product or start deals or auctions on it (those
         running go on; the seller ends them with a service token)."""
+        return await self._list(product_id, room_id, authorization, listed=False)
+
+    async def _list(
+        self, product_id: str, room_id: str, authorization: str | None, *, listed: bool
+    ) -> dict[str, Any]:
         who = self._identity(authorization)
         product = await self.products.get(product_id)
-        require_seller(who, product.seller_id, "unlisting a product")
-        changed = await self.products.unlist_in(product_id, room_id)
-        return {"product_id": product_id, "room_id": room_id, "listed": False, "changed": changed}
+        require_seller(who, product.seller_id, "changing where a product is sold")
+        if listed:
+            changed = await self.products.list_in(product_id, room_id, by=who.user_id)
+        else:
+            changed = await self.products.unlist_in(product_id, room_id)
+        return {"product_id": product_id, "room_id": room_id, "listed": listed, "changed": changed}
 
     @app.get(
         "/rooms/{room_id}/products",

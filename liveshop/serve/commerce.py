@@ -15,8 +15,8 @@ import asyncpg
 
 from liveshop import clock, metrics
 from liveshop.commerce.auction import AuctionTerms
-from liveshop.commerce.inventory import Commit, Release, Reserve
-from liveshop.commerce.listing import PROMOTIONS
+from liveshop.commerce.inventory import Commit, EndDeal, Release, Reserve
+from liveshop.commerce.listing import PROMOTIONS, acts_for_seller
 from liveshop.commerce.order import ShipmentLine
 from liveshop.config import Settings
 from liveshop.errors import (
@@ -77,6 +77,8 @@ class Commerce:
                 metrics.commerce(op, outcome, time.perf_counter() - started)
 
     async def _run(self, op: str, who: Identity, params: Any) -> dict[str, Any]:
+        if op == "end_deal":
+            return await self.end_deal(who, params)
         if not who.roles_in(params.room):
             raise Forbidden(f"your token grants no role in room {params.room!r}")
         what = PROMOTIONS.get(op)
@@ -140,7 +142,7 @@ class Commerce:
             case "commerce_settings":
                 require_host(who, params.room, "the room's commerce settings")
                 hold = params.hold_seconds or self.settings.hold_seconds
-                if hold > self.settings.hold_seconds and not who.is_service:
+                if hold > self.settings.hold_seconds:
                     # Holds keep stock from every other buyer: a room cannot hold longer.
                     raise InvalidRequest(f"hold_seconds: at most {self.settings.hold_seconds:g} s")
                 await self.cart_store.set_room_policy(params.room, params.stock_policy, hold)
@@ -171,6 +173,17 @@ class Commerce:
             return await self.orders.numbers_of(order_ids)
         except TRANSIENT_DB_ERRORS as exc:
             raise Unavailable("the order is placed; retry with the same key to see it") from exc
+
+    async def end_deal(self, who: Identity, p: Any) -> dict[str, Any]:
+        """End the SKU's deal. Ending only takes a price away, so no listing is needed: the
+        seller (their own token) or a service ends any deal on the seller's stock, a room's
+        host or co-host the deal their room runs (``Inventory.end_deal`` checks the room),
+        even once the seller has unlisted the room."""
+        listing = await self.products.sku_listing(p.sku, p.room)
+        if acts_for_seller(who, listing.seller_id):
+            return await self.skus.send(p.sku, EndDeal(None))
+        require_host(who, p.room, "flash deals")
+        return await self.skus.send(p.sku, EndDeal(p.room))
 
     async def start_auction(self, who: Identity, p: Any) -> dict[str, Any]:
         """Hold one unit of the SKU for the auction's whole life, record the auction, start

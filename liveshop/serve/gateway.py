@@ -366,6 +366,9 @@ class Gateway:
         except ConnectionClosed:  # gone before hearing "welcome": not a connection to count
             self.users.close(identity.user_id)
             return None
+        except BaseException:  # cancelled (the gateway stopping): uncounted all the same
+            self.users.close(identity.user_id)
+            raise
         return session
 
     def _on_frame(self, session: Session, frame: str | bytes) -> None:
@@ -451,10 +454,13 @@ class Gateway:
                 page: HistoryParams = request.params
                 self._require_role(session, page.room)
                 # Banned viewers may not read it either; staff are never banned.
-                staff = session.identity.roles_in(page.room) & STAFF_ROLES
-                reader = None if staff else session.identity.user_id
+                staff = bool(session.identity.roles_in(page.room) & STAFF_ROLES)
                 return await self.rooms.history(
-                    page.room, before=page.before, limit=page.limit, reader=reader
+                    page.room,
+                    before=page.before,
+                    limit=page.limit,
+                    user_id=session.identity.user_id,
+                    staff=staff,
                 )
         if request.op in ROOM_OPS:
             # The room decides who may do what (its live grants count too).

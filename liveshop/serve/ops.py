@@ -105,12 +105,9 @@ def sku_command_for(
             return inv.Reserve(who.user_id, p.quantity, p.key, ttl, p.room)
         case "release":
             return inv.Release(p.reservation, who.user_id)
-        case "start_deal" | "end_deal":
+        case "start_deal":
             # Who may (the room's host, and a room the seller allows) is checked by
-            # Commerce, which reads the listing.
-            if op == "end_deal":
-                # A service (the platform, for the seller) ends a deal whatever its room.
-                return inv.EndDeal(None if who.is_service else p.room)
+            # Commerce, which reads the listing; so for end_deal (Commerce.end_deal).
             deal = inv.FlashDeal(
                 deal_id=f"deal-{secrets.token_hex(4)}",
                 price_minor=p.price_minor,

@@ -7,13 +7,15 @@ from typing import Any
 
 from liveshop.actors import wiring
 from liveshop.config import Settings
-from liveshop.errors import RoomNotFound, Unavailable
+from liveshop.errors import RateLimited, RoomNotFound, Unavailable
 from liveshop.rooms.commands import Command, Reply
 from liveshop.serve.actor_client import ActorClient
 from liveshop.storage.rooms import RoomStore
 
 #: History reads at once per gateway or API process (each holds a database connection).
 HISTORY_READS = 2
+#: How long a history read may wait for its turn (seconds).
+HISTORY_WAIT = 2.0
 
 
 class RoomClient(ActorClient):
@@ -29,16 +31,32 @@ class RoomClient(ActorClient):
         )
         self.store = store
         self._history_reads = asyncio.Semaphore(HISTORY_READS)
+        self._history_users: set[str] = set()
 
     async def history(
-        self, room_id: str, *, before: int | None, limit: int, reader: str | None = None
+        self, room_id: str, *, before: int | None, limit: int, user_id: str, staff: bool
     ) -> dict[str, Any]:
         """A page of the chat log (RoomStore.history), read from PostgreSQL: the room's
-        actor is not involved, so scrolling back costs the live room nothing. At most
-        HISTORY_READS at once per process: scrolling never takes the connections that buys
-        and pins need."""
-        async with self._history_reads:
-            return await self.store.history(room_id, before=before, limit=limit, reader=reader)
+        actor is not involved, so scrolling back costs the live room nothing. Bounded so
+        that scrolling never takes what buys and pins need, nor one user everyone's turn:
+        HISTORY_READS at once per process, one per user, and a read that cannot start
+        within HISTORY_WAIT answers ``unavailable``. A banned user (not staff) is refused."""
+        if user_id in self._history_users:
+            raise RateLimited("one history read at a time, please")
+        self._history_users.add(user_id)
+        try:
+            async with asyncio.timeout(HISTORY_WAIT):
+                await self._history_reads.acquire()
+        except TimeoutError:
+            self._history_users.discard(user_id)
+            raise Unavailable("chat history is busy, try again") from None
+        try:
+            return await self.store.history(
+                room_id, before=before, limit=limit, reader=None if staff else user_id
+            )
+        finally:
+            self._history_reads.release()
+            self._history_users.discard(user_id)
 
     async def send(self, room_id: str, command: Command) -> Reply:
         result: Reply = await self.submit(room_id, "handle", command)

@@ -11,7 +11,7 @@ from liveshop.errors import Banned, Conflict, RoomNotFound
 from liveshop.rooms.event import Event
 from liveshop.rooms.history import HISTORY_SIZE
 from liveshop.rooms.room import RoomInfo
-from liveshop.storage.pool import REFUSED_DATA_ERRORS
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS
 from liveshop.text import scrub
 
 #: What the chat log shows, and so what a history read returns.
@@ -179,12 +179,16 @@ class RoomStore:
         (``Room.withdraw``) and refuses their senders."""
         refused: list[Event] = []
         async with self.pool.acquire() as conn, conn.transaction():
+            if await _saved_already(conn, room_id, offset, events):
+                return refused
 
             async def attempt(sql: str, *args: Any) -> bool:
                 try:
                     async with conn.transaction():  # a savepoint
                         await conn.execute(sql, *args)
-                except REFUSED_DATA_ERRORS:
+                except TRANSIENT_DB_ERRORS:
+                    raise  # the whole tick is retried
+                except Exception:  # refused data, or anything else this write cannot pass
                     return False
                 return True
 
@@ -227,8 +231,12 @@ class RoomStore:
         gift_offsets: list[tuple[int, int]] | None = None,
     ) -> None:
         """Group commit: one tick's events, the room's state and the offsets of the gift events
-        among them (so a paid gift is published exactly once) in one transaction."""
+        among them (so a paid gift is published exactly once) in one transaction. A tick
+        saved already (its COMMIT succeeded while the caller heard a timeout, and it is
+        retried) is not saved again (:func:`_saved_already`)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if await _saved_already(conn, room_id, offset, events):
+                return
             if gift_offsets:
                 await conn.executemany(_GIFT_OFFSET, gift_offsets)
             if events:
@@ -239,11 +247,24 @@ class RoomStore:
             await conn.execute(_SAVE_ROOM, room_id, offset, state, epoch)
 
 
-#: An event already there is a tick whose commit succeeded although its caller heard an
-#: error (a timeout at COMMIT): saving the tick again is then a no-op, not a failure.
+async def _saved_already(
+    conn: asyncpg.Connection, room_id: str, offset: int, events: list[Event]
+) -> bool:
+    """Whether this tick is in PostgreSQL already: the room's ``last_offset`` has reached
+    the tick's (locked until this transaction ends). A commit that succeeded unseen is
+    then retried as a no-op rather than refused (which once wedged a room for ever); any
+    other clash of offsets still fails, as it must."""
+    last = await conn.fetchval("SELECT last_offset FROM rooms WHERE id = $1 FOR UPDATE", room_id)
+    if last is None:
+        raise RoomNotFound(f"no room {room_id!r}")
+    # last_offset moves only with the events that reach it, in the same transaction; a
+    # state-only tick (no events) is always saved.
+    return bool(events) and last >= offset
+
+
 _INSERT_EVENT = (
     "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "
-    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (room_id, event_offset) DO NOTHING"
+    "VALUES ($1, $2, $3, $4, $5, $6)"
 )
 _GIFT_OFFSET = "UPDATE gift_sends SET event_offset = $2 WHERE id = $1"
 _SAVE_ROOM = (

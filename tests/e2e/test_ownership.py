@@ -90,11 +90,10 @@ async def test_a_room_the_seller_does_not_allow_cannot_promote_its_product(
         ("pin_product", {"product_id": m.mug}),
         ("queue_product", {"product_id": m.mug}),
         ("start_auction", {"sku": m.mug, "start_price": 0, "min_increment": 1, "duration": 60}),
-        ("end_deal", {"sku": m.mug}),
     ]:
         reply = await m.rival.request(op, room=m.rival_room, **params)
         assert _code(reply) == "forbidden", (op, reply)
-        assert "does not sell" in reply["error"]["message"] or op == "end_deal", reply
+        assert "does not sell" in reply["error"]["message"], reply
     # Buying at the seller's price is open in any room: nothing was discounted.
     bought = await m.buyer.result("buy", room=m.rival_room, sku=m.mug, key="b1")
     assert bought["price_minor"] == 1500
@@ -133,6 +132,19 @@ async def test_a_deal_belongs_to_the_room_that_runs_it(running: Running, market:
     assert (elsewhere["price_minor"], here["price_minor"]) == (1500, 900)
     ended = await m.partner.result("end_deal", room=m.partner_room, sku=m.mug)
     assert ended["deal"]["phase"] == "ended"
+    # The seller takes the room back mid-deal: the room's host may still end its deal, and
+    # the seller ends it with their own token (no role in the room needed).
+    await m.partner.result(
+        "start_deal", room=m.partner_room, sku=m.mug, price_minor=0, duration=600, quantity=5
+    )
+    async with httpx.AsyncClient(base_url=running.settings.http_url, timeout=30) as anon:
+        seller = _as(running.token(m.seller, {}))
+        unlisted = await anon.delete(f"/products/{m.mug}/rooms/{m.partner_room}", headers=seller)
+        assert unlisted.json()["changed"] is True
+        ended = await anon.post(
+            f"/rooms/{m.partner_room}/commerce/end_deal", json={"sku": m.mug}, headers=seller
+        )
+        assert ended.status_code == 200 and ended.json()["deal"]["phase"] == "ended", ended.text
 
 
 async def test_an_auction_takes_bids_in_its_own_room_only(running: Running, market: Market) -> None:

@@ -143,3 +143,46 @@ def test_an_outage_is_temporary_for_everyone_and_not_a_refusal() -> None:
     assert not any(isinstance(r, CommitRefused) for r in first)
     assert ledger.one_by_one.refusals == 0
     assert again == [{"ok": "a"}, {"ok": "b"}] and ledger.saved == ["a", "b"]
+
+
+def test_every_failed_batch_marks_the_owner_stale_and_idle_waits_for_the_chain() -> None:
+    """Two commits in flight (depth 2): the first fails, the one chained after it rolls
+    back too. Both must mark the owner stale (the owner may have reloaded between them, and
+    memory would then run ahead of PostgreSQL with answers to replay), and an owner reloads
+    only once neither is in flight."""
+    failed: list[Exception] = []
+    release = asyncio.Event()
+
+    async def save(batch: list[str]) -> None:
+        await release.wait()
+        if batch == ["a"]:
+            raise OSError("connection reset")
+
+    async def scenario() -> tuple[list[Any], bool]:
+        pending: list[list[str]] = [["a"], ["b"]]
+        group: GroupCommit[list[str]] = GroupCommit(
+            take=lambda: pending.pop(0) if pending else None,
+            save=save,
+            committed=lambda _: None,
+            failed=failed.append,
+            error=Unavailable("try again"),
+            depth=2,
+        )
+        runner = asyncio.get_running_loop().create_task(group.run())
+        first = asyncio.ensure_future(group.wait())
+        await asyncio.sleep(0.01)
+        second = asyncio.ensure_future(group.wait())
+        await asyncio.sleep(0.01)
+        idle = asyncio.ensure_future(group.idle())
+        await asyncio.sleep(0.01)
+        busy = not idle.done()
+        release.set()
+        answers = await asyncio.gather(first, second, return_exceptions=True)
+        await asyncio.wait_for(idle, 1)
+        runner.cancel()
+        return answers, busy
+
+    answers, busy = asyncio.run(scenario())
+    assert busy  # idle() waited while the commits were in flight
+    assert all(isinstance(a, Unavailable) for a in answers)
+    assert len(failed) == 2  # the chained batch marked the owner stale as well
