@@ -11,8 +11,10 @@ ledger row). Both sell every unit; a decision is durable before its buyer hears 
 while an attacker sends R requests a second that PostgreSQL cannot store. ``--poison-kind
 buy`` (default): buys whose buyer id holds NUL, as a token minted elsewhere could carry
 past the edge (the SKU refuses them before deciding). ``--poison-kind restock``: restocks
-whose reference holds NUL, which nothing checks before PostgreSQL (the group commit fails
-and is bisected until the culprit is alone). Each must be refused alone
+whose reference holds NUL (refused the same way). ``--poison-kind policy``: restocks that
+only PostgreSQL refuses (a trigger the drill installs, as an operator's constraint or a bug
+would refuse them): the group commit fails and is bisected until the culprit is alone, each
+step going back to an in-memory checkpoint. Each must be refused alone
 (``invalid_request``) while every honest buyer is served; the last line compares the honest
 buyers' rate with and without the attack, and the books of the attacked SKU are audited.
 
@@ -47,6 +49,20 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fanout import LiveshopUnderTest, add_service_args  # a sibling script
 
 PRODUCT = "flash-product"
+
+#: ``--poison-kind policy``: a refusal no check before PostgreSQL can foresee (as an
+#: operator's constraint or a bug would make), on ledger references named so.
+POLICY_TRIGGER = """
+CREATE OR REPLACE FUNCTION refused_by_policy() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.ref LIKE 'refused-by-policy%' THEN
+        RAISE EXCEPTION 'refused by policy' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER refused_by_policy BEFORE INSERT ON inventory_ledger
+    FOR EACH ROW EXECUTE FUNCTION refused_by_policy();
+"""
 
 
 @dataclass
@@ -169,7 +185,7 @@ async def liveshop_sale(
     client = SkuClient(settings, SkuStore(pool))
     name = "liveshop (batched calls, group commit)" + (f", {kills} kills" if kills else "")
     if poison:
-        name += f", attacked by {poison:g} unstorable buys/s"
+        name += f", attacked by {poison:g} refused {poison_kind} requests/s"
     attack = Attack()
     sale = Sale(name, units, buyers)
     await client.view(sku)  # the actor is up and loaded
@@ -214,6 +230,8 @@ async def liveshop_sale(
             try:
                 if poison_kind == "restock":
                     await client.send(sku, Restock(1, f"delivery\x00{n}"))
+                elif poison_kind == "policy":
+                    await client.send(sku, Restock(1, f"refused-by-policy-{n}"))
                 else:
                     await client.send(sku, Buy("mallory\x00", 1, f"p{n}", "flash-room"))
                 attack.other["accepted"] = attack.other.get("accepted", 0) + 1
@@ -338,21 +356,37 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+async def _sql(database_url: str, sql: str) -> None:
+    conn = await asyncpg.connect(database_url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
 def poison_drill(settings: Any, args: argparse.Namespace, suffix: str) -> int:
     clean_sku, attacked_sku = f"clean-{suffix}", f"attacked-{suffix}"
     asyncio.run(create_skus(settings.database_url, args.units, [clean_sku, attacked_sku]))
+    if args.poison_kind == "policy":
+        asyncio.run(_sql(settings.database_url, POLICY_TRIGGER))
     clean, _, _ = asyncio.run(liveshop_sale(settings, clean_sku, args.units, args.buyers))
     print(clean.line(), flush=True)
-    attacked, _, attack = asyncio.run(
-        liveshop_sale(
-            settings,
-            attacked_sku,
-            args.units,
-            args.buyers,
-            poison=args.poison,
-            poison_kind=args.poison_kind,
+    try:
+        attacked, _, attack = asyncio.run(
+            liveshop_sale(
+                settings,
+                attacked_sku,
+                args.units,
+                args.buyers,
+                poison=args.poison,
+                poison_kind=args.poison_kind,
+            )
         )
-    )
+    finally:
+        if args.poison_kind == "policy":
+            asyncio.run(
+                _sql(settings.database_url, "DROP TRIGGER refused_by_policy ON inventory_ledger")
+            )
     print(attacked.line(), flush=True)
     problems = asyncio.run(check_drill(settings.database_url, attacked_sku, args.units, attacked))
     problems += [f"{n} attacking buys answered {code}" for code, n in attack.other.items()]
@@ -363,8 +397,8 @@ def poison_drill(settings: Any, args: argparse.Namespace, suffix: str) -> int:
     ratio = attacked.rate / clean.rate if clean.rate else math.nan
     verdict = "held" if not problems else f"FAILED ({len(problems)} violations)"
     print(
-        f"poison drill N={args.buyers} units={args.units}: {attack.sent} unstorable "
-        f"{args.poison_kind}s, "
+        f"poison drill N={args.buyers} units={args.units}: {attack.sent} refused "
+        f"{args.poison_kind} requests sent, "
         f"{attack.refused} refused alone; honest buyers {attacked.sold}/{args.units} units, "
         f"{attacked.retries} retries; attacked {attacked.rate:.0f} decisions/s, clean "
         f"{clean.rate:.0f} decisions/s, ratio {ratio:.2f}; invariants {verdict}",
@@ -390,7 +424,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--poison-kind",
-        choices=("buy", "restock"),
+        choices=("buy", "restock", "policy"),
         default="buy",
         help="what the poison drill's attacker sends (see above)",
     )

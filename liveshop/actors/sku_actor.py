@@ -24,7 +24,13 @@ from ray.exceptions import RayActorError
 
 from liveshop import clock, gctune, metrics
 from liveshop.actors import wiring
-from liveshop.actors.group_commit import CommitRefused, GroupCommit, OneByOne, report_failure
+from liveshop.actors.group_commit import (
+    CommitRefused,
+    EarlierCommitFailed,
+    GroupCommit,
+    OneByOne,
+    report_failure,
+)
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
 from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
@@ -71,6 +77,11 @@ class SkuActor:
         #: Set when a commit failed: memory may hold decisions PostgreSQL does not.
         self._stale = False
         self._reload_lock = asyncio.Lock()
+        #: While requests are decided one by one (a commit was refused for its data): memory,
+        #: version and applied returns as last committed, taken before each attempt. A
+        #: refused attempt goes back to it instead of loading the SKU again (which reads
+        #: every answer of the day: seconds per refusal under a stream of them).
+        self._checkpoint: tuple[Inventory, int, set[str]] | None = None
         #: The view as of the last commit: what rooms are shown (never an uncommitted count).
         self._view = self.inventory.snapshot(clock.now())
         self._counts = self.inventory.counts()
@@ -143,8 +154,13 @@ class SkuActor:
 
     async def _one_by_one(self, batch: list[SkuCommand]) -> list[dict[str, Any] | LiveshopError]:
         async def prepare() -> None:
-            if self._stale:
-                await self._reload()
+            while True:
+                if self._stale:
+                    await self._reload()
+                await self.group.idle()
+                if not self._stale:  # idle and current: memory is what PostgreSQL holds
+                    break
+            self._checkpoint = (self.inventory.copy(), self._version, set(self._returned))
 
         return await self.one_by_one.run(
             batch, lambda cmd: self.inventory.apply(cmd, clock.now()), prepare
@@ -227,6 +243,7 @@ class SkuActor:
         metrics.commit_seconds("sku", time.perf_counter() - started)
 
     def _committed(self, batch: Batch) -> None:
+        self._checkpoint = None  # PostgreSQL moved past it
         _, _, view, self._counts, _, _ = batch
         if view != self._view:
             self._view = view
@@ -236,12 +253,23 @@ class SkuActor:
         """Every decision since the last good commit is void: reload before deciding again."""
         report_failure(f"SKU {self.sku}", exc)
         self._stale = True
+        root = exc.root if isinstance(exc, EarlierCommitFailed) else exc
+        if not self.group.refused(root):
+            # An outage or a conflict: PostgreSQL may hold more than the checkpoint.
+            self._checkpoint = None
 
     async def _reload(self) -> None:
         async with self._reload_lock:
             if not self._stale:
                 return
             await self.group.idle()  # a chained commit still writing would race the load
+            if self._checkpoint is not None:
+                # Only refusals since it was taken: nothing after it reached PostgreSQL.
+                self.inventory, self._version, self._returned = self._checkpoint
+                self._checkpoint = None
+                self._turn = None
+                self._stale = False
+                return
             try:
                 stored = await self.store.load(self.sku, now=clock.now())
             except TRANSIENT_DB_ERRORS:

@@ -19,6 +19,7 @@ taken in the deal are capped at its quantity, and each buyer at its per-buyer li
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import heapq
 from dataclasses import dataclass, field
@@ -449,6 +450,7 @@ class Inventory:
 
     def commit(self, rid: str, order_id: str, now: float) -> dict[str, Any]:
         """A hold still in time becomes sold (its order was paid)."""
+        _storable(order_id)
         hold = self._reservation(rid)
         if hold.expires_at <= now:  # not yet swept by expire(): it is gone all the same
             raise ReservationNotFound(f"reservation {rid!r} expired")
@@ -496,6 +498,7 @@ class Inventory:
     def take_back(self, cmd: ReturnStock, now: float) -> dict[str, Any]:
         """Sold units come back on hand (an order cancelled or returned). The actor applies
         each return once: its row is marked applied in the same commit."""
+        _storable(cmd.ref, cmd.buyer_id, cmd.deal_id)
         _check_quantity(cmd.quantity)
         if cmd.quantity > self.sold:
             raise Conflict(f"only {self.sold} units are sold; cannot take {cmd.quantity} back")
@@ -515,6 +518,7 @@ class Inventory:
     # -- operators ----------------------------------------------------------------------------
 
     def restock(self, quantity: int, ref: str, now: float) -> dict[str, Any]:
+        _storable(ref)
         _check_quantity(quantity)
         if self.on_hand + quantity > MAX_QUANTITY:
             raise InvalidRequest(f"on hand would exceed {MAX_QUANTITY}")
@@ -525,6 +529,7 @@ class Inventory:
     def adjust(self, expected: int, on_hand: int, ref: str, now: float) -> dict[str, Any]:
         """Compare-and-set the on-hand count (a stock take): refused if ``expected`` is stale
         or if fewer units than are reserved would remain."""
+        _storable(ref)
         if expected != self.on_hand:
             raise StaleQuantity(
                 f"on hand is {self.on_hand}, not {expected}", details={"on_hand": self.on_hand}
@@ -548,6 +553,7 @@ class Inventory:
             and current.room_id != deal.room_id
         ):
             raise Conflict(f"deal {current.deal_id!r} is coming up in another room")
+        _storable(deal.deal_id, deal.room_id)
         _check_price(deal.price_minor)
         _check_quantity(deal.quantity)
         if deal.ends_at <= deal.starts_at or deal.ends_at <= now:
@@ -608,6 +614,23 @@ class Inventory:
             "deal_sold": self.deal_sold,
             "next_seq": self.next_seq,
         }
+
+    def copy(self) -> Inventory:
+        """An independent copy, to go back to when a commit is refused for its data: far
+        cheaper than loading the SKU again (the values it shares are never mutated)."""
+        twin = copy.copy(self)
+        twin.reservations = dict(self.reservations)
+        twin.bought = dict(self.bought)
+        twin.deal_bought = dict(self.deal_bought)
+        twin.answers = dict(self.answers)
+        twin.changes = Changes(
+            list(self.changes.ledger), list(self.changes.orders), list(self.changes.holds),
+            list(self.changes.closed), list(self.changes.returned), self.changes.state,
+        )  # fmt: skip
+        twin._holding = dict(self._holding)
+        twin._deal_holding = dict(self._deal_holding)
+        twin._expiries = list(self._expiries)
+        return twin
 
     @classmethod
     def restore(cls, stored: Stored) -> Inventory:
@@ -743,8 +766,9 @@ def _bump(counts: dict[str, int], key: str, delta: int) -> None:
 
 
 def _storable(*values: str | None) -> None:
-    """Ids that reach PostgreSQL with the decision: one it cannot store would fail the
-    whole group commit (the edge refuses such text; this holds past it, cheaply)."""
+    """Ids, keys and references that reach PostgreSQL with the decision: one it cannot
+    store would fail the whole group commit and cost a bisection (the edge refuses such
+    text; this holds past it, cheaply, for every text a command writes)."""
     for value in values:
         if value is not None and text_problem(value) is not None:
             raise InvalidRequest(f"an id PostgreSQL cannot store: {ascii(value)[:80]}")

@@ -273,10 +273,25 @@ async def test_unstorable_text_is_refused_in_every_text_field(running: Running, 
         await host.close()
 
 
+#: A refusal no check before PostgreSQL can foresee: ledger references named so.
+POLICY_TRIGGER = """
+CREATE OR REPLACE FUNCTION refused_by_policy() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF NEW.ref LIKE 'refused-by-policy%' THEN
+        RAISE EXCEPTION 'refused by policy' USING ERRCODE = 'check_violation';
+    END IF;
+    RETURN NEW;
+END $$;
+CREATE OR REPLACE TRIGGER refused_by_policy BEFORE INSERT ON inventory_ledger
+    FOR EACH ROW EXECUTE FUNCTION refused_by_policy();
+"""
+
+
 async def test_a_write_postgresql_refuses_fails_alone(running: Running, shop: Shop) -> None:
     """Past the edge, what PostgreSQL cannot store fails alone: a buyer id minted elsewhere
-    with a NUL is refused before it is decided; a delivery reference nobody checked (a
-    service's) is found by bisecting the group commit and refused, its batchmates commit;
+    with a NUL, or a delivery reference with one, is refused before it is decided; what only
+    PostgreSQL refuses (here a policy trigger, as an operator's constraint or a bug would)
+    is found by bisecting the group commit and refused, its batchmates commit;
     a room event that cannot be stored (an actor's push) is withdrawn at its offset, the
     chat around it commits, and recovery shows the placeholder. Nothing is retried for ever,
     and the books stay sound."""
@@ -285,18 +300,23 @@ async def test_a_write_postgresql_refuses_fails_alone(running: Running, shop: Sh
     pool = await create_pool(settings_.database_url)
     skus = SkuClient(settings_, SkuStore(pool))
     rooms = RoomClient(settings_, RoomStore(pool))
+    await pool.execute(POLICY_TRIGGER)
     try:
         before = (await skus.view(shop.sku))["available"]
         commands: list[Any] = [Buy(f"ok-{i}", 1, f"k{i}", shop.room) for i in range(20)]
+        commands.insert(3, Restock(1, "refused-by-policy-1"))
         commands.insert(7, Buy("bad\x00buyer", 1, "k-bad", shop.room))
         commands.insert(13, Restock(5, "delivery\x00note"))
+        commands.insert(17, Restock(1, "refused-by-policy-2"))
         answers = await asyncio.gather(
             *(skus.send(shop.sku, c) for c in commands), return_exceptions=True
         )
-        refused = [a for a in answers if isinstance(a, Exception)]
-        assert [getattr(a, "code", None) for a in refused] == ["invalid_request"] * 2
-        assert answers[7] in refused and answers[13] in refused
+        refused = [i for i, a in enumerate(answers) if isinstance(a, Exception)]
+        assert refused == [3, 7, 13, 17], answers
+        assert {getattr(answers[i], "code", None) for i in refused} == {"invalid_request"}
         assert sum(isinstance(a, dict) and "order" in a for a in answers) == 20
+        # Memory went back to what PostgreSQL holds: the SKU still sells, its books agree.
+        assert "order" in await skus.send(shop.sku, Buy("ok-after", 1, "k-after", shop.room))
         after = (await skus.view(shop.sku))["available"]
         assert before - after >= 20  # the honest buyer keeps buying meanwhile
         async with running.http() as http:
@@ -322,6 +342,7 @@ async def test_a_write_postgresql_refuses_fails_alone(running: Running, shop: Sh
         assert joined["events"][0] == withdrawn
         await viewer.close()
     finally:
+        await pool.execute("DROP TRIGGER IF EXISTS refused_by_policy ON inventory_ledger")
         await skus.close()
         await rooms.close()
         await pool.close()

@@ -397,3 +397,72 @@ def test_keys_postgresql_cannot_store_are_refused(key: str) -> None:
     with pytest.raises(InvalidRequest, match="idempotency key"):
         inv.buy(key, "ann", 1, T0)
     assert inv.available == 3 and not inv.drain()
+
+
+def _run(inv: Inventory, program: list[tuple[Any, ...]], start: float) -> list[Any]:
+    """Apply a program (the ``ops`` above, restarts aside); the answers or error codes."""
+    now, out = start, []
+    for step, op in enumerate(program):
+        key = f"key-{step}"
+        rids = sorted(inv.reservations)
+        try:
+            match op:
+                case ("reserve", buyer, qty, ttl):
+                    out.append(inv.reserve(key, str(buyer), int(qty), float(ttl), now))
+                case ("buy", buyer, qty):
+                    out.append(inv.buy(key, str(buyer), int(qty), now))
+                case ("commit", i) if rids:
+                    out.append(inv.commit(rids[int(i) % len(rids)], f"order-{step}", now))
+                case ("release", i) if rids:
+                    out.append(inv.release(rids[int(i) % len(rids)], now))
+                case ("restock", qty):
+                    out.append(inv.restock(int(qty), "restock", now))
+                case ("adjust", skew, target):
+                    out.append(inv.adjust(inv.on_hand + int(skew), int(target), "count", now))
+                case ("deal", qty, per_buyer):
+                    deal = FlashDeal(f"d{step}", 50, now, now + 20, int(qty), per_buyer)
+                    out.append(inv.start_deal(deal, now))
+                case ("tick", seconds):
+                    now += int(seconds)
+                    out.append(inv.expire(now))
+        except LiveshopError as exc:
+            out.append(exc.code)
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(before=st.lists(ops, max_size=30), after=st.lists(ops, max_size=30))
+def test_a_copy_is_a_checkpoint_the_original_cannot_touch(
+    before: list[tuple[Any, ...]], after: list[tuple[Any, ...]]
+) -> None:
+    """The SKU actor goes back to a copy when a commit is refused (instead of reloading):
+    nothing done to the original after the copy may show in it, and the copy decides the
+    same as the original would have."""
+    import copy
+
+    inv = stocked(8, limit=5)
+    _run(inv, before, T0)
+    twin, frozen = inv.copy(), copy.deepcopy(inv)
+    assert twin == frozen
+    answers = _run(inv, after, T0 + 100)
+    assert twin == frozen  # untouched by what the original did
+    assert _run(twin, after, T0 + 100) == answers
+    assert twin.snapshot(T0 + 200) == inv.snapshot(T0 + 200) and twin.drain() == inv.drain()
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        lambda inv: inv.restock(1, "ref\x00", T0),
+        lambda inv: inv.adjust(inv.on_hand, 1, "count\ud800", T0),
+        lambda inv: inv.start_deal(FlashDeal("d\x00", 1, T0, T0 + 9, 1, room_id="r"), T0),
+        lambda inv: inv.commit(inv.reserve("k", "ann", 1, 60, T0)["reservation"], "o\x00", T0),
+    ],
+)
+def test_every_text_a_command_writes_is_checked_before_it_is_decided(command: Any) -> None:
+    """What PostgreSQL cannot store never reaches a group commit (it would cost a bisection)."""
+    inv = stocked(3)
+    inv.drain()
+    with pytest.raises(InvalidRequest, match="cannot store"):
+        command(inv)
+    assert inv.on_hand == 3 and inv.deal is None
