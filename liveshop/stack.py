@@ -129,10 +129,10 @@ class Stack:
         progress(f"cluster     {len(nodes)} node(s); placement: {units}; media {media:g}")
 
     def deploy(self, progress: Progress = print) -> None:
-        from liveshop.actors import wiring
+        from liveshop.serve import applications
 
         before = {g["id"] for g in self.registered_gateways()}
-        wiring.deploy(self.settings)
+        applications.deploy(self.settings)
         s = self.settings
         # On a cluster, gateway nodes may still be booting (`ray up` returns before them).
         timeout = 60.0 if self.ray_started_here else 600.0
@@ -221,7 +221,9 @@ class Stack:
 
                 serve.shutdown()  # type: ignore[no-untyped-call]  # the whole local cluster goes next, room actors with it
             else:
-                wiring.undeploy()
+                from liveshop.serve import applications
+
+                applications.undeploy()
                 wiring.kill_domain_actors()
         finally:
             ray.shutdown()

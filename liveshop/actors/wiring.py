@@ -6,7 +6,6 @@ so all of them import and unit-test without Ray.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import importlib
 from typing import Any
@@ -225,65 +224,3 @@ def kill_domain_actors() -> int:
                 ray.kill(handle, no_restart=True)
                 killed += 1
     return killed
-
-
-def api_application(settings: Settings) -> Any:
-    """The Serve application for the HTTP API."""
-    from liveshop.serve.api import Api
-
-    return Api.options(ray_actor_options=API_ACTOR_OPTIONS).bind(settings)  # type: ignore[attr-defined]
-
-
-def media_application(settings: Settings) -> Any:
-    """The Serve application for HLS, stream keys and WHIP/WHEP; each replica also runs an
-    RTMP listener (SO_REUSEPORT, like the gateway)."""
-    from liveshop.serve.media_api import MediaApi
-
-    return MediaApi.options(  # type: ignore[attr-defined]
-        num_replicas=settings.media_replicas, ray_actor_options=API_ACTOR_OPTIONS
-    ).bind(settings)
-
-
-def gateway_application(settings: Settings) -> Any:
-    """The Serve application whose replicas each run a WebSocket gateway (SO_REUSEPORT)."""
-    from liveshop.serve.gateway_app import GatewayDeployment
-
-    if GATEWAY_RESOURCE not in settings.placement:
-        return GatewayDeployment.options(  # type: ignore[attr-defined]
-            num_replicas=max(1, settings.gateways), ray_actor_options=GATEWAY_ACTOR_OPTIONS
-        ).bind(settings)
-    options = {**GATEWAY_ACTOR_OPTIONS, "resources": {GATEWAY_RESOURCE: 1}}
-    if settings.gateways:  # a fixed count, each on a gateway unit
-        return GatewayDeployment.options(  # type: ignore[attr-defined]
-            num_replicas=settings.gateways, ray_actor_options=options
-        ).bind(settings)
-    return GatewayDeployment.options(  # type: ignore[attr-defined]
-        autoscaling_config=GATEWAY_AUTOSCALING, ray_actor_options=options
-    ).bind(settings)
-
-
-API_APP = "liveshop-api"
-GATEWAY_APP = "liveshop-gateway"
-MEDIA_APP = "liveshop-media"
-MEDIA_PREFIX = "/media"
-
-
-def deploy(settings: Settings) -> None:
-    """Start Serve on 127.0.0.1 (by default) and run both applications; blocks until ready."""
-    from ray import serve
-
-    serve.start(
-        http_options={"host": settings.http_host, "port": settings.http_port},
-        proxy_location="HeadOnly",
-    )
-    serve.run(gateway_application(settings), name=GATEWAY_APP, route_prefix=None)
-    serve.run(media_application(settings), name=MEDIA_APP, route_prefix=MEDIA_PREFIX)
-    serve.run(api_application(settings), name=API_APP, route_prefix="/")
-
-
-def undeploy() -> None:
-    from ray import serve
-
-    for app in (API_APP, MEDIA_APP, GATEWAY_APP):
-        with contextlib.suppress(Exception):
-            serve.delete(app)

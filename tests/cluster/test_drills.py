@@ -24,6 +24,7 @@ from ray.util.state import list_actors
 
 from liveshop.actors import wiring
 from liveshop.config import NAMESPACE
+from liveshop.serve import applications
 from tests.cluster.conftest import Deployment
 from tests.cluster.load import TEMPORARY, Buyer, Chatter, Crowd, Viewer
 
@@ -140,7 +141,7 @@ async def _gateways(dep: Deployment, timeout: float = 30) -> list[dict[str, Any]
 
 async def _gateway_stats(samples: int = 30) -> dict[str, dict[str, Any]]:
     """Each gateway replica's stats (a handle call reaches one replica: ask several times)."""
-    handle = serve.get_app_handle(wiring.GATEWAY_APP)
+    handle = serve.get_app_handle(applications.GATEWAY_APP)
     stats: dict[str, dict[str, Any]] = {}
     for _ in range(samples):
         one = await asyncio.wait_for(handle.stats.remote(), 10)

@@ -9,7 +9,7 @@ from collections.abc import Callable
 import httpx
 from ray import serve
 
-from liveshop.actors import wiring
+from liveshop.serve import applications
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
 
@@ -57,7 +57,7 @@ async def test_a_client_that_stops_reading_is_closed_and_others_keep_up(
     offsets = [e["offset"] for e in healthy.events(room)]
     assert offsets == list(range(1, pins + 1))  # the healthy viewer got everything, in order
 
-    gateway = serve.get_app_handle(wiring.GATEWAY_APP)
+    gateway = serve.get_app_handle(applications.GATEWAY_APP)
     for _ in range(40):
         stats = await gateway.stats.remote()
         if stats["slow_closed"] >= 1:
@@ -74,7 +74,8 @@ async def test_viewers_spread_over_two_gateways_get_the_same_events_in_order(
     running: Running, new_id: Callable[[str], str]
 ) -> None:
     two = running.settings.with_(gateways=2)
-    serve.run(wiring.gateway_application(two), name=wiring.GATEWAY_APP, route_prefix=None)
+    app = applications.gateway_application(two)
+    serve.run(app, name=applications.GATEWAY_APP, route_prefix=None)
     try:
         room = new_id("multi")
         async with running.http() as http:
@@ -108,8 +109,8 @@ async def test_viewers_spread_over_two_gateways_get_the_same_events_in_order(
             await v.close()
     finally:
         serve.run(
-            wiring.gateway_application(running.settings),
-            name=wiring.GATEWAY_APP,
+            applications.gateway_application(running.settings),
+            name=applications.GATEWAY_APP,
             route_prefix=None,
         )
     async with httpx.AsyncClient(base_url=running.settings.http_url) as http:

@@ -28,6 +28,7 @@ from liveshop.storage.pool import create_pool
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.skus import SkuStore
 from liveshop.tokens import Role
+from loadtest.bench_flash import POLICY_TRIGGER  # the poison drill refuses the same way
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
 
@@ -271,20 +272,6 @@ async def test_unstorable_text_is_refused_in_every_text_field(running: Running, 
             assert (await anon.get(f"/rooms/{room}")).status_code == 200
     finally:
         await host.close()
-
-
-#: A refusal no check before PostgreSQL can foresee: ledger references named so.
-POLICY_TRIGGER = """
-CREATE OR REPLACE FUNCTION refused_by_policy() RETURNS trigger LANGUAGE plpgsql AS $$
-BEGIN
-    IF NEW.ref LIKE 'refused-by-policy%' THEN
-        RAISE EXCEPTION 'refused by policy' USING ERRCODE = 'check_violation';
-    END IF;
-    RETURN NEW;
-END $$;
-CREATE OR REPLACE TRIGGER refused_by_policy BEFORE INSERT ON inventory_ledger
-    FOR EACH ROW EXECUTE FUNCTION refused_by_policy();
-"""
 
 
 async def test_a_write_postgresql_refuses_fails_alone(running: Running, shop: Shop) -> None:
