@@ -29,6 +29,8 @@ ENV_PUBLIC_WS_URL = "LIVESHOP_PUBLIC_WS_URL"
 ENV_PLACEMENT = "LIVESHOP_PLACEMENT"
 ENV_MEDIA_CPU_SHARE = "LIVESHOP_MEDIA_CPU_SHARE"
 ENV_MAX_BODY_BYTES = "LIVESHOP_MAX_BODY_BYTES"
+ENV_DEDICATED = "LIVESHOP_DEDICATED"
+ENV_ENTITY_HOSTS = "LIVESHOP_ENTITY_HOSTS"
 
 NAMESPACE = "liveshop"
 #: ``Settings.placement`` when `liveshop up` should read it off the cluster.
@@ -118,6 +120,22 @@ class Settings:
     media_replicas: int = 1
     #: How often a channel actor routes, fires due cues and counts its show's analytics.
     channel_tick: float = 1.0
+    #: Entity hosts: the Ray actor processes that host rooms, SKUs, auctions, carts and
+    #: channels, many to a process (liveshop/mesh). 0: one per ``actors`` unit the cluster's
+    #: nodes declare, or 2 on a cluster that declares none.
+    entity_hosts: int = 0
+    #: Entities with a host of their own (``kind:key``, e.g. ``sku:FLASH-1``): a flash-sale
+    #: SKU or a huge room keeps a whole process (LIVESHOP_DEDICATED, comma-separated).
+    dedicated_entities: tuple[str, ...] = ()
+    #: PostgreSQL connections each host shares among all its entities.
+    host_pool_size: int = 10
+    #: An entity nobody called for this long is passivated (written state stays in
+    #: PostgreSQL; the next message activates it again), if its kind allows it then: a cart
+    #: always, a SKU with no live hold or deal, an auction once settled, a room with no
+    #: viewers and nothing unsaved; channels run 24/7 and are never passivated.
+    passivate_after: float = 120.0
+    #: How often callers and hosts re-read the directory of hosts (seconds).
+    directory_ttl: float = 2.0
     #: Live streams the local node transcodes at once (its ``media`` resource) when
     #: ``liveshop up`` starts the cluster; joined clusters declare it per node.
     media_slots: int = field(default_factory=lambda: max(1, os.cpu_count() or 1))
@@ -189,6 +207,12 @@ class Settings:
             env["media_cpu_share"] = min(1.0, max(0.0, float(os.environ[ENV_MEDIA_CPU_SHARE])))
         if os.environ.get(ENV_MAX_BODY_BYTES):
             env["max_body_bytes"] = max(1024, int(os.environ[ENV_MAX_BODY_BYTES]))
+        if os.environ.get(ENV_DEDICATED):
+            env["dedicated_entities"] = tuple(
+                e.strip() for e in os.environ[ENV_DEDICATED].split(",") if e.strip()
+            )
+        if os.environ.get(ENV_ENTITY_HOSTS):
+            env["entity_hosts"] = max(0, int(os.environ[ENV_ENTITY_HOSTS]))
         env.update({k: v for k, v in overrides.items() if v is not None})
         return cls(**env)
 

@@ -151,6 +151,36 @@ SKU_GAUGES = {
 }
 
 
+#: Per entity host (liveshop/actors/host.py), tagged ``host`` and, for the counts by kind,
+#: ``kind``.
+HOST_GAUGES = {
+    "mailbox": (
+        "liveshop_host_mailbox_depth",
+        "Calls accepted by the host's entities and not yet answered (all kinds)",
+    ),
+    "db_connections": (
+        "liveshop_host_db_connections",
+        "PostgreSQL connections in use of the host's shared pool",
+    ),
+    "db_pool_size": ("liveshop_host_db_pool_size", "Connections the host's pool may open"),
+}
+HOST_KIND_GAUGES = {
+    "resident": ("liveshop_host_entities", "Entities resident in the host, by kind"),
+}
+HOST_KIND_COUNTERS = {
+    "activations": ("liveshop_host_activations", "Entities activated (loaded), by kind"),
+    "passivations": ("liveshop_host_passivations", "Entities passivated (left memory), by kind"),
+    "failed_activations": (
+        "liveshop_host_failed_activations",
+        "Activations that failed (no such entity, PostgreSQL away), by kind",
+    ),
+    "fenced": (
+        "liveshop_host_fenced",
+        "Entities dropped because another host claimed them (a split brain avoided), by kind",
+    ),
+}
+
+
 def commit_seconds(kind: str, seconds: float) -> None:
     """One group commit of a domain actor (a room's tick, a SKU's batch). Tagged by kind
     only: a histogram per room or SKU would be a dozen series for each, forever."""

@@ -129,8 +129,12 @@ class Stack:
         progress(f"cluster     {len(nodes)} node(s); placement: {units}; media {media:g}")
 
     def deploy(self, progress: Progress = print) -> None:
+        from liveshop.mesh import hosts
         from liveshop.serve import applications
 
+        placement = hosts.start_hosts(self.settings)
+        dedicated = f" + {len(placement.dedicated)} dedicated" if placement.dedicated else ""
+        progress(f"entities    {len(placement.slots)} host(s){dedicated}")
         before = {g["id"] for g in self.registered_gateways()}
         applications.deploy(self.settings)
         s = self.settings

@@ -177,7 +177,7 @@ async def liveshop_sale(
     from liveshop.actors import wiring
     from liveshop.commerce.inventory import Buy, Restock
     from liveshop.errors import LiveshopError, OutOfStock, Unavailable
-    from liveshop.serve.sku_client import SkuClient
+    from liveshop.mesh.sku_client import SkuClient
     from liveshop.storage.pool import create_pool
     from liveshop.storage.skus import SkuStore
 

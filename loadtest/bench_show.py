@@ -31,7 +31,7 @@ at the subscribers (room messages carry ``sent``), messages lost, CPU of every p
 messages out.
 
 A gateway keeps at most ``max_calls_in_flight`` (2) calls out per room and sends what gathered
-meanwhile in the next one (liveshop/serve/batcher.py), so the actor is never asked for more
+meanwhile in the next one (liveshop/mesh/batcher.py), so the actor is never asked for more
 calls than it answers and its batches grow with the load. After the room phase the benchmark
 *calibrates* each actor's CPU per call at the batch size the phase saw, and its verdict says
 what share of a core the offered commands need at that size (the CPU line says who set the
@@ -85,8 +85,8 @@ from bench_room import CpuMeter, _percentiles
 from liveshop.config import NAMESPACE, Settings
 from liveshop.errors import NotFound
 from liveshop.rooms.commands import Actor, Chat, Command, Joined, React, ReportViewers
-from liveshop.serve.actor_client import ActorClient
-from liveshop.serve.room_client import RoomClient
+from liveshop.mesh.client import ActorClient
+from liveshop.mesh.room_client import RoomClient
 from liveshop.storage.broker import RedisPublisher, RedisSubscriber
 from liveshop.tokens import Role
 

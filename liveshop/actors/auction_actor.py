@@ -17,12 +17,11 @@ import contextlib
 import logging
 from typing import Any
 
-from liveshop import clock, gctune
-from liveshop.actors import wiring
+from liveshop import clock
 from liveshop.actors.group_commit import CommitRefused, GroupCommit, OneByOne, report_failure
+from liveshop.actors.resources import Resources
 from liveshop.commerce.auction import Auction, BidPlaced
 from liveshop.commerce.inventory import Commit, Release
-from liveshop.config import Settings
 from liveshop.errors import (
     AuctionNotFound,
     ClientError,
@@ -30,11 +29,9 @@ from liveshop.errors import (
     ReservationNotFound,
     Unavailable,
 )
-from liveshop.payments.cashier import Cashier
-from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
-from liveshop.storage.skus import SkuStore
+from liveshop.storage.owners import Fence
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS
 
 log = logging.getLogger(__name__)
 
@@ -50,17 +47,18 @@ class AuctionActor:
         # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
         return f"AuctionActor(auction={self.auction_id})"
 
-    async def __init__(self, auction_id: str, settings: Settings) -> None:  # type: ignore[misc]
-        assert settings.database_url
+    def __init__(self, auction_id: str, res: Resources, fence: Fence) -> None:
         self.auction_id = auction_id
-        self.settings = settings
-        self.pool = await connect_retrying(
-            settings.database_url, max_size=2, who=f"auction {auction_id}"
-        )
-        self.store = AuctionStore(self.pool)
+        self.settings = res.settings
+        self.res = res
+        self.pool = res.pool
+        self.store = AuctionStore(self.pool, fence=fence)
+
+    async def start(self) -> None:
+        auction_id = self.auction_id
         self.stored = await self.store.load(auction_id)
         self.auction = Auction.replay(self.stored.terms, self.stored.bids, self.stored.ended)
-        self.cashier = Cashier.using(settings, self.pool)
+        self.cashier = self.res.cashier
         self._stale = False
         self._reload_lock = asyncio.Lock()
         self.group: GroupCommit[tuple[list[BidPlaced], dict[str, Any]]] = GroupCommit(
@@ -73,17 +71,37 @@ class AuctionActor:
         self.one_by_one: OneByOne[Bid] = OneByOne(self.group, f"auction {auction_id}")
         self._push_due = asyncio.Event()
         self._push_due.set()
-        self._room: Any = None
         self._shown: dict[str, Any] | None = None
         #: The view as of the last commit: viewers never see a bid that is not durable.
         self._committed_view = self.auction.view(clock.now())
-        gctune.tune()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.group.run()),
             loop.create_task(self._clock_loop()),
             loop.create_task(self._push_loop()),
         ]
+
+    async def stop(self) -> None:
+        """Passivated (settled, or moved to another host): bids in flight are committed
+        and answered first, then the loops stop."""
+        with contextlib.suppress(Exception):
+            await self.group.idle()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def idle(self) -> bool:
+        """Settled to the end (result, unit and payment), nothing unsaved or unshown."""
+        stored = self.stored
+        return (
+            stored.ended
+            and stored.stock_done
+            and stored.payment_done
+            and not self._stale
+            and not self.auction.pending
+            and not self.group.in_flight
+            and not self._push_due.is_set()
+        )
 
     # -- calls from gateways and the API ------------------------------------------------------
 
@@ -231,8 +249,7 @@ class AuctionActor:
         if not stored.stock_done:
             rid = stored.reservation_id
             command = Commit(rid, stored.order_id) if stored.order_id else Release(rid)
-            skus = SkuClient(self.settings, SkuStore(self.pool))
-            [outcome] = await skus.batch(stored.sku, [command])
+            [outcome] = await self.res.skus.batch(stored.sku, [command])
             if isinstance(outcome, LiveshopError) and not isinstance(outcome, ReservationNotFound):
                 raise outcome
             # ReservationNotFound: committed (or released) by an earlier incarnation.
@@ -260,15 +277,10 @@ class AuctionActor:
             if view == self._shown:
                 continue
             try:
-                if self._room is None:
-                    self._room = await asyncio.to_thread(wiring.get_room_actor, self.stored.room_id)
-                if self._room is not None:
-                    await asyncio.wait_for(
-                        self._room.auction.remote(view), self.settings.actor_call_timeout
-                    )
-                    self._shown = view
+                # The room is live while its auction runs: the push activates it if need be.
+                await self.res.rooms.call(self.stored.room_id, "auction", view)
+                self._shown = view
             except Exception as exc:  # the room restarts: show it again later
                 log.info("auction %s could not reach its room: %r", self.auction_id, exc)
-                self._room = None
                 await asyncio.sleep(0.5)
                 self._push_due.set()

@@ -29,17 +29,15 @@ import secrets
 from typing import Any
 
 from liveshop import clock
+from liveshop.actors.resources import Resources
 from liveshop.commerce.checkout import QuoteLine, quote, validate_address
 from liveshop.commerce.inventory import Commit, Release, Reserve, SkuCommand
 from liveshop.commerce.product import Product
-from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, OutOfStock
-from liveshop.payments.cashier import Cashier
-from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.carts import CartStore
-from liveshop.storage.pool import connect_retrying
+from liveshop.storage.orders import OrderStore
+from liveshop.storage.owners import Fence
 from liveshop.storage.products import ProductStore
-from liveshop.storage.skus import SkuStore
 
 log = logging.getLogger(__name__)
 
@@ -52,19 +50,53 @@ class CartActor:
         # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
         return f"CartActor(user={self.user_id})"
 
-    async def __init__(self, user_id: str, settings: Settings) -> None:  # type: ignore[misc]
-        assert settings.database_url
+    # A cart is the most numerous entity (one per shopper): it keeps only its own state and
+    # shares every connection, client and store helper with its host.
+    __slots__ = (
+        "_lock",
+        "_watcher",
+        "cart",
+        "cashier",
+        "pool",
+        "settings",
+        "skus",
+        "store",
+        "user_id",
+    )  # fmt: skip
+
+    def __init__(self, user_id: str, res: Resources, fence: Fence) -> None:
         self.user_id = user_id
-        self.settings = settings
-        self.pool = await connect_retrying(settings.database_url, max_size=2, who=f"cart {user_id}")
-        self.store = CartStore(self.pool)
-        self.products = ProductStore(self.pool)
-        self.skus = SkuClient(settings, SkuStore(self.pool))
-        self.cashier = Cashier.using(settings, self.pool)
-        self.orders = self.cashier.orders
-        self.cart = await self.store.load(user_id)
+        self.settings = res.settings
+        self.pool = res.pool
+        self.store = CartStore(self.pool, fence=fence)
+        self.skus = res.skus
+        self.cashier = res.cashier
         self._lock = asyncio.Lock()
+        self._watcher: asyncio.Task[None] | None = None
+
+    @property
+    def orders(self) -> OrderStore:
+        return self.cashier.orders
+
+    @property
+    def products(self) -> ProductStore:
+        return ProductStore(self.pool)
+
+    async def start(self) -> None:
+        self.cart = await self.store.load(self.user_id)
         self._watcher = asyncio.get_running_loop().create_task(self._watch_abandonment())
+
+    async def stop(self) -> None:
+        """Every change is saved before it is answered: wait for the one in progress."""
+        async with self._lock:
+            if self._watcher is not None:
+                self._watcher.cancel()
+                await asyncio.gather(self._watcher, return_exceptions=True)
+
+    def idle(self) -> bool:
+        """Always, once nobody is using it: the abandonment check (the only clock a cart
+        has) runs on activation again, from the saved ``touched_at``."""
+        return not self._lock.locked()
 
     # -- the cart -----------------------------------------------------------------------------
 

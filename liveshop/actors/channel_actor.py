@@ -23,7 +23,7 @@ import msgpack
 from redis.exceptions import RedisError
 
 from liveshop import clock
-from liveshop.config import Settings
+from liveshop.actors.resources import Resources
 from liveshop.errors import Forbidden, InternalError, InvalidRequest, LiveshopError, NotFound
 from liveshop.protocol import ROOM_OPS
 from liveshop.rooms.analytics import ShowAnalytics
@@ -39,10 +39,8 @@ from liveshop.rooms.runofshow import Cue, RunOfShow, cue_operation
 from liveshop.rooms.schedule import Show
 from liveshop.serve.commerce import Commerce
 from liveshop.serve.ops import command_for
-from liveshop.serve.room_client import RoomClient
-from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.channels import ChannelStore
-from liveshop.storage.pool import connect_retrying
+from liveshop.storage.owners import Fence
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
 from liveshop.tokens import ANY_ROOM, Identity, Role
@@ -74,18 +72,19 @@ class ChannelActor:
         # The dashboard's "repr name" and the log prefix (see RoomActor.__repr__).
         return f"ChannelActor(channel={self.channel_id})"
 
-    async def __init__(self, channel_id: str, settings: Settings) -> None:  # type: ignore[misc]
-        assert settings.database_url and settings.redis_url
+    def __init__(self, channel_id: str, res: Resources, fence: Fence) -> None:
         self.channel_id = channel_id
-        self.settings = settings
-        self.pool = await connect_retrying(settings.database_url, max_size=3,
-                                           who=f"channel {channel_id}")  # fmt: skip
-        self.store = ChannelStore(self.pool)
+        self.settings = res.settings
+        self.pool = res.pool
+        self.store = ChannelStore(self.pool, fence=fence)
         self.room_store = RoomStore(self.pool)
-        self.rooms = RoomClient(settings, self.room_store)
+        self.rooms = res.rooms
         self.products = ProductStore(self.pool)
-        self.commerce = Commerce(settings, self.pool)
-        self.publisher = RedisPublisher(settings.redis_url)
+        self.commerce = Commerce(res.settings, self.pool)
+        self.publisher = res.publisher
+
+    async def start(self) -> None:
+        channel_id = self.channel_id
         info, override = await self.store.channel(channel_id)
         self.identity = Identity(f"channel:{channel_id}", info.title,
                                  {ANY_ROOM: frozenset({Role.SERVICE})}, float("inf"))  # fmt: skip
@@ -102,6 +101,17 @@ class ChannelActor:
         await self._load(clock.now())
         self._ticker = asyncio.get_running_loop().create_task(self._tick_forever())
         log.info("channel %s running", channel_id)
+
+    async def stop(self) -> None:
+        """Moved to another host (channels run 24/7 and are never passivated for idling):
+        stop between ticks, never in the middle of carrying a decision out."""
+        async with self._lock:
+            self._ticker.cancel()
+        await asyncio.gather(self._ticker, return_exceptions=True)
+        await self.commerce.close()
+
+    def idle(self) -> bool:
+        return False
 
     # -- calls ----------------------------------------------------------------------------------
 

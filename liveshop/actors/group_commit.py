@@ -120,8 +120,10 @@ class GroupCommit(Generic[T]):
             )
 
     def refused(self, exc: Exception) -> bool:
-        """A failure that retrying the same data cannot cure."""
-        return not isinstance(exc, TRANSIENT_DB_ERRORS + self._stale)
+        """A failure that retrying the same data cannot cure. Not an outage, a conflict, nor
+        an Unavailable of our own (Fenced: another host owns the entity now, and its callers
+        must retry there, not be told their data is bad)."""
+        return not isinstance(exc, (*TRANSIENT_DB_ERRORS, *self._stale, Unavailable))
 
     async def _commit(
         self,

@@ -19,9 +19,9 @@ from typing import Any
 import msgpack
 from redis.exceptions import RedisError
 
-from liveshop import clock, gctune, metrics
-from liveshop.actors import wiring
+from liveshop import clock, metrics
 from liveshop.actors.group_commit import report_failure
+from liveshop.actors.resources import Resources
 from liveshop.config import Settings
 from liveshop.errors import InvalidRequest, LiveshopError, Unavailable
 from liveshop.rooms.automod import CHECKS, ChatCheck, Verdict
@@ -39,8 +39,8 @@ from liveshop.rooms.commands import (
 from liveshop.rooms.event import Event
 from liveshop.rooms.gift import GiftReceipt
 from liveshop.rooms.room import Room
-from liveshop.storage.broker import RedisPublisher
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
+from liveshop.storage.owners import Fence, Fenced
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.skus import SkuStore
 from liveshop.storage.wallets import WalletStore
@@ -53,6 +53,9 @@ log = logging.getLogger(__name__)
 STATE_SAVE_INTERVAL = 1.0
 #: How long a pin waits for its stock counters (a SKU actor starting); later ones are pushed.
 PIN_STOCK_WAIT = 3.0
+#: Save failures that say nothing about the tick's data: an outage, or another host owns
+#: the room now (Fenced). Never saved event by event, never counted as a stuck tick.
+RETRYABLE: tuple[type[BaseException], ...] = (*TRANSIENT_DB_ERRORS, Fenced)
 #: Why an event PostgreSQL refused was withdrawn (its sender hears it as invalid_request).
 WITHDRAWN_REASON = "this message could not be stored"
 #: Offsets of withdrawn events kept to refuse their senders (who are answered right after).
@@ -92,14 +95,18 @@ def encode_room_message(
 
 
 class RoomActor:
-    async def __init__(self, room_id: str, settings: Settings) -> None:  # type: ignore[misc]
-        assert settings.database_url and settings.redis_url
+    def __init__(self, room_id: str, res: Resources, fence: Fence) -> None:
         self.room_id = room_id
-        self.settings = settings
-        self.publisher = RedisPublisher(settings.redis_url)
-        self.pool = await connect_retrying(settings.database_url, max_size=2, who=f"room {room_id}")
-        self.store = RoomStore(self.pool)
+        self.settings = res.settings
+        self.res = res
+        self.publisher = res.publisher
+        self.pool = res.pool
+        self.fence = fence
+        self.store = RoomStore(self.pool, fence=fence)
         self.wallets = WalletStore(self.pool)
+
+    async def start(self) -> None:
+        room_id, settings = self.room_id, self.settings
         stored = await self.store.load(room_id, history=settings.history_size)
         self.room = Room.restore(
             stored.info,
@@ -111,6 +118,8 @@ class RoomActor:
             history_age=settings.history_age,
         )
         self._wake = asyncio.Event()
+        #: Passivating: the tick loop saves what is left and ends.
+        self._stopping = False
         self._apply_lock = asyncio.Lock()
         self.checker: ChatCheck | None = CHECKS[settings.automod]() if settings.automod else None
         self._waiters: list[asyncio.Future[None]] = []
@@ -136,12 +145,30 @@ class RoomActor:
         # Gifts paid for while a previous incarnation died before publishing them.
         for receipt in await self.wallets.unpublished(room_id):
             self.room.apply(GiftSent(receipt), clock.now())
-        gctune.tune()
         loop = asyncio.get_running_loop()
         self._loop_task = loop.create_task(self._tick_loop())
-        exporter = metrics.Exporter({"room": room_id}, metrics.ROOM_GAUGES, metrics.ROOM_COUNTERS)
-        self._export_task = loop.create_task(exporter.run(self._stats))
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
+
+    async def stop(self) -> None:
+        """Passivated or moved: stop ticking, then save and publish what the last tick had
+        not (callers waiting on it are answered), so nothing anyone sent is left behind."""
+        async with self._apply_lock:  # no command is applied after the last tick
+            self._stopping = True
+            self._wake.set()
+            # Never cancelled mid-save: the loop ends after a tick that saved everything.
+            await asyncio.gather(self._loop_task, return_exceptions=True)
+        for fut in self._waiters:  # not saved (an outage, or fenced): the callers retry
+            if not fut.done():
+                fut.set_exception(Unavailable("the room moved, try again"))
+
+    def idle(self) -> bool:
+        return (
+            not self.calls
+            and not self._waiters
+            and not self._unsaved
+            and self.room.version == self._saved_version
+            and self.room.quiet(clock.now())
+        )
 
     def __repr__(self) -> str:
         # Ray shows this as the actor's "repr name" in the dashboard and prefixes its log
@@ -216,8 +243,7 @@ class RoomActor:
             skus = await SkuStore(self.pool).ids(product_id=product_id, limit=20, after=None)
 
             async def watch(sku: str) -> dict[str, Any]:
-                handle = await asyncio.to_thread(wiring.create_sku_actor, sku, self.settings)
-                view: dict[str, Any] = await handle.watch.remote(self.room_id)
+                view: dict[str, Any] = await self.res.skus.call(sku, "watch", self.room_id)
                 return view
 
             return list(
@@ -331,9 +357,9 @@ class RoomActor:
         )
 
     async def stats(self) -> dict[str, Any]:
-        return self._stats()
+        return self.exported()
 
-    def _stats(self) -> dict[str, Any]:
+    def exported(self) -> dict[str, Any]:
         return {
             "room": self.room_id,
             "offset": self.room.offset,
@@ -369,7 +395,7 @@ class RoomActor:
                 events=events,
                 gift_offsets=gift_offsets,
             )
-        except TRANSIENT_DB_ERRORS:
+        except RETRYABLE:
             raise
         except Exception as exc:
             log.error("room %s: PostgreSQL refused its tick: %r", self.room_id, exc)
@@ -377,7 +403,7 @@ class RoomActor:
                 stored = await self._save_one_by_one(
                     offset, events, gift_offsets, withdraw_all=self._stuck >= MAX_STUCK_TICKS
                 )
-            except TRANSIENT_DB_ERRORS:
+            except RETRYABLE:
                 raise
             except Exception:
                 self._stuck += 1  # not the data of one event: after a few, withdraw them all
@@ -437,6 +463,15 @@ class RoomActor:
     async def _tick_loop(self) -> None:
         last = 0.0
         while True:
+            if self._stopping:
+                # Save what is left (state included, whatever its interval); a fenced room
+                # cannot, and must not: its new owner has it.
+                if self.fence.lost or not (
+                    self._waiters or self._unsaved or self.room.version != self._saved_version
+                ):
+                    return
+                await self._flush(final=True)
+                continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), self.settings.viewer_report_interval)
             self._wake.clear()
@@ -452,7 +487,7 @@ class RoomActor:
                 await asyncio.sleep(self.settings.tick_interval)
                 self._wake.set()
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, final: bool = False) -> None:
         now = clock.now()
         tick = self.room.drain(now)
         waiters, self._waiters = self._waiters, []
@@ -462,7 +497,7 @@ class RoomActor:
         self._unsaved_gifts = []
         version = self.room.version  # taken with `events`, before any await
         state_due = version != self._saved_version and (
-            time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
+            final or time.monotonic() - self._state_saved_at >= STATE_SAVE_INTERVAL
         )
         offset = self.room.offset  # before any await: matches `events`
         if events or state_due:

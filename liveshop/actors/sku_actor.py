@@ -20,10 +20,7 @@ import logging
 import time
 from typing import Any
 
-from ray.exceptions import RayActorError
-
-from liveshop import clock, gctune, metrics
-from liveshop.actors import wiring
+from liveshop import clock, metrics
 from liveshop.actors.group_commit import (
     CommitRefused,
     EarlierCommitFailed,
@@ -31,10 +28,11 @@ from liveshop.actors.group_commit import (
     OneByOne,
     report_failure,
 )
+from liveshop.actors.resources import Resources
 from liveshop.commerce.inventory import Changes, Inventory, ReturnStock, SkuCommand
-from liveshop.config import Settings
 from liveshop.errors import ClientError, LiveshopError, Unavailable
-from liveshop.storage.pool import TRANSIENT_DB_ERRORS, connect_retrying
+from liveshop.storage.owners import Fence, Fenced
+from liveshop.storage.pool import TRANSIENT_DB_ERRORS
 from liveshop.storage.skus import ReturnAlreadyApplied, SkuStore, StaleVersion, Turn
 
 log = logging.getLogger(__name__)
@@ -52,12 +50,15 @@ RETURNS_INTERVAL = 30.0
 
 
 class SkuActor:
-    async def __init__(self, sku: str, settings: Settings) -> None:  # type: ignore[misc]
-        assert settings.database_url
+    def __init__(self, sku: str, res: Resources, fence: Fence) -> None:
         self.sku = sku
-        self.settings = settings
-        self.pool = await connect_retrying(settings.database_url, max_size=3, who=f"SKU {sku}")
-        self.store = SkuStore(self.pool)
+        self.settings = res.settings
+        self.res = res
+        self.pool = res.pool
+        self.store = SkuStore(self.pool, fence=fence)
+
+    async def start(self) -> None:
+        sku = self.sku
         self.watchers: set[str] = set(await self.store.watchers(sku))
         stored = await self.store.load(sku, now=clock.now())
         self.inventory = Inventory.restore(stored)
@@ -85,7 +86,6 @@ class SkuActor:
         #: The view as of the last commit: what rooms are shown (never an uncommitted count).
         self._view = self.inventory.snapshot(clock.now())
         self._counts = self.inventory.counts()
-        self._rooms: dict[str, Any] = {}
         self._push_due = asyncio.Event()
         #: Stock returns applied by this incarnation (a return is never applied twice).
         self._returned: set[str] = set()
@@ -94,22 +94,39 @@ class SkuActor:
         self.batches = 0
         #: Calls accepted and not yet answered (waiting for their group commit, mostly).
         self.calls = 0
-        gctune.tune()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.group.run()),
             loop.create_task(self._clock_loop()),
             loop.create_task(self._push_loop()),
             loop.create_task(self.take_returns()),
-            loop.create_task(
-                metrics.Exporter({"sku": sku}, metrics.SKU_GAUGES, metrics.SKU_COUNTERS).run(
-                    self._exported
-                )
-            ),
         ]
         if self.watchers:
             self._push_due.set()
         log.info("SKU %s loaded: %s", sku, self.inventory.counts())
+
+    async def stop(self) -> None:
+        """Passivated: let the commits in flight finish (their callers are waiting), then
+        stop the loops. Everything decided is in PostgreSQL once the group is idle."""
+        with contextlib.suppress(Exception):
+            await self.group.idle()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+
+    def idle(self) -> bool:
+        """No holds or returns pending, no deal to start or end, nothing unsaved or unsent:
+        the SKU's clock has nothing to do, so it may leave memory."""
+        inventory = self.inventory
+        return (
+            not self.calls
+            and not self._stale
+            and not inventory.changes
+            and not self.group.in_flight
+            and not self._push_due.is_set()
+            and not inventory.reservations
+            and (inventory.deal is None or self._deal_phase() == "ended")
+        )
 
     def __repr__(self) -> str:
         # The dashboard's "repr name" and the log prefix: find a SKU's actor by its id.
@@ -212,7 +229,7 @@ class SkuActor:
             **self.inventory.counts(),
         }
 
-    def _exported(self) -> dict[str, int]:
+    def exported(self) -> dict[str, int]:
         # Committed counts only, like the counter rooms are shown.
         return {**self._counts, "decisions": self.decisions, "batches": self.batches,
                 "calls": self.calls}  # fmt: skip
@@ -331,25 +348,16 @@ class SkuActor:
                 log.exception("SKU %s could not push its counter", self.sku)
 
     async def _push(self, view: dict[str, Any]) -> None:
-
         for room_id in list(self.watchers):
-            handle = self._rooms.get(room_id)
-            if handle is None:
-                handle = await asyncio.to_thread(wiring.get_room_actor, room_id)
-                if handle is None:
-                    continue  # not running: it gets the counter when it pins again
-                self._rooms[room_id] = handle
             try:
-                reply = await asyncio.wait_for(
-                    handle.stock.remote(view), self.settings.actor_call_timeout
-                )
-            except (RayActorError, TimeoutError, LiveshopError) as exc:
+                reply = await self.res.rooms.tell(room_id, "stock", view)
+            except LiveshopError as exc:
                 log.info("SKU %s could not reach room %s: %r", self.sku, room_id, exc)
-                self._rooms.pop(room_id, None)
                 continue
+            if reply is None:
+                continue  # not resident: it reads the counter when it loads
             if not reply.get("watching"):
                 # The room pins something else now: only that clear "no" drops it.
                 self.watchers.discard(room_id)
-                self._rooms.pop(room_id, None)
-                with contextlib.suppress(*TRANSIENT_DB_ERRORS):
+                with contextlib.suppress(Fenced, *TRANSIENT_DB_ERRORS):
                     await self.store.unwatch(self.sku, room_id)

@@ -23,9 +23,7 @@ import os
 from typing import Any
 
 import ray
-from ray.exceptions import RayActorError
 
-from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import BadStream, LiveshopError, StreamNotLive, Unavailable
 from liveshop.media import webrtc
@@ -35,8 +33,10 @@ from liveshop.media.restream import Destination, check_url
 from liveshop.media.segments import LocalDiskStore
 from liveshop.media.sources import FlvSource, TrackSource
 from liveshop.media.transcoder import measure_cost
+from liveshop.mesh.room_client import RoomClient
 from liveshop.storage.pool import connect_retrying
 from liveshop.storage.restreams import RestreamStore
+from liveshop.storage.rooms import RoomStore
 
 log = logging.getLogger(__name__)
 
@@ -295,20 +295,19 @@ class TranscoderActor:
                 return
 
     async def _push(self, view: dict[str, Any]) -> None:
-
+        if self._room is None:
+            assert self.settings.database_url
+            pool = await connect_retrying(
+                self.settings.database_url, max_size=1, who=f"transcoder {self.room_id}"
+            )
+            self._room = RoomClient(self.settings, RoomStore(pool))
         for _ in range(2):
-            if self._room is None:
-                self._room = await asyncio.to_thread(
-                    wiring.create_room_actor, self.room_id, self.settings
-                )
             try:
-                await asyncio.wait_for(
-                    self._room.stream.remote(view), self.settings.actor_call_timeout
-                )
+                # The room is live while its stream is: the push activates it if need be.
+                await self._room.call(self.room_id, "stream", view)
                 return
-            except (RayActorError, TimeoutError, LiveshopError) as exc:
+            except LiveshopError as exc:
                 log.info("room %s did not take the stream view: %r", self.room_id, exc)
-                self._room = None
 
     def _exit(self) -> None:
         """The stream ended: leave for good (a restart would only idle), freeing the name

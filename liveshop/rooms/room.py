@@ -726,6 +726,11 @@ class Room:
     def viewers(self, now: float) -> int:
         return sum(c for c, at in self._viewer_reports.values() if now - at <= VIEWER_REPORT_TTL)
 
+    def quiet(self, now: float) -> bool:
+        """Nobody watching and no clock running (no open poll): the room may leave memory
+        and nothing it would have done meanwhile is lost."""
+        return self.viewers(now) == 0 and not any(p.is_open(now) for p in self.polls.values())
+
     def drain(self, now: float) -> Tick:
         """Everything to publish since the last drain: one message per room per tick."""
         for poll in self.polls.values():

@@ -38,6 +38,7 @@ from liveshop.errors import (
     Unauthenticated,
     UnknownOp,
 )
+from liveshop.mesh.room_client import RoomClient
 from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
 from liveshop.rooms.gift import Gift
@@ -55,7 +56,6 @@ from liveshop.serve.commerce import Commerce
 from liveshop.serve.http_errors import BodyLimit, install_error_handlers, limit_bodies
 from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
-from liveshop.serve.room_client import RoomClient
 from liveshop.serve.schema import (
     DECIMAL_INT,
     JSON,

@@ -27,12 +27,12 @@ from liveshop.errors import (
     OrderNotFound,
     Unavailable,
 )
+from liveshop.mesh.auction_client import AuctionClient
+from liveshop.mesh.batcher import Batcher
+from liveshop.mesh.cart_client import CartClient
+from liveshop.mesh.sku_client import SkuClient
 from liveshop.payments.cashier import Cashier
-from liveshop.serve.auction_client import AuctionClient
-from liveshop.serve.batcher import Batcher
-from liveshop.serve.cart_client import CartClient
 from liveshop.serve.ops import require_host, sku_command_for
-from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.carts import CartStore
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS
@@ -52,7 +52,7 @@ class Commerce:
         self.auctions = AuctionClient(settings, self.auction_store)
         self.cart_store = CartStore(pool)
         self.products = ProductStore(pool)
-        self.carts = CartClient(settings)
+        self.carts = CartClient(settings, pool)
         self.cashier = Cashier.using(settings, pool)
         self.payments = self.cashier.payments
         self.orders = self.cashier.orders

@@ -36,6 +36,7 @@ from liveshop.errors import (
     Unauthenticated,
     Unavailable,
 )
+from liveshop.mesh.room_client import RoomClient
 from liveshop.protocol import (
     COMMERCE_OPS,
     MAX_FRAME_BYTES,
@@ -63,7 +64,6 @@ from liveshop.serve.commerce import Commerce
 from liveshop.serve.hub import Hub, server_frame, write_all
 from liveshop.serve.ops import command_for
 from liveshop.serve.programming import Programming
-from liveshop.serve.room_client import RoomClient
 from liveshop.storage.broker import RedisSubscriber
 from liveshop.storage.gateways import HEARTBEAT, GatewayRecord, GatewayStore
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool

@@ -18,10 +18,10 @@ from liveshop import clock
 from liveshop.commerce.listing import PROMOTIONS
 from liveshop.config import Settings
 from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, NotFound
+from liveshop.mesh.channel_client import ChannelClient
 from liveshop.rooms.channel import ChannelInfo, feed_room
 from liveshop.rooms.runofshow import Cue, RunOfShow, cue_operation
 from liveshop.rooms.schedule import Availability, Recurrence, Show, now_and_next
-from liveshop.serve.channel_client import ChannelClient
 from liveshop.serve.ops import require_host
 from liveshop.storage.channels import ChannelStore
 from liveshop.storage.products import ProductStore
@@ -84,14 +84,13 @@ class Programming:
             log.warning("channel %s will pick the change up later: %s", channel_id, exc)
 
     async def ensure_actors(self) -> None:
-        """Every channel has its actor running (after a cluster restart, say)."""
+        """Every channel is running (its host starts the channels placed on it; this is the
+        belt to those braces: a call activates a channel that is not)."""
         for info in await self.store.list_channels():
             try:
-                # Looked up afresh: a cached handle would hide an actor that died for good.
-                self.channels.forget(info.channel_id)
-                await self.channels.actor(info.channel_id)
+                await self.channels.run(info.channel_id, "view")
             except LiveshopError as exc:
-                log.warning("channel %s has no actor yet: %s", info.channel_id, exc)
+                log.warning("channel %s is not running yet: %s", info.channel_id, exc)
 
     async def keep_actors_running(self, every: float = 30.0) -> None:
         while True:

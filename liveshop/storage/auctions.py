@@ -15,6 +15,7 @@ import asyncpg
 
 from liveshop.commerce.auction import AuctionTerms, BidPlaced
 from liveshop.errors import AuctionNotFound
+from liveshop.storage.owners import Fence
 
 
 @dataclass
@@ -31,8 +32,14 @@ class StoredAuction:
 
 
 class AuctionStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``fence``: the auction actor's claim on the auction (storage/owners.py); set, the
+    actor's writes (:meth:`save_bids`, :meth:`settle`, :meth:`mark`) check it in their
+    transaction and raise :class:`~liveshop.storage.owners.Fenced` (nothing written) once
+    another host claimed the auction."""
+
+    def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
         self.pool = pool
+        self.fence = fence
 
     async def create(
         self, terms: AuctionTerms, *, room_id: str, sku: str, reservation_id: str, by: str
@@ -85,6 +92,8 @@ class AuctionStore:
     async def save_bids(self, auction_id: str, bids: list[BidPlaced], view: dict[str, Any]) -> None:
         """The bids and the price, leader and end they led to (``view``), in one go."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.fence is not None:
+                await self.fence.check(conn)
             await conn.execute(
                 "INSERT INTO auction_bids (auction_id, bidder, amount, max_amount, idem_key, at) "
                 "SELECT $1, b, a, m, k, t FROM unnest($2::text[], $3::bigint[], $4::bigint[], "
@@ -112,6 +121,8 @@ class AuctionStore:
         Returns the order id (None when nothing was sold). Once: a second call returns the
         first one's order."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.fence is not None:
+                await self.fence.check(conn)
             row = await conn.fetchrow(
                 "SELECT ended, order_id, currency FROM auctions WHERE id = $1 FOR UPDATE",
                 auction_id,
@@ -146,13 +157,16 @@ class AuctionStore:
     async def mark(
         self, auction_id: str, *, stock_done: bool = False, payment_done: bool = False
     ) -> None:
-        await self.pool.execute(
+        sql = (
             "UPDATE auctions SET stock_done = stock_done OR $2, "
-            "payment_done = payment_done OR $3 WHERE id = $1",
-            auction_id,
-            stock_done,
-            payment_done,
+            "payment_done = payment_done OR $3 WHERE id = $1"
         )
+        if self.fence is None:
+            await self.pool.execute(sql, auction_id, stock_done, payment_done)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.fence.check(conn)
+            await conn.execute(sql, auction_id, stock_done, payment_done)
 
     async def bids(self, auction_id: str, *, limit: int, after: int | None) -> list[dict[str, Any]]:
         """Every accepted bid as placed (proxy answers are in the live view's history)."""

@@ -11,13 +11,19 @@ import asyncpg
 from liveshop.commerce.cart import Cart
 from liveshop.commerce.checkout import DEFAULT_SHIPPING, ShippingRule
 from liveshop.errors import InvalidRequest
+from liveshop.storage.owners import Fence
 
 POLICIES = ("hold", "first_paid")
 
 
 class CartStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``fence``: the cart actor's claim on the cart (storage/owners.py); set, :meth:`save`
+    checks it in its transaction and raises :class:`~liveshop.storage.owners.Fenced`
+    (nothing written) once another host claimed the cart."""
+
+    def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
         self.pool = pool
+        self.fence = fence
 
     async def load(self, user_id: str) -> Cart:
         state = await self.pool.fetchval("SELECT state FROM carts WHERE user_id = $1", user_id)
@@ -33,6 +39,8 @@ class CartStore:
         """The cart, and an event about it if any, together; ``added`` = ``(room, sku,
         quantity, at)`` records an add to cart in a room for its show's analytics."""
         async with self.pool.acquire() as conn, conn.transaction():
+            if self.fence is not None:
+                await self.fence.check(conn)
             await conn.execute(
                 "INSERT INTO carts (user_id, state) VALUES ($1, $2) ON CONFLICT (user_id) "
                 "DO UPDATE SET state = EXCLUDED.state, updated_at = now()",

@@ -23,6 +23,7 @@ from liveshop.rooms.room import RoomInfo
 from liveshop.rooms.router import Replay
 from liveshop.rooms.runofshow import RunOfShow
 from liveshop.rooms.schedule import Availability, Calendar, Recurrence, Show
+from liveshop.storage.owners import Fence
 from liveshop.storage.rooms import insert_room
 
 #: Replays: ended shows with a recording from this far back, best first.
@@ -67,8 +68,29 @@ _ACTIVE_NEAR = (
 
 
 class ChannelStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``fence``: the channel actor's claim on the channel (storage/owners.py); set, the
+    writes the actor makes (:meth:`control`, :meth:`set_status`, :meth:`save_run`,
+    :meth:`set_recording`, :meth:`save_analytics`, :meth:`remind`,
+    :meth:`extend_template`) check it in their transaction and raise
+    :class:`~liveshop.storage.owners.Fenced` (nothing written) once another host claimed
+    the channel. The API's store has none: its writes are not the actor's."""
+
+    def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
         self.pool = pool
+        self.fence = fence
+
+    async def _check(self, conn: asyncpg.Connection) -> None:
+        if self.fence is not None:
+            await self.fence.check(conn)
+
+    async def _execute(self, sql: str, *args: object) -> None:
+        """One write statement; fenced, in a transaction that checks the fence first."""
+        if self.fence is None:
+            await self.pool.execute(sql, *args)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.fence.check(conn)
+            await conn.execute(sql, *args)
 
     # -- channels -------------------------------------------------------------------------
 
@@ -230,20 +252,22 @@ class ChannelStore:
         return [show_from_row(r) for r in rows]
 
     async def set_status(self, show: Show, *, conn: asyncpg.Connection | None = None) -> None:
-        await (conn or self.pool).execute(
-            "UPDATE shows SET status = $2, ended_at = $3, updated_at = now() WHERE id = $1",
-            show.show_id, show.status, show.ended_at,
-        )  # fmt: skip
+        """``conn``: in the caller's transaction (which checked the fence, if any)."""
+        sql = "UPDATE shows SET status = $2, ended_at = $3, updated_at = now() WHERE id = $1"
+        if conn is not None:
+            await conn.execute(sql, show.show_id, show.status, show.ended_at)
+        else:
+            await self._execute(sql, show.show_id, show.status, show.ended_at)
 
     async def set_recording(self, show_id: str, recording: str, seconds: float) -> None:
-        await self.pool.execute(
+        await self._execute(
             "UPDATE shows SET recording = $2, recording_seconds = $3, updated_at = now() "
             "WHERE id = $1",
             show_id, recording, seconds,
         )  # fmt: skip
 
     async def save_run(self, show_id: str, run: RunOfShow) -> None:
-        await self.pool.execute(
+        await self._execute(
             "UPDATE shows SET run_of_show = $2, updated_at = now() WHERE id = $1",
             show_id, run.to_state(),
         )  # fmt: skip
@@ -305,6 +329,7 @@ class ChannelStore:
         ``until``; report the dates another show holds. Each occurrence gets its own room
         (``<show id>`` unless the template names one)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await self._check(conn)
             row = await conn.fetchrow(
                 "SELECT * FROM show_templates WHERE id = $1 FOR UPDATE", template_id
             )
@@ -427,6 +452,7 @@ class ChannelStore:
         per follower of the show or its series; ``covers``: earlier leads it stands for (they
         were missed), recorded as sent too. Returns how many were sent now (0: before)."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await self._check(conn)
             first = await conn.fetchval(
                 "INSERT INTO show_reminders (show_id, lead) VALUES ($1, $2) "
                 "ON CONFLICT DO NOTHING RETURNING 1",
@@ -463,6 +489,7 @@ class ChannelStore:
         """An emergency control, all or nothing: the override (``set_override``), the show
         it ended, and its audit entry. Returns the entry's id."""
         async with self.pool.acquire() as conn, conn.transaction():
+            await self._check(conn)
             if set_override:
                 await conn.execute(
                     "UPDATE channels SET override = $2 WHERE id = $1", channel_id, override
@@ -502,6 +529,7 @@ class ChannelStore:
         self, show_id: str, report: dict[str, Any], state: dict[str, Any], minute: int | None
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
+            await self._check(conn)
             await conn.execute(
                 "INSERT INTO show_analytics (show_id, report, state) VALUES ($1, $2, $3) "
                 "ON CONFLICT (show_id) DO UPDATE SET report = EXCLUDED.report, "

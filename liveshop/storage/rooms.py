@@ -11,6 +11,7 @@ from liveshop.errors import Banned, Conflict, RoomNotFound
 from liveshop.rooms.event import Event
 from liveshop.rooms.history import HISTORY_SIZE
 from liveshop.rooms.room import RoomInfo
+from liveshop.storage.owners import Fence
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS
 from liveshop.text import scrub
 
@@ -59,8 +60,13 @@ async def insert_room(
 
 
 class RoomStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``fence``: the room actor's claim on the room (storage/owners.py); set, a tick is
+    saved only while the claim holds (checked in the tick's transaction), else
+    :class:`Fenced` is raised and nothing is written."""
+
+    def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
         self.pool = pool
+        self.fence = fence
 
     async def create_room(self, info: RoomInfo, *, epoch: str) -> RoomInfo:
         created = await insert_room(self.pool, info, epoch=epoch)
@@ -179,7 +185,8 @@ class RoomStore:
         (``Room.withdraw``) and refuses their senders."""
         refused: list[Event] = []
         async with self.pool.acquire() as conn, conn.transaction():
-            if await _saved_already(conn, room_id, offset, events):
+            # Outside the savepoints below: a fenced tick fails whole, never event by event.
+            if await _saved_already(conn, room_id, offset, events, self.fence):
                 return refused
 
             async def attempt(sql: str, *args: Any) -> bool:
@@ -235,7 +242,7 @@ class RoomStore:
         saved already (its COMMIT succeeded while the caller heard a timeout, and it is
         retried) is not saved again (:func:`_saved_already`)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if await _saved_already(conn, room_id, offset, events):
+            if await _saved_already(conn, room_id, offset, events, self.fence):
                 return
             if gift_offsets:
                 await conn.executemany(_GIFT_OFFSET, gift_offsets)
@@ -248,20 +255,35 @@ class RoomStore:
 
 
 async def _saved_already(
-    conn: asyncpg.Connection, room_id: str, offset: int, events: list[Event]
+    conn: asyncpg.Connection,
+    room_id: str,
+    offset: int,
+    events: list[Event],
+    fence: Fence | None = None,
 ) -> bool:
     """Whether this tick is in PostgreSQL already: the room's ``last_offset`` has reached
     the tick's (locked until this transaction ends). A commit that succeeded unseen is
     then retried as a no-op rather than refused (which once wedged a room for ever); any
-    other clash of offsets still fails, as it must."""
-    last = await conn.fetchval("SELECT last_offset FROM rooms WHERE id = $1 FOR UPDATE", room_id)
-    if last is None:
+    other clash of offsets still fails, as it must. ``fence``: raise :class:`Fenced` unless
+    the room is still the fence's (read in the same round trip, share-locked until this
+    transaction ends, as :meth:`Fence.check` does)."""
+    row = await conn.fetchrow(_LOCK_ROOM if fence is None else _LOCK_ROOM_FENCED, room_id)
+    if row is None:
         raise RoomNotFound(f"no room {room_id!r}")
+    if fence is not None:
+        fence.verify(row["owner_epoch"])
+    last = row["last_offset"]
     # last_offset moves only with the events that reach it, in the same transaction; a
     # state-only tick (no events) is always saved.
     return bool(events) and last >= offset
 
 
+_LOCK_ROOM = "SELECT last_offset FROM rooms WHERE id = $1 FOR UPDATE"
+#: A scalar subquery: its FOR SHARE takes the owner row's lock (a missing row reads NULL).
+_LOCK_ROOM_FENCED = (
+    "SELECT last_offset, (SELECT epoch FROM entity_owners WHERE kind = 'room' AND key = $1 "
+    "FOR SHARE) AS owner_epoch FROM rooms WHERE id = $1 FOR UPDATE"
+)
 _INSERT_EVENT = (
     "INSERT INTO room_events (room_id, event_offset, epoch, kind, data, ts_ms) "
     "VALUES ($1, $2, $3, $4, $5, $6)"

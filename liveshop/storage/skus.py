@@ -26,6 +26,7 @@ from liveshop.commerce.inventory import (
 )
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, NotFound, SkuNotFound
+from liveshop.storage.owners import Fence
 
 
 class ReturnAlreadyApplied(Exception):
@@ -55,9 +56,26 @@ def _epoch(column: str) -> str:
     return f"extract(epoch FROM {column})::float8 AS {column.split('.')[-1]}"
 
 
+#: Locks the SKU row for a batch and reads its version (see ``SkuStore._save``).
+_LOCK_SKU = "SELECT version FROM skus WHERE id = $1 FOR NO KEY UPDATE"
+#: The same, and the SKU's owner epoch in the same round trip, share-locked until the batch
+#: ends (as :meth:`Fence.check` does) so no claim overtakes it. A scalar subquery, because
+#: PostgreSQL refuses FOR SHARE on the nullable side of an outer join; a missing owner row
+#: reads NULL (never an epoch: fenced).
+_LOCK_SKU_FENCED = (
+    "SELECT version, (SELECT epoch FROM entity_owners WHERE kind = 'sku' AND key = $1 "
+    "FOR SHARE) AS owner_epoch FROM skus WHERE id = $1 FOR NO KEY UPDATE"
+)
+
+
 class SkuStore:
-    def __init__(self, pool: asyncpg.Pool) -> None:
+    """``fence``: the SKU actor's claim on the SKU (storage/owners.py); set, every write the
+    actor makes of the SKU's state checks it in its own transaction, and raises
+    :class:`Fenced` (nothing written) once another host claimed the SKU."""
+
+    def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
         self.pool = pool
+        self.fence = fence
 
     async def create(
         self,
@@ -202,14 +220,14 @@ class SkuStore:
         turn = turn or Turn()
         try:
             async with self.pool.acquire() as conn, conn.transaction():
-                await self._save(conn, row, changes, version, turn)
+                await self._save(conn, row, changes, version, turn, fence=self.fence)
         finally:
             turn.mine.set()  # whatever happened, the next batch may go and find out
 
     @staticmethod
     async def _save(
         conn: asyncpg.Connection, row: dict[str, object], changes: Changes,
-        version: tuple[int, int], turn: Turn,
+        version: tuple[int, int], turn: Turn, *, fence: Fence | None = None,
     ) -> None:  # fmt: skip
         sku = row["sku"]
 
@@ -219,11 +237,13 @@ class SkuStore:
             # Waits while the previous batch's transaction holds the row, then reads the
             # latest committed version; fails when that one rolled back. NO KEY: the foreign
             # keys of the rows this batch inserts take KEY SHARE on the same row, and must
-            # not deadlock with the previous batch's lock.
-            current = await conn.fetchval(
-                "SELECT version FROM skus WHERE id = $1 FOR NO KEY UPDATE", sku
-            )
+            # not deadlock with the previous batch's lock. Fenced, the same round trip reads
+            # the owner's epoch (before anything this batch wrote can commit).
+            locked = await conn.fetchrow(_LOCK_SKU if fence is None else _LOCK_SKU_FENCED, sku)
             turn.mine.set()
+            if fence is not None:
+                fence.verify(None if locked is None else locked["owner_epoch"])
+            current = None if locked is None else locked["version"]
             if current != version[0]:
                 raise StaleVersion(f"SKU {sku}: at version {current}, not {version[0]}")
             await conn.execute(
@@ -413,13 +433,22 @@ class SkuStore:
         return [r["room_id"] for r in rows]
 
     async def watch(self, sku: str, room_id: str) -> None:
-        await self.pool.execute(
+        await self._execute(
             "INSERT INTO sku_watchers (sku, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             sku,
             room_id,
         )
 
     async def unwatch(self, sku: str, room_id: str) -> None:
-        await self.pool.execute(
+        await self._execute(
             "DELETE FROM sku_watchers WHERE sku = $1 AND room_id = $2", sku, room_id
         )
+
+    async def _execute(self, sql: str, *args: object) -> None:
+        """One write of the actor's; fenced, in a transaction that checks the fence first."""
+        if self.fence is None:
+            await self.pool.execute(sql, *args)
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            await self.fence.check(conn)
+            await conn.execute(sql, *args)

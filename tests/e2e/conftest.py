@@ -17,6 +17,8 @@ import ray
 
 from liveshop.actors import wiring
 from liveshop.config import NAMESPACE, Settings
+from liveshop.mesh import hosts
+from liveshop.mesh.placement import HOST_PREFIX
 from liveshop.stack import Stack
 from liveshop.storage.embedded import free_port
 from liveshop.tokens import ANY_ROOM, Role, issue_token
@@ -45,17 +47,27 @@ class Running:
         return self.token("svc", {ANY_ROOM: [Role.SERVICE]})
 
     async def retire(self, *fragments: str) -> None:
-        """Stop the domain actors whose names hold any of ``fragments`` (a test's rooms,
-        SKUs, auctions, ``cart:<user>``): each is a process (~125 MB, ~1% of a core while
-        idle), and a suite that keeps them all starves its later tests on 2 cores."""
+        """Passivate the entities whose ``kind:key`` holds any of ``fragments`` (a test's
+        rooms, SKUs, auctions, ``cart:<user>``), so a suite that made thousands of them
+        keeps its hosts lean, as production's idle passivation would."""
 
-        def kill() -> None:
-            for name in wiring.list_actor_names(""):
-                if any(f in name for f in fragments):
-                    with contextlib.suppress(ValueError):
-                        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+        def names() -> list[str]:
+            return wiring.list_actor_names(HOST_PREFIX)
 
-        await asyncio.to_thread(kill)
+        for name in await asyncio.to_thread(names):
+            with contextlib.suppress(Exception):
+                host = ray.get_actor(name, namespace=NAMESPACE)
+                await host.passivate_matching.remote(list(fragments))
+
+    async def host_of(self, kind: str, key: str) -> object:
+        """The Ray actor of the host ``kind:key`` is placed on."""
+        name = await hosts.locate(self.settings, kind, key)
+        return ray.get_actor(name, namespace=NAMESPACE)
+
+    async def kill_host_of(self, kind: str, key: str) -> None:
+        """Kill the process hosting ``kind:key`` (and its neighbours); Ray restarts it and
+        the entities come back from PostgreSQL on their next message."""
+        ray.kill(await self.host_of(kind, key), no_restart=False)
 
     async def list_product(self, product_id: str, room: str) -> None:
         """The seller (a service here) lets ``room`` pin the product and run deals on it."""

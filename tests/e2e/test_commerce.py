@@ -10,14 +10,10 @@ from collections.abc import Callable
 from typing import Any
 
 import asyncpg
-import ray
 
-from liveshop.actors import wiring
-from liveshop.actors.wiring import sku_actor_name
 from liveshop.commerce.inventory import Buy
-from liveshop.config import NAMESPACE
 from liveshop.errors import OutOfStock, Unavailable
-from liveshop.serve.sku_client import SkuClient
+from liveshop.mesh.sku_client import SkuClient
 from liveshop.storage.pool import create_pool
 from liveshop.storage.skus import SkuStore, buy_scope
 from tests.e2e.client import Client
@@ -120,7 +116,7 @@ async def test_viewers_buy_the_pinned_product_and_everyone_sees_the_counter(
         await _sees(bob, sku, available=9)
 
         # Killed mid-show, the SKU comes back from PostgreSQL: the retry gets the same order.
-        ray.kill(ray.get_actor(sku_actor_name(sku), namespace=NAMESPACE), no_restart=False)
+        await running.kill_host_of("sku", sku)
         for _attempt in range(50):
             retry = await ann.request("buy", room=room, sku=sku, quantity=1, key="ann-4")
             if "result" in retry:
@@ -237,9 +233,8 @@ async def test_killing_the_sku_actor_during_a_sale_loses_nothing(
         kills = 0
         while kills < 3 and not done.is_set():
             await asyncio.sleep(random.uniform(0.2, 0.5))
-            handle = await asyncio.to_thread(wiring.get_sku_actor, sku)
-            if handle is not None and not done.is_set():
-                ray.kill(handle, no_restart=False)
+            if not done.is_set():
+                await running.kill_host_of("sku", sku)
                 kills += 1
         return kills
 

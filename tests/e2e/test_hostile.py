@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, Phase, given, note, settings
 from hypothesis import strategies as st
 
 from liveshop.commerce.inventory import Buy, Restock
+from liveshop.mesh.room_client import RoomClient
+from liveshop.mesh.sku_client import SkuClient
 from liveshop.protocol import MAX_FRAME_BYTES, OPS
 from liveshop.rooms.commands import Actor, Chat, StreamChanged
-from liveshop.serve.room_client import RoomClient
-from liveshop.serve.sku_client import SkuClient
 from liveshop.storage.pool import create_pool
 from liveshop.storage.rooms import RoomStore
 from liveshop.storage.skus import SkuStore

@@ -15,6 +15,7 @@ from ray.util.state import list_actors
 
 from liveshop.actors import wiring
 from liveshop.config import NAMESPACE
+from liveshop.mesh import hosts
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
 
@@ -113,5 +114,7 @@ async def test_metrics_reach_prometheus_and_actors_are_named_by_what_they_own(
         limit=10_000,
     )
     by_name = {a.name: a for a in actors}
-    assert by_name[wiring.room_actor_name(room)].repr_name == f"RoomActor(room={room})"
-    assert by_name[wiring.sku_actor_name(sku)].repr_name == f"SkuActor(sku={sku})"
+    # Rooms and SKUs are entities hosted many to a process: their host, labelled by name.
+    for kind, key in (("room", room), ("sku", sku)):
+        name = await hosts.locate(running.settings, kind, key)
+        assert by_name[name].repr_name == f"EntityHost({name})"

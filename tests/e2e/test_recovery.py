@@ -4,10 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-import ray
-
-from liveshop.actors.wiring import room_actor_name
-from liveshop.config import NAMESPACE
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
 
@@ -71,7 +67,7 @@ async def test_clients_recover_after_the_room_actor_is_killed(
     last = (await viewer.wait_event("chat", text="m2"))["offset"]
     await viewer.close()
 
-    ray.kill(ray.get_actor(room_actor_name(room), namespace=NAMESPACE), no_restart=False)
+    await running.kill_host_of("room", room)
 
     back = await Client.open(url, running.token("v", {room: ["viewer"]}))
     try:

@@ -5,11 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 
-import ray
-
 from liveshop.actors.room_actor import STATE_SAVE_INTERVAL
-from liveshop.actors.wiring import room_actor_name
-from liveshop.config import NAMESPACE
 from liveshop.rooms.giveaway import draw_winners
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
@@ -133,7 +129,7 @@ async def test_polls_questions_giveaways_roles_and_recovery_after_a_kill(
         await host.result("chat", room=room, text="last words before the crash")
         last = (await viewers[1].wait_event("chat", text="last words before the crash"))["offset"]
         await asyncio.sleep(STATE_SAVE_INTERVAL + 1.2)  # votes are written behind
-        ray.kill(ray.get_actor(room_actor_name(room), namespace=NAMESPACE), no_restart=False)
+        await running.kill_host_of("room", room)
         back = await Client.open(url, running.token("v1", {room: ["viewer"]}))
         reply = await back.result(
             "subscribe", room=room, since={"offset": last, "epoch": joined["epoch"]}

@@ -6,11 +6,8 @@ import asyncio
 from collections.abc import Callable
 
 import httpx
-import ray
 
 from liveshop.actors.room_actor import STATE_SAVE_INTERVAL
-from liveshop.actors.wiring import room_actor_name
-from liveshop.config import NAMESPACE
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
 
@@ -63,8 +60,7 @@ async def test_chat_and_pin_reach_both_viewers_and_survive_an_actor_kill(
             # are durable before anyone sees them). Give the totals that long, then kill the
             # room actor; Ray restarts it and it rebuilds from PostgreSQL.
             await asyncio.sleep(STATE_SAVE_INTERVAL + 1.2)
-            actor = ray.get_actor(room_actor_name(room), namespace=NAMESPACE)
-            ray.kill(actor, no_restart=False)
+            await running.kill_host_of("room", room)
             snapshot: dict[str, object] = {}
             for _ in range(60):
                 response = await http.get(f"/rooms/{room}")

@@ -5,16 +5,13 @@ match what happened, reminders."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import httpx
 import pytest
-import ray
 
-from liveshop.config import NAMESPACE
 from tests.e2e.client import Client
 from tests.e2e.conftest import Running
 
@@ -45,9 +42,7 @@ async def _wrap_up(running: Running) -> AsyncIterator[None]:
             # 404 when nothing is on air.
             await http.post(f"/channels/{cid}/controls/end_show", json={"reason": "test over"})
     names = [f"channel:{cid}" for cid in _made] + [f"room:channel:{cid}" for cid in _made]
-    for name in names + [f"room:{room}" for room in rooms if room]:
-        with contextlib.suppress(ValueError):
-            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=True)
+    await running.retire(*names, *(f"room:{room}" for room in rooms if room))
     _made.clear()
 
 

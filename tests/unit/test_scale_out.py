@@ -14,6 +14,8 @@ import yaml
 from liveshop import metrics
 from liveshop.actors import wiring
 from liveshop.config import AUTO_PLACEMENT, Settings, parse_placement
+from liveshop.mesh.directory import configured
+from liveshop.mesh.options import HOST_ACTOR_OPTIONS, placed
 from liveshop.serve import scaling
 from liveshop.serve.gateway import advertised_url
 from liveshop.stack import ClusterError, Stack
@@ -22,17 +24,24 @@ from liveshop.storage.embedded import EmbeddedPostgres
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_domain_actors_ask_for_actor_nodes_only_where_the_cluster_has_them() -> None:
-    plain = wiring.placed(wiring.ROOM_ACTOR_OPTIONS, Settings())
-    assert plain == wiring.ROOM_ACTOR_OPTIONS and "resources" not in plain
-    placed = wiring.placed(wiring.SKU_ACTOR_OPTIONS, Settings(placement=("actors",)))
-    assert placed["resources"] == {"actors": 1}
-    assert placed["scheduling_strategy"] == "SPREAD"
-    assert placed["max_restarts"] == -1 and placed["lifetime"] == "detached"
-    # Carts (one per shopper, mostly idle) share a unit; a whole one each would run a node
-    # out of units long before memory.
-    cart = wiring.placed(wiring.CART_ACTOR_OPTIONS, Settings(placement=("actors",)), 0.01)
-    assert cart["resources"] == {"actors": 0.01} and wiring.CART_UNITS == 0.01
+def test_entity_hosts_ask_for_actor_nodes_only_where_the_cluster_has_them() -> None:
+    plain = placed(HOST_ACTOR_OPTIONS, Settings())
+    assert plain == HOST_ACTOR_OPTIONS and "resources" not in plain
+    on_nodes = placed(HOST_ACTOR_OPTIONS, Settings(placement=("actors",)))
+    assert on_nodes["resources"] == {"actors": 1}
+    assert on_nodes["scheduling_strategy"] == "SPREAD"
+    assert on_nodes["max_restarts"] == -1 and on_nodes["lifetime"] == "detached"
+
+
+def test_hosts_follow_the_clusters_actor_units_and_dedicate_hot_entities() -> None:
+    """One host per ``actors`` unit (an explicit count wins), two on a laptop; a dedicated
+    entity gets a host of its own whatever the hash says."""
+    assert len(configured(Settings(), 0).slots) == 2
+    assert len(configured(Settings(), 6).slots) == 6
+    assert len(configured(Settings(entity_hosts=3), 6).slots) == 3
+    hot = configured(Settings(dedicated_entities=("sku:FLASH",)), 4)
+    assert hot.host("sku", "FLASH") == "host:sku:FLASH"
+    assert hot.host("sku", "OTHER") in hot.slots and "host:sku:FLASH" in hot.hosts
 
 
 def test_the_gateway_count_follows_the_clusters_gateway_units(

@@ -14,8 +14,8 @@ from hypothesis import strategies as st
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
 from liveshop.errors import InvalidRequest, RoomNotFound, Unavailable
+from liveshop.mesh.batcher import Batcher
 from liveshop.ratelimit import PerUser, TokenBucket
-from liveshop.serve.batcher import Batcher
 
 
 @pytest.mark.parametrize(

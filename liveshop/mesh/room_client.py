@@ -5,11 +5,10 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
-from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import RateLimited, RoomNotFound, Unavailable
+from liveshop.mesh.client import ActorClient
 from liveshop.rooms.commands import Command, Reply
-from liveshop.serve.actor_client import ActorClient
 from liveshop.storage.rooms import RoomStore
 
 #: History reads at once per gateway or API process (each holds a database connection).
@@ -20,12 +19,12 @@ HISTORY_WAIT = 2.0
 
 class RoomClient(ActorClient):
     kind = "room"
+    entity = "room"
 
     def __init__(self, settings: Settings, store: RoomStore) -> None:
         super().__init__(
             settings,
-            get=wiring.get_room_actor,
-            create=wiring.create_room_actor,
+            store.pool,
             exists=store.room_exists,
             missing=lambda room_id: RoomNotFound(f"no room {room_id!r}"),
         )

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from liveshop.actors import wiring
+import asyncpg
+
 from liveshop.config import Settings
 from liveshop.errors import NotFound
-from liveshop.serve.actor_client import ActorClient
+from liveshop.mesh.client import ActorClient
 
 
 async def _any_user(_: str) -> bool:
@@ -16,12 +17,12 @@ async def _any_user(_: str) -> bool:
 
 class CartClient(ActorClient):
     kind = "cart"
+    entity = "cart"
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         super().__init__(
             settings,
-            get=wiring.get_cart_actor,
-            create=wiring.create_cart_actor,
+            pool,
             exists=_any_user,
             missing=lambda user_id: NotFound(f"no cart for {user_id!r}"),
         )

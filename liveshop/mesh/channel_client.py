@@ -4,20 +4,19 @@ from __future__ import annotations
 
 from typing import Any
 
-from liveshop.actors import wiring
 from liveshop.config import Settings
-from liveshop.serve.actor_client import ActorClient
+from liveshop.mesh.client import ActorClient
 from liveshop.storage.channels import ChannelNotFound, ChannelStore
 
 
 class ChannelClient(ActorClient):
     kind = "channel"
+    entity = "channel"
 
     def __init__(self, settings: Settings, store: ChannelStore) -> None:
         super().__init__(
             settings,
-            get=wiring.get_channel_actor,
-            create=wiring.create_channel_actor,
+            store.pool,
             exists=store.channel_exists,
             missing=lambda channel_id: ChannelNotFound(f"no channel {channel_id!r}"),
         )

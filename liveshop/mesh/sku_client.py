@@ -4,22 +4,21 @@ from __future__ import annotations
 
 from typing import Any
 
-from liveshop.actors import wiring
 from liveshop.commerce.inventory import SkuCommand
 from liveshop.config import Settings
 from liveshop.errors import SkuNotFound
-from liveshop.serve.actor_client import ActorClient
+from liveshop.mesh.client import ActorClient
 from liveshop.storage.skus import SkuStore
 
 
 class SkuClient(ActorClient):
     kind = "SKU"
+    entity = "sku"
 
     def __init__(self, settings: Settings, store: SkuStore) -> None:
         super().__init__(
             settings,
-            get=wiring.get_sku_actor,
-            create=wiring.create_sku_actor,
+            store.pool,
             exists=store.exists,
             missing=lambda sku: SkuNotFound(f"no SKU {sku!r}"),
             max_batch=settings.sku_max_batch,

@@ -4,21 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-from liveshop.actors import wiring
 from liveshop.config import Settings
 from liveshop.errors import AuctionNotFound
-from liveshop.serve.actor_client import ActorClient
+from liveshop.mesh.client import ActorClient
 from liveshop.storage.auctions import AuctionStore
 
 
 class AuctionClient(ActorClient):
     kind = "auction"
+    entity = "auction"
 
     def __init__(self, settings: Settings, store: AuctionStore) -> None:
         super().__init__(
             settings,
-            get=wiring.get_auction_actor,
-            create=wiring.create_auction_actor,
+            store.pool,
             exists=store.exists,
             missing=lambda auction_id: AuctionNotFound(f"no auction {auction_id!r}"),
         )

@@ -1,0 +1,227 @@
+"""The entity host: one Ray actor process hosting many rooms, SKUs, auctions, carts and
+channels (liveshop/mesh/host.py holds the life cycle; this is its Ray shell).
+
+Its entities share one bounded PostgreSQL pool, one Redis publisher and the clients they
+push to each other with. It exports per host: entities resident by kind, activations,
+passivations, fenced drops, mailbox depth and connections in use; and per room and SKU their
+own gauges, for the ones that were used since the last export (and all of them every
+minute), so ten thousand idle SKUs cost no work.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Mapping
+from typing import Any
+
+from liveshop import gctune, metrics
+from liveshop.actors.auction_actor import AuctionActor
+from liveshop.actors.cart_actor import CartActor
+from liveshop.actors.channel_actor import ChannelActor
+from liveshop.actors.resources import Resources
+from liveshop.actors.room_actor import RoomActor
+from liveshop.actors.sku_actor import SkuActor
+from liveshop.config import Settings
+from liveshop.mesh.host import Entity, Factory, Host
+from liveshop.mesh.hosts import hosts_for
+from liveshop.mesh.room_client import RoomClient
+from liveshop.mesh.sku_client import SkuClient
+from liveshop.payments.cashier import Cashier
+from liveshop.storage.broker import RedisPublisher
+from liveshop.storage.channels import ChannelStore
+from liveshop.storage.owners import Fence, OwnerStore
+from liveshop.storage.pool import connect_retrying
+from liveshop.storage.rooms import RoomStore
+from liveshop.storage.skus import SkuStore
+
+log = logging.getLogger(__name__)
+
+#: The entity classes by kind.
+KINDS: Mapping[str, type[Any]] = {
+    "room": RoomActor,
+    "sku": SkuActor,
+    "auction": AuctionActor,
+    "cart": CartActor,
+    "channel": ChannelActor,
+}
+#: Channels run 24/7: a host keeps every channel placed on it running.
+ALWAYS_ON = frozenset({"channel"})
+#: Per-entity metrics: kind -> (tag, gauges, counters).
+ENTITY_METRICS = {
+    "room": ("room", metrics.ROOM_GAUGES, metrics.ROOM_COUNTERS),
+    "sku": ("sku", metrics.SKU_GAUGES, metrics.SKU_COUNTERS),
+}
+#: Every entity's metrics are exported at least this often (seconds), used or not.
+FULL_EXPORT_EVERY = 60.0
+#: How often a host looks for always-on entities placed on it that are not running.
+KEEP_RUNNING_EVERY = 10.0
+
+
+class EntityHost:
+    def __repr__(self) -> str:
+        # The dashboard's "repr name" and the log prefix.
+        return f"EntityHost({self.name})"
+
+    async def __init__(self, name: str, settings: Settings) -> None:  # type: ignore[misc]
+        assert settings.database_url and settings.redis_url
+        self.name = name
+        self.settings = settings
+        self.pool = await connect_retrying(
+            settings.database_url, max_size=settings.host_pool_size, who=name
+        )
+        self.res = Resources(
+            host=name,
+            settings=settings,
+            pool=self.pool,
+            publisher=RedisPublisher(settings.redis_url),
+            rooms=RoomClient(settings, RoomStore(self.pool)),
+            skus=SkuClient(settings, SkuStore(self.pool)),
+            cashier=Cashier.using(settings, self.pool),
+        )
+        self.hosts = hosts_for(settings, self.pool)
+        factories: dict[str, Factory] = {kind: self._factory(cls) for kind, cls in KINDS.items()}
+        self.host = Host(
+            name,
+            factories,
+            OwnerStore(self.pool),
+            self.hosts.placement,
+            passivate_after=settings.passivate_after,
+            never_passivate=ALWAYS_ON,
+        )
+        self._exporters: dict[tuple[str, str], metrics.Exporter] = {}
+        self._host_export = metrics.Exporter({"host": name}, metrics.HOST_GAUGES, {})
+        self._kind_exports = {
+            kind: metrics.Exporter(
+                {"host": name, "kind": kind}, metrics.HOST_KIND_GAUGES, metrics.HOST_KIND_COUNTERS
+            )
+            for kind in KINDS
+        }
+        gctune.tune()
+        loop = asyncio.get_running_loop()
+        self._tasks = [
+            loop.create_task(self.host.run(min(5.0, max(0.5, settings.passivate_after / 4)))),
+            loop.create_task(self._export_loop()),
+            loop.create_task(self._keep_running()),
+        ]
+        log.info("%s up", name)
+
+    def _factory(self, cls: type[Any]) -> Factory:
+        def make(key: str, fence: Fence) -> Entity:
+            entity: Entity = cls(key, self.res, fence)
+            return entity
+
+        return make
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def call(
+        self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return await self.host.call(kind, key, method, args, kwargs)
+
+    async def tell(
+        self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        return await self.host.tell(kind, key, method, args, kwargs)
+
+    async def passivate(self, kind: str, key: str) -> bool:
+        return await self.host.passivate(kind, key)
+
+    async def passivate_matching(self, fragments: list[str]) -> int:
+        """Passivate the resident entities whose ``kind:key`` holds any of ``fragments``
+        (tests retire theirs; operators drain a show)."""
+        going = [
+            (kind, key)
+            for kind, key in list(self.host.slots)
+            if any(f in f"{kind}:{key}" for f in fragments)
+        ]
+        done = await asyncio.gather(*(self.host.passivate(k, key) for k, key in going))
+        return sum(done)
+
+    async def sweep(self) -> int:
+        return await self.host.sweep()
+
+    async def stats(self) -> dict[str, Any]:
+        stats = self.host.stats
+        return {
+            "host": self.name,
+            "resident": dict(self.host.resident()),
+            "activations": dict(stats.activations),
+            "passivations": dict(stats.passivations),
+            "failed_activations": dict(stats.failed_activations),
+            "fenced": dict(stats.fenced),
+            "moved": dict(stats.moved),
+            "mailbox": self.host.mailbox(),
+            "db_connections": self.pool.get_size() - self.pool.get_idle_size(),
+            "db_pool_size": self.pool.get_max_size(),
+        }
+
+    async def keys(self, kind: str) -> list[str]:
+        return self.host.keys(kind)
+
+    async def ping(self) -> bool:
+        """The host runs and reaches PostgreSQL (health)."""
+        await self.pool.fetchval("SELECT 1")
+        return True
+
+    # -- background ---------------------------------------------------------------------------
+
+    async def _keep_running(self) -> None:
+        """Activate the always-on entities (channels) placed here: after this host started,
+        and whenever the directory hands it more."""
+        channels = ChannelStore(self.pool)
+        while True:
+            try:
+                placement = await self.hosts.placement()
+                for info in await channels.list_channels():
+                    cid = info.channel_id
+                    if placement.host("channel", cid) == self.name:
+                        with contextlib.suppress(Exception):  # logged by the host
+                            await self.host.entity("channel", cid)
+            except Exception as exc:
+                log.warning("%s: cannot start its channels yet: %r", self.name, exc)
+            await asyncio.sleep(KEEP_RUNNING_EVERY)
+
+    async def _export_loop(self) -> None:
+        full_at = time.monotonic()
+        while True:
+            await asyncio.sleep(metrics.EXPORT_INTERVAL)
+            try:
+                self._export(full=time.monotonic() - full_at >= FULL_EXPORT_EVERY)
+            except Exception:
+                log.exception("%s: metrics export failed", self.name)
+            if time.monotonic() - full_at >= FULL_EXPORT_EVERY:
+                full_at = time.monotonic()
+
+    def _export(self, *, full: bool) -> None:
+        stats = self.host.stats
+        self._host_export.export({
+            "mailbox": self.host.mailbox(),
+            "db_connections": self.pool.get_size() - self.pool.get_idle_size(),
+            "db_pool_size": self.pool.get_max_size(),
+        })  # fmt: skip
+        resident = self.host.resident()
+        for kind, exporter in self._kind_exports.items():
+            exporter.export({
+                "resident": resident.get(kind, 0),
+                "activations": stats.activations[kind],
+                "passivations": stats.passivations[kind],
+                "failed_activations": stats.failed_activations[kind],
+                "fenced": stats.fenced[kind],
+            })  # fmt: skip
+        since = time.monotonic() - metrics.EXPORT_INTERVAL * 2
+        for ident, slot in list(self.host.slots.items()):
+            spec = ENTITY_METRICS.get(slot.kind)
+            if spec is None or not slot.ready.done() or slot.ready.exception() is not None:
+                continue
+            if not full and slot.used < since and not slot.calls:
+                continue
+            if ident not in self._exporters:
+                tag, gauges, counters = spec
+                self._exporters[ident] = metrics.Exporter({tag: slot.key}, gauges, counters)
+            self._exporters[ident].export(slot.ready.result().exported())  # type: ignore[attr-defined]
+        for ident in [i for i in self._exporters if i not in self.host.slots]:
+            del self._exporters[ident]

@@ -1,0 +1,280 @@
+"""The life of entities in one host process: activation, one mailbox each, passivation.
+
+Plain asyncio with no Ray: the Ray actor (liveshop/actors/host.py) is a thin shell around a
+:class:`Host`, so all of this runs in unit tests.
+
+- **Activation**: the first call for ``kind:key`` claims the entity in PostgreSQL (its epoch
+  goes up: see storage/owners.py), builds it and lets it load (``start``); calls arriving
+  meanwhile wait for that one activation. A failed activation is forgotten: the next call
+  tries again.
+- **One writer**: an entity is one object in one host, and two hosts cannot both write it
+  (the fence). Each entity keeps its own locks, batching and group commit, so a slow or
+  failing entity never holds up its neighbours' calls.
+- **Passivation**: an entity that nobody called for ``passivate_after`` seconds and whose
+  kind says it may go (``idle()``: nothing unsaved, no live holds, ...) is stopped; an entity
+  whose key the directory now places on another host is handed over the same way (once no
+  call is in flight); an entity that lost its fence is dropped at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from liveshop.errors import InvalidRequest, LiveshopError, Unavailable
+from liveshop.mesh.placement import Placement
+from liveshop.storage.owners import Fence, Fenced
+
+log = logging.getLogger(__name__)
+
+#: How long a stopping entity may take to finish what it has in flight (seconds).
+STOP_TIMEOUT = 10.0
+
+
+class Entity(Protocol):
+    """What a host needs of an entity (RoomActor, SkuActor, ... in liveshop/actors)."""
+
+    async def start(self) -> None:
+        """Load from PostgreSQL and start the entity's own loops."""
+
+    async def stop(self) -> None:
+        """Finish what is in flight, write what is unsaved, stop the loops."""
+
+    def idle(self) -> bool:
+        """Nothing keeps it resident: no unsaved state, no live holds, clocks or viewers."""
+
+
+#: Builds an entity of one kind: (key, fence) -> entity, not yet started.
+Factory = Callable[[str, Fence], Entity]
+
+
+class Moved(Unavailable):
+    """The directory places this entity on another host: the caller looks it up again."""
+
+
+class Claims(Protocol):
+    async def claim(self, kind: str, key: str, host: str) -> Fence: ...
+
+
+@dataclass
+class Slot:
+    kind: str
+    key: str
+    ready: asyncio.Future[Entity]
+    fence: Fence | None = None
+    calls: int = 0
+    used: float = field(default_factory=time.monotonic)
+    activated: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class HostStats:
+    activations: Counter[str] = field(default_factory=Counter)
+    passivations: Counter[str] = field(default_factory=Counter)
+    failed_activations: Counter[str] = field(default_factory=Counter)
+    fenced: Counter[str] = field(default_factory=Counter)
+    moved: Counter[str] = field(default_factory=Counter)
+
+
+class Host:
+    def __init__(
+        self,
+        name: str,
+        kinds: Mapping[str, Factory],
+        claims: Claims,
+        placement: Callable[[], Awaitable[Placement]],
+        *,
+        passivate_after: float | Mapping[str, float],
+        never_passivate: frozenset[str] = frozenset(),
+    ) -> None:
+        self.name = name
+        self.kinds = kinds
+        self.claims = claims
+        self.placement = placement
+        self._after = passivate_after
+        self.never_passivate = never_passivate
+        self.slots: dict[tuple[str, str], Slot] = {}
+        #: Entities being stopped: a call for one waits until it is down, then activates it.
+        self._stopping: dict[tuple[str, str], asyncio.Future[None]] = {}
+        self.stats = HostStats()
+
+    def passivate_after(self, kind: str) -> float:
+        after = self._after
+        return after if isinstance(after, float | int) else after.get(kind, float("inf"))
+
+    # -- calls --------------------------------------------------------------------------------
+
+    async def call(
+        self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        if kind not in self.kinds or method.startswith("_"):
+            raise InvalidRequest(f"no {kind}.{method} to call")
+        slot = await self._slot(kind, key)
+        slot.calls += 1
+        try:
+            entity = await asyncio.shield(slot.ready)
+            return await getattr(entity, method)(*args, **kwargs)
+        except Fenced:
+            self._lost(slot)
+            raise
+        finally:
+            slot.calls -= 1
+            slot.used = time.monotonic()
+            if slot.fence is not None and slot.fence.lost:
+                self._lost(slot)
+
+    async def tell(
+        self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> Any:
+        """:meth:`call` if the entity is resident (and started), else None: pushes between
+        entities never activate the entity they push to."""
+        slot = self.slots.get((kind, key))
+        if slot is None or not slot.ready.done() or slot.ready.exception() is not None:
+            return None
+        return await self.call(kind, key, method, args, kwargs)
+
+    async def entity(self, kind: str, key: str) -> Entity:
+        """The entity itself, activated if need be (for tests and the host's own use)."""
+        return await asyncio.shield((await self._slot(kind, key)).ready)
+
+    async def _slot(self, kind: str, key: str) -> Slot:
+        ident = (kind, key)
+        while True:
+            slot = self.slots.get(ident)
+            if slot is not None:
+                return slot
+            stopping = self._stopping.get(ident)
+            if stopping is None:
+                break
+            await asyncio.shield(stopping)
+        placed = (await self.placement()).host(kind, key)
+        if placed != self.name:
+            self.stats.moved[kind] += 1
+            raise Moved(f"{kind} {key} is hosted elsewhere, try again")
+        slot = self.slots.get(ident)  # another call may have activated it meanwhile
+        if slot is None:
+            slot = Slot(kind, key, asyncio.get_running_loop().create_future())
+            self.slots[ident] = slot
+            asyncio.get_running_loop().create_task(self._activate(slot))
+        return slot
+
+    async def _activate(self, slot: Slot) -> None:
+        entity: Entity | None = None
+        try:
+            slot.fence = await self.claims.claim(slot.kind, slot.key, self.name)
+            entity = self.kinds[slot.kind](slot.key, slot.fence)
+            await entity.start()
+        except BaseException as exc:
+            self.stats.failed_activations[slot.kind] += 1
+            self.slots.pop((slot.kind, slot.key), None)
+            if entity is not None:
+                with contextlib.suppress(Exception):
+                    await entity.stop()
+            if not isinstance(exc, LiveshopError):
+                log.warning("%s: cannot activate %s %s: %r", self.name, slot.kind, slot.key, exc)
+                exc = Unavailable(f"{slot.kind} {slot.key} could not start, try again")
+            slot.ready.set_exception(exc)
+            slot.ready.exception()  # retrieved: callers that left do not log it
+            return
+        self.stats.activations[slot.kind] += 1
+        slot.activated = slot.used = time.monotonic()
+        slot.ready.set_result(entity)
+
+    # -- passivation --------------------------------------------------------------------------
+
+    def _lost(self, slot: Slot) -> None:
+        """Another host owns it now: drop it (its writes would fail anyway)."""
+        if self.slots.get((slot.kind, slot.key)) is slot:
+            self.stats.fenced[slot.kind] += 1
+            log.warning("%s: %s %s was claimed by another host", self.name, slot.kind, slot.key)
+            self._begin_stop(slot)
+
+    def _begin_stop(self, slot: Slot) -> asyncio.Future[None]:
+        ident = (slot.kind, slot.key)
+        del self.slots[ident]
+        done = asyncio.get_running_loop().create_future()
+        self._stopping[ident] = done
+
+        async def stop() -> None:
+            try:
+                if slot.ready.done() and not slot.ready.exception():
+                    async with asyncio.timeout(STOP_TIMEOUT):
+                        await slot.ready.result().stop()
+                    self.stats.passivations[slot.kind] += 1
+            except BaseException as exc:
+                log.warning("%s: %s %s did not stop cleanly: %r", self.name, slot.kind,
+                            slot.key, exc)  # fmt: skip
+            finally:
+                del self._stopping[ident]
+                done.set_result(None)
+
+        asyncio.get_running_loop().create_task(stop())
+        return done
+
+    async def passivate(self, kind: str, key: str) -> bool:
+        """Stop one entity now (if resident): its next call activates it again."""
+        slot = self.slots.get((kind, key))
+        if slot is None or not slot.ready.done():
+            return False
+        await self._begin_stop(slot)
+        return True
+
+    async def sweep(self) -> int:
+        """Passivate what may go: idle long enough, or placed elsewhere now. Returns how many."""
+        now = time.monotonic()
+        try:
+            placement: Placement | None = await self.placement()
+        except Exception as exc:  # the directory is unreachable: keep everything for now
+            log.warning("%s: directory unavailable: %r", self.name, exc)
+            placement = None
+        going: list[Slot] = []
+        for slot in list(self.slots.values()):
+            if not slot.ready.done() or slot.calls:
+                continue
+            if slot.ready.exception() is not None:
+                continue
+            entity = slot.ready.result()
+            moved = placement is not None and placement.host(slot.kind, slot.key) != self.name
+            if moved:
+                self.stats.moved[slot.kind] += 1
+                going.append(slot)
+            elif (
+                slot.kind not in self.never_passivate
+                and now - slot.used >= self.passivate_after(slot.kind)
+                and entity.idle()
+            ):
+                going.append(slot)
+        await asyncio.gather(*(self._begin_stop(s) for s in going))
+        return len(going)
+
+    async def run(self, interval: float) -> None:
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await self.sweep()
+            except Exception:
+                log.exception("%s: passivation sweep failed", self.name)
+
+    async def close(self) -> None:
+        """Stop every entity (a host shutting down cleanly)."""
+        await asyncio.gather(
+            *(self._begin_stop(s) for s in list(self.slots.values()) if s.ready.done())
+        )
+
+    # -- what it holds ------------------------------------------------------------------------
+
+    def resident(self) -> Counter[str]:
+        return Counter(kind for kind, _ in self.slots)
+
+    def mailbox(self) -> int:
+        """Calls accepted and not yet answered, over all entities."""
+        return sum(s.calls for s in self.slots.values())
+
+    def keys(self, kind: str) -> list[str]:
+        return [key for k, key in self.slots if k == kind]
