@@ -15,7 +15,7 @@ from liveshop import clock
 from liveshop.config import Settings
 from liveshop.media.rtmp import HANDSHAKE_SIZE, VERSION
 from liveshop.storage.embedded import pid_alive
-from liveshop.tokens import issue_token
+from liveshop.tokens import ANY_ROOM, Role, issue_token
 
 Check = tuple[str, bool, str]
 
@@ -128,6 +128,34 @@ async def _registry(database_url: str) -> tuple[Check, list[str]]:
     return ("gateways registered", bool(gateways), detail), where
 
 
+def _hosts(settings: Settings, http: str) -> list[Check]:
+    """One line per entity host: what it holds and whether it answers (GET /hosts)."""
+    token = issue_token(
+        settings.secret, user_id="liveshop-status", name="status",
+        rooms={ANY_ROOM: [Role.SERVICE]}, now=clock.now(), ttl=60,
+    )  # fmt: skip
+    request = urllib.request.Request(http + "/hosts", headers={"Authorization": f"Bearer {token}"})
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            hosts = json.loads(response.read())["hosts"]
+    except Exception as exc:
+        return [("entity hosts", False, f"{type(exc).__name__}: {exc}")]
+    checks: list[Check] = []
+    for h in hosts:
+        name = f"entity host {h['host']}"
+        if h.get("error"):
+            checks.append((name, False, h["error"]))
+            continue
+        resident = ", ".join(f"{n} {k}" for k, n in sorted(h["resident"].items())) or "none"
+        checks.append((name, True, (
+            f"resident: {resident}; {sum(h['activations'].values())} activations, "
+            f"{sum(h['passivations'].values())} passivations, "
+            f"{sum(h['fenced'].values())} fenced; mailbox {h['mailbox']}; "
+            f"PostgreSQL {h['db_connections']}/{h['db_pool_size']} connections"
+        )))  # fmt: skip
+    return checks or [("entity hosts", False, "the directory lists none")]
+
+
 def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
     results: list[Check] = []
     pid = int(info["pid"])
@@ -155,6 +183,7 @@ def check_all(info: dict[str, Any], settings: Settings) -> list[Check]:
         results.append(("HTTP API", False, f"{info['http']}: {type(exc).__name__}: {exc}"))
     results += gw
     results.append(rtmp)
+    results += _hosts(settings, info["http"])
     if info.get("dashboard"):
         try:
             # The dashboard's API needs Ray's auth token; its page answers without one.

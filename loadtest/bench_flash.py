@@ -18,7 +18,7 @@ step going back to an in-memory checkpoint. Each must be refused alone
 (``invalid_request``) while every honest buyer is served; the last line compares the honest
 buyers' rate with and without the attack, and the books of the attacked SKU are audited.
 
-``--kill K`` runs the kill drill instead: the SKU actor is killed K times at random moments
+``--kill K`` runs the kill drill instead: the SKU's host is killed K times at random moments
 during the sale; buyers retry with the same idempotency key, as clients do. Afterwards the
 database must show: sold + available + reserved == initial, every acknowledged purchase with
 its order row, no idempotency key on two orders, no stock below zero.
@@ -174,9 +174,10 @@ async def liveshop_sale(
     poison: float = 0.0,
     poison_kind: str = "buy",
 ) -> tuple[Sale, int, Attack]:
-    from liveshop.actors import wiring
     from liveshop.commerce.inventory import Buy, Restock
+    from liveshop.config import NAMESPACE
     from liveshop.errors import LiveshopError, OutOfStock, Unavailable
+    from liveshop.mesh import hosts
     from liveshop.mesh.sku_client import SkuClient
     from liveshop.storage.pool import create_pool
     from liveshop.storage.skus import SkuStore
@@ -215,10 +216,9 @@ async def liveshop_sale(
             await asyncio.sleep(random.uniform(0.3, 1.5))  # a random moment of the sale
             if done.is_set():
                 break
-            handle = await asyncio.to_thread(wiring.get_sku_actor, sku)
-            if handle is None:
-                continue
-            ray.kill(handle, no_restart=False)
+            # The SKU's host: the process, and every entity on it with the SKU.
+            name = await hosts.locate(settings, "sku", sku)
+            ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
             killed += 1
         return killed
 

@@ -3,7 +3,8 @@
 Cart changes are saved before they are answered (a cart is human-paced: one small write per
 change). With a room's ``hold`` policy, adding reserves the units at the SKU for the room's
 hold time. Nobody touching a cart for ``cart_abandon_after`` seconds emits one
-``cart_abandoned`` event (GET /events) per idle spell.
+``cart_abandoned`` event (GET /events) per idle spell: the API finds such carts in PostgreSQL
+and wakes them (a cart left memory minutes after its last use, and has no clock of its own).
 
 Checkout, step by step (each durable before the next):
 
@@ -54,7 +55,6 @@ class CartActor:
     # shares every connection, client and store helper with its host.
     __slots__ = (
         "_lock",
-        "_watcher",
         "cart",
         "cashier",
         "pool",
@@ -72,7 +72,6 @@ class CartActor:
         self.skus = res.skus
         self.cashier = res.cashier
         self._lock = asyncio.Lock()
-        self._watcher: asyncio.Task[None] | None = None
 
     @property
     def orders(self) -> OrderStore:
@@ -84,18 +83,15 @@ class CartActor:
 
     async def start(self) -> None:
         self.cart = await self.store.load(self.user_id)
-        self._watcher = asyncio.get_running_loop().create_task(self._watch_abandonment())
 
     async def stop(self) -> None:
         """Every change is saved before it is answered: wait for the one in progress."""
         async with self._lock:
-            if self._watcher is not None:
-                self._watcher.cancel()
-                await asyncio.gather(self._watcher, return_exceptions=True)
+            pass
 
     def idle(self) -> bool:
-        """Always, once nobody is using it: the abandonment check (the only clock a cart
-        has) runs on activation again, from the saved ``touched_at``."""
+        """Always, once nobody is using it: a cart has no clock of its own (the API finds
+        abandoned carts in PostgreSQL and wakes them: ``report_abandoned``)."""
         return not self._lock.locked()
 
     # -- the cart -----------------------------------------------------------------------------
@@ -124,7 +120,7 @@ class CartActor:
                 )
                 hold, expires = held["reservation"], held["expires_at"]
             else:
-                await self.skus.actor(sku)  # sku_not_found if there is no such SKU
+                await self.skus.check(sku)  # sku_not_found if there is no such SKU
             try:
                 now = clock.now()
                 self.cart.add(
@@ -307,16 +303,11 @@ class CartActor:
 
     # -- abandonment --------------------------------------------------------------------------
 
-    async def _watch_abandonment(self) -> None:
-        after = self.settings.cart_abandon_after
-        while True:
-            due = self.cart.touched_at + after - clock.now()
-            await asyncio.sleep(max(0.2, min(5.0, due)))
-            try:
-                async with self._lock:
-                    if self.cart.is_abandoned(clock.now(), after):
-                        event = {"lines": self.cart.view()["lines"], "since": self.cart.touched_at}
-                        await self.store.save(self.cart, event=("cart_abandoned", event))
-            except Exception:
-                log.exception("cart %s: abandonment check failed", self.user_id)
-                await asyncio.sleep(5.0)
+    async def report_abandoned(self) -> dict[str, Any]:
+        """Emit ``cart_abandoned`` if the cart is abandoned now and was not reported yet
+        (the API wakes passivated carts for this)."""
+        async with self._lock:
+            if self.cart.is_abandoned(clock.now(), self.settings.cart_abandon_after):
+                event = {"lines": self.cart.view()["lines"], "since": self.cart.touched_at}
+                await self.store.save(self.cart, event=("cart_abandoned", event))
+            return self.cart.view()

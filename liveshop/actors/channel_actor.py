@@ -280,6 +280,7 @@ class ChannelActor:
         for show in tick.started + tick.ended:
             self._unsaved[show.show_id] = show
         for show in tick.started:
+            await self._begin_analytics(show, now)
             await self._queue_products(show)
         for show in tick.ended:
             await self._show_ended(show, now)
@@ -398,6 +399,19 @@ class ChannelActor:
                 self._feed(current, activity, now)
         for room in set(self._streams) - wanted:
             del self._streams[room]
+
+    async def _begin_analytics(self, show: Show, now: float) -> None:
+        """The room's counters as the show starts are its baseline: viewers who join before
+        the first regular read (a second away) count as the show's. Best effort: a room that
+        cannot be read now gets its baseline at the first read, as before."""
+        if not show.room_id or show.show_id in self.analytics:
+            return
+        try:
+            activity = await self.rooms.call(show.room_id, "activity", None)
+        except LiveshopError as exc:
+            log.warning("channel %s cannot read room %s: %r", self.channel_id, show.room_id, exc)
+            return
+        self._feed(show, activity, now)
 
     def _feed(self, show: Show, activity: dict[str, Any], now: float) -> None:
         if not self.channel.shows.get(show.show_id, show).on_air(now):

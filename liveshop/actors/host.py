@@ -17,6 +17,8 @@ import time
 from collections.abc import Mapping
 from typing import Any
 
+import ray
+
 from liveshop import gctune, metrics
 from liveshop.actors.auction_actor import AuctionActor
 from liveshop.actors.cart_actor import CartActor
@@ -140,6 +142,21 @@ class EntityHost:
         ]
         done = await asyncio.gather(*(self.host.passivate(k, key) for k, key in going))
         return sum(done)
+
+    async def retire(self) -> int:
+        """The directory no longer lists this host: once the directory read here says so,
+        hand every entity over (each saves what it has), then leave for good."""
+        while self.name in (await self.hosts.placement()).hosts:
+            self.hosts.directory.expire()
+            await asyncio.sleep(self.settings.directory_ttl)
+        moved = len(self.host.slots)
+        await self.host.close()
+        log.info("%s retired, %d entities handed over", self.name, moved)
+        asyncio.get_running_loop().call_later(0.5, self._exit)
+        return moved
+
+    def _exit(self) -> None:
+        ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
     async def sweep(self) -> int:
         return await self.host.sweep()

@@ -44,9 +44,6 @@ Batch = tuple[dict[str, Any], Changes, dict[str, Any], dict[str, int], tuple[int
 #: The clock loop's longest sleep: hold expiry and deal start/end are seen within this.
 CLOCK_INTERVAL = 0.25
 PRUNE_INTERVAL = 60.0
-#: Stock returns are applied when the canceller pokes the actor, and looked for this often
-#: in case a poke was lost.
-RETURNS_INTERVAL = 30.0
 
 
 class SkuActor:
@@ -87,6 +84,10 @@ class SkuActor:
         self._view = self.inventory.snapshot(clock.now())
         self._counts = self.inventory.counts()
         self._push_due = asyncio.Event()
+        #: Set after each batch: it may have taken a hold or set a deal the clock must time.
+        self._clock_wake = asyncio.Event()
+        #: When the clock loop means to wake next (clock time).
+        self._clock_until = 0.0
         #: Stock returns applied by this incarnation (a return is never applied twice).
         self._returned: set[str] = set()
         self._returns_lock = asyncio.Lock()
@@ -159,6 +160,7 @@ class SkuActor:
                 results.append(inventory.apply(cmd, now))
             except ClientError as exc:
                 results.append(exc)
+        self._time_changes(now)
         # A replayed answer may belong to the commit in flight: wait for it as well.
         if inventory.changes or self.group.in_flight:
             try:
@@ -179,13 +181,17 @@ class SkuActor:
                     break
             self._checkpoint = (self.inventory.copy(), self._version, set(self._returned))
 
-        return await self.one_by_one.run(
-            batch, lambda cmd: self.inventory.apply(cmd, clock.now()), prepare
-        )
+        try:
+            return await self.one_by_one.run(
+                batch, lambda cmd: self.inventory.apply(cmd, clock.now()), prepare
+            )
+        finally:
+            self._time_changes(clock.now())
 
     async def take_returns(self) -> int:
         """Put back the units of cancelled or returned orders owed to this SKU (the
-        canceller pokes; the clock loop also looks now and then); answers once committed."""
+        canceller pokes; the API's reconciler pokes SKUs with returns left waiting, in case a
+        poke was lost); answers once committed."""
         async with self._returns_lock:
             if self._stale:
                 await self._reload()
@@ -299,15 +305,28 @@ class SkuActor:
             self._view = self.inventory.snapshot(clock.now())
             self._counts = self.inventory.counts()
             self._push_due.set()
+            self._time_changes(clock.now())
             log.info("SKU %s reloaded: %s", self.sku, self.inventory.counts())
 
     # -- time: hold expiry, deal start and end, old answers -----------------------------------
 
     async def _clock_loop(self) -> None:
-        pruned_at = returns_at = time.monotonic()
+        """Sleeps until the inventory's next timed change (a hold lapsing, the deal starting
+        or ending) or a batch that may have set one: ten thousand SKUs at rest in one host
+        cost nothing between their answer prunes."""
+        pruned_at = time.monotonic()
         phase = self._deal_phase()
         while True:
-            await asyncio.sleep(CLOCK_INTERVAL)
+            due = self.inventory.next_due(clock.now())
+            wait = PRUNE_INTERVAL if due is None else due - clock.now()
+            if self._stale:
+                wait = CLOCK_INTERVAL
+            wait = min(PRUNE_INTERVAL, max(CLOCK_INTERVAL, wait))
+            self._clock_until = clock.now() + wait
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._clock_wake.wait(), wait)
+            self._clock_wake.clear()
+            self._clock_until = 0.0  # awake: nothing to wake it for
             if self._stale:
                 # Reload here too: holds must expire and deals start even if nobody buys.
                 with contextlib.suppress(Unavailable):
@@ -319,14 +338,16 @@ class SkuActor:
             if time.monotonic() - pruned_at >= PRUNE_INTERVAL:
                 self.inventory.prune_answers(now)
                 pruned_at = time.monotonic()
-            if time.monotonic() - returns_at >= RETURNS_INTERVAL:
-                returns_at = time.monotonic()
-                with contextlib.suppress(Exception):
-                    await self.take_returns()
             if self._deal_phase() != phase:
                 phase = self._deal_phase()
                 self._view = {**self._view, "deal": self.inventory.snapshot(now)["deal"]}
                 self._push_due.set()
+
+    def _time_changes(self, now: float) -> None:
+        """Wake the clock if what was just decided is due before it means to wake."""
+        due = self.inventory.next_due(now)
+        if due is not None and due < self._clock_until:
+            self._clock_wake.set()
 
     def _deal_phase(self) -> str | None:
         deal = self.inventory.deal

@@ -488,6 +488,18 @@ class Inventory:
             heapq.heappop(expiries)  # released or committed since
         return expiries[0][0] if expiries else None
 
+    def next_due(self, now: float) -> float | None:
+        """When the SKU's clock next has work: the earliest hold lapsing, or the deal
+        starting or ending (None: nothing is timed). A SKU at rest sleeps until then."""
+        times = [t for t in (self.next_expiry(),) if t is not None]
+        deal = self.deal
+        if deal is not None:
+            if now < deal.starts_at:
+                times.append(deal.starts_at)
+            elif now < deal.ends_at:
+                times.append(deal.ends_at)
+        return min(times) if times else None
+
     def prune_answers(self, now: float) -> int:
         """Forget answers older than :data:`ANSWER_TTL` (bounded memory for a 24/7 SKU)."""
         old = [k for k, (_, _, at) in self.answers.items() if at <= now - ANSWER_TTL]

@@ -55,21 +55,24 @@ class ActorClient:
         self._batchers: dict[tuple[str, str], Batcher[Any]] = {}
         self._lookups: dict[str, asyncio.Future[None]] = {}
 
-    async def actor(self, key: str) -> EntityHandle:
+    async def actor(self, key: str) -> Any:
         """The entity's handle (``handle.method.remote(...)`` reaches it on its host)."""
+        await self.check(key)  # concurrent first uses of one id share one lookup
+        try:
+            return await self.hosts.handle(self.entity, key)
+        except Exception as exc:  # PostgreSQL (the directory) or the GCS did not answer
+            log.warning("cannot place %s %s: %r", self.kind, key, exc)
+            raise Unavailable(f"{self.kind} lookup failed, try again") from None
+
+    async def check(self, key: str) -> None:
+        """Raise ``missing(key)`` unless the entity exists (asked once per id and process)."""
         if key not in self._known:
-            # Concurrent first uses of one id share one lookup.
             pending = self._lookups.get(key)
             if pending is None:
                 pending = asyncio.ensure_future(self._lookup(key))
                 self._lookups[key] = pending
                 pending.add_done_callback(lambda _: self._lookups.pop(key, None))
             await asyncio.shield(pending)
-        try:
-            return await self.hosts.handle(self.entity, key)
-        except Exception as exc:  # PostgreSQL (the directory) or the GCS did not answer
-            log.warning("cannot place %s %s: %r", self.kind, key, exc)
-            raise Unavailable(f"{self.kind} lookup failed, try again") from None
 
     async def _lookup(self, key: str) -> None:
         try:
@@ -115,8 +118,7 @@ class ActorClient:
     async def call(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         # ``actor_id``, not ``key``: methods take a ``key`` (idempotency) of their own.
         handle = await self.actor(actor_id)
-        return await self._await(handle, handle.host.call.remote(
-            self.entity, actor_id, method, args, kwargs))  # fmt: skip
+        return await self._await(handle, getattr(handle, method).remote(*args, **kwargs))
 
     async def tell(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Like :meth:`call`, but only if the entity is resident: a push (a stock counter,
@@ -129,7 +131,7 @@ class ActorClient:
         return await self._await(handle, handle.host.tell.remote(
             self.entity, actor_id, method, args, kwargs))  # fmt: skip
 
-    async def _await(self, handle: EntityHandle, ref: Any) -> Any:
+    async def _await(self, handle: Any, ref: Any) -> Any:
         try:
             return await asyncio.wait_for(ref, self.settings.actor_call_timeout)
         except Moved:
@@ -139,8 +141,9 @@ class ActorClient:
             raise
         except ActorDiedError as exc:
             # Dead for good (killed without restart): the next call looks it up anew.
-            self.hosts.forget(handle.host_name)
-            log.warning("host %s of %s %s died: %s", handle.host_name, self.kind, handle.key, exc)
+            if isinstance(handle, EntityHandle):
+                self.hosts.forget(handle.host_name)
+            log.warning("the host of %s %r died: %s", self.kind, handle, exc)
             raise Unavailable(f"{self.kind} is restarting, try again") from None
         except (RayActorError, GetTimeoutError, TimeoutError):
             raise Unavailable(f"{self.kind} did not answer in time, try again") from None

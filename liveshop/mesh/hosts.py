@@ -71,6 +71,32 @@ class Hosts:
         self._hosts[name] = handle
         return handle
 
+    async def existing(self, name: str) -> Any | None:
+        """The host's handle if it exists (never creates it: health and stats only look)."""
+        handle = self._hosts.get(name)
+        if handle is None:
+            handle = await asyncio.to_thread(get_host, name)
+        return handle
+
+    async def stats(self) -> list[dict[str, Any]]:
+        """Every host's stats (EntityHost.stats), or ``{"host", "error"}`` for one that does
+        not answer."""
+        names = (await self.placement()).hosts
+
+        async def one(name: str) -> dict[str, Any]:
+            try:
+                handle = await self.existing(name)
+                if handle is None:
+                    return {"host": name, "error": "not running"}
+                stats: dict[str, Any] = await asyncio.wait_for(
+                    handle.stats.remote(), HEALTH_TIMEOUT
+                )
+                return stats
+            except Exception as exc:
+                return {"host": name, "error": f"{type(exc).__name__}: {exc}"}
+
+        return list(await asyncio.gather(*(one(n) for n in names)))
+
     def forget(self, name: str) -> None:
         """The host died for good (killed without restart): look it up anew next time."""
         self._hosts.pop(name, None)
@@ -90,6 +116,32 @@ def hosts_for(settings: Settings, pool: asyncpg.Pool) -> Hosts:
     return entry[1]
 
 
+#: How long a host may take to answer a health check (seconds).
+HEALTH_TIMEOUT = 3.0
+
+
+async def down(hosts: Hosts) -> list[str]:
+    """The hosts in the directory that do not answer, or cannot reach PostgreSQL (their
+    entities cannot start): what health reports instead of "ok". Every host is asked at
+    once; an unreadable directory counts as every host down."""
+    try:
+        names = (await hosts.placement()).hosts
+    except Exception:
+        return ["directory"]
+
+    async def check(name: str) -> str | None:
+        try:
+            handle = await hosts.existing(name)
+            if handle is None:
+                return name
+            await asyncio.wait_for(handle.ping.remote(), HEALTH_TIMEOUT)
+            return None
+        except Exception:
+            return name
+
+    return [n for n in await asyncio.gather(*(check(n) for n in names)) if n is not None]
+
+
 async def _publish(settings: Settings, placement: Placement) -> None:
     from liveshop.storage.pool import create_pool
 
@@ -103,10 +155,10 @@ async def _publish(settings: Settings, placement: Placement) -> None:
         await pool.close()
 
 
-def start_hosts(settings: Settings, timeout: float = 120.0) -> Placement:
-    """Publish the directory for this cluster and start every host in it (blocking; for
-    `liveshop up`): one per ``actors`` unit (or ``entity_hosts``), plus the dedicated ones.
-    Returns once each host answers."""
+def wanted(settings: Settings) -> Placement:
+    """The hosts this cluster should run now (blocking GCS call): one per ``actors`` unit
+    when the cluster declares them (minus the dedicated hosts' units), else
+    ``entity_hosts`` or DEFAULT_HOSTS; plus one per dedicated entity."""
     from liveshop.mesh.directory import configured
     from liveshop.mesh.options import ACTOR_RESOURCE
 
@@ -114,7 +166,14 @@ def start_hosts(settings: Settings, timeout: float = 120.0) -> Placement:
     if ACTOR_RESOURCE in settings.placement:
         units = float(ray.cluster_resources().get(ACTOR_RESOURCE, 0))  # type: ignore[no-untyped-call]
         units -= len(settings.dedicated_entities)  # dedicated hosts take their units too
-    placement = configured(settings, max(0.0, units))
+    return configured(settings, max(1.0, units))
+
+
+def start_hosts(settings: Settings, timeout: float = 120.0) -> Placement:
+    """Publish the directory for this cluster and start every host in it (blocking; for
+    `liveshop up`): one per ``actors`` unit (or ``entity_hosts``), plus the dedicated ones.
+    Returns once each host answers."""
+    placement = wanted(settings)
     asyncio.run(_publish(settings, placement))
     handles = [create_host(name, settings) for name in placement.hosts]
     ray.get([h.ping.remote() for h in handles], timeout=timeout)
@@ -135,3 +194,58 @@ async def locate(settings: Settings, kind: str, key: str) -> str:
         await pool.close()
     placement = Placement.of(rows) if rows else configured(settings)
     return placement.host(kind, key)
+
+
+#: How often the API compares the hosts with the cluster's ``actors`` units (seconds).
+KEEP_HOSTS_EVERY = 5.0
+
+
+async def keep_hosts(settings: Settings, pool: asyncpg.Pool) -> None:
+    """Hosts follow the cluster (run by each API replica; they agree, as they compute the
+    same thing): a node joining with ``actors`` units adds hosts and the directory, and
+    about 1/n of the entities move to them; a node leaving shrinks it, and the hosts no
+    longer listed hand their entities over and leave. Entities move by passivation on the
+    old host and activation on the new one, fenced, so none is written by both."""
+    from liveshop.mesh.options import ACTOR_RESOURCE
+
+    if ACTOR_RESOURCE not in settings.placement or settings.entity_hosts:
+        return  # a fixed count: `liveshop up` published it
+    owners = OwnerStore(pool)
+    retiring: set[asyncio.Task[None]] = set()
+    while True:
+        await asyncio.sleep(KEEP_HOSTS_EVERY)
+        try:
+            placement = await asyncio.to_thread(wanted, settings)
+            rows = await owners.hosts()
+            if Placement.of(rows) == placement:
+                continue
+            for name in placement.hosts:  # up before anything is placed on them
+                await asyncio.to_thread(create_host, name, settings)
+            new_rows: list[tuple[str, str | None]] = [(n, None) for n in placement.slots]
+            new_rows += [(n, e) for e, n in placement.dedicated.items()]
+            await owners.publish_hosts(new_rows)
+            log.info("entity hosts now %s", ", ".join(placement.hosts))
+            for name, _ in rows:
+                if name not in placement.hosts:
+                    task = asyncio.ensure_future(_retire(name))
+                    retiring.add(task)
+                    task.add_done_callback(retiring.discard)
+        except Exception as exc:
+            log.warning("cannot match the entity hosts to the cluster: %r", exc)
+
+
+#: How long a host no longer listed may take to hand its entities over (seconds).
+RETIRE_TIMEOUT = 60.0
+
+
+async def _retire(name: str) -> None:
+    """Ask the host to hand its entities over and leave; one that cannot (it died with its
+    node and waits for a unit it will not get) is killed instead."""
+    handle = await asyncio.to_thread(get_host, name)
+    if handle is None:
+        return
+    try:
+        await asyncio.wait_for(handle.retire.remote(), RETIRE_TIMEOUT)
+    except Exception as exc:
+        log.info("host %s did not retire (%r): killed", name, exc)
+        ray.kill(handle, no_restart=True)

@@ -38,6 +38,7 @@ from liveshop.errors import (
     Unauthenticated,
     UnknownOp,
 )
+from liveshop.mesh import hosts
 from liveshop.mesh.room_client import RoomClient
 from liveshop.protocol import COMMERCE_OPS, ROOM_OPS, RoomId, validate_params
 from liveshop.rooms.commands import Actor
@@ -313,6 +314,8 @@ class Api:
         self._channels = asyncio.get_running_loop().create_task(
             self.programming.keep_actors_running()
         )
+        # Entity hosts follow the cluster's `actors` units (nodes joining and leaving).
+        self._hosts = asyncio.get_running_loop().create_task(hosts.keep_hosts(settings, self.pool))
 
     def _identity(self, authorization: str | None) -> Identity:
         return bearer_identity(self.settings.secret, authorization)
@@ -348,8 +351,11 @@ class Api:
             checks["redis"] = await self.redis.ping()
         except Exception:
             checks["redis"] = False
+        down = await hosts.down(self.rooms.hosts)
+        checks["entities"] = not down
         ok = all(checks.values())
-        body = {"status": "ok" if ok else "degraded", "version": __version__, **checks}
+        body = {"status": "ok" if ok else "degraded", "version": __version__, **checks,
+                "hosts_down": down}  # fmt: skip
         return JSONResponse(status_code=200 if ok else 503, content=body)
 
     # -- rooms -----------------------------------------------------------------------------
@@ -595,6 +601,13 @@ class Api:
         """The gateway registry: every gateway process serving now, where, and its load."""
         self._service(authorization)
         return {"gateways": await self.gateways.live()}
+
+    @app.get("/hosts", response_model=views.HostsOut, responses=answers(*ROLE))
+    async def list_hosts(self, authorization: Authorization = None) -> dict[str, Any]:
+        """The entity hosts in the directory: entities resident by kind, activations,
+        passivations, fenced drops, mailbox depth and database connections in use."""
+        self._service(authorization)
+        return {"hosts": await self.rooms.hosts.stats()}
 
     @app.get("/skus/{sku}/audit", response_model=views.SkuAudit, responses=answers(*ROLE, 404))
     async def audit_sku(self, sku: RoomId, authorization: Authorization = None) -> dict[str, Any]:

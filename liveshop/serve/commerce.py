@@ -42,6 +42,9 @@ from liveshop.tokens import Identity
 
 log = logging.getLogger(__name__)
 
+#: A stock return not applied this long after it was made lost its poke: poke again (s).
+RETURNS_WAIT = 30.0
+
 
 class Commerce:
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
@@ -251,7 +254,8 @@ class Commerce:
         return order
 
     async def return_stock(self, order_id: str) -> None:
-        """Poke the order's SKUs to take their units back (they also look by themselves)."""
+        """Poke the order's SKUs to take their units back (``reconcile_forever`` pokes again
+        the ones whose returns wait too long: a poke lost to a restart)."""
         for sku in await self.orders.skus_of(order_id):
             with contextlib.suppress(LiveshopError):
                 await self.skus.call(sku, "take_returns")
@@ -293,8 +297,21 @@ class Commerce:
                 for order_id in await self.orders.unpaid(now - self.settings.payment_window):
                     with contextlib.suppress(ClientError):  # paid or cancelled meanwhile
                         await self.cancel(order_id, by="liveshop", note="not paid in time")
+                await self.wake_abandoned(now)
+                for sku in await self.sku_store.returns_waiting(RETURNS_WAIT):
+                    with contextlib.suppress(LiveshopError):
+                        await self.skus.call(sku, "take_returns")
             except Exception:
                 log.exception("reconciling payments failed")
+
+    async def wake_abandoned(self, now: float) -> None:
+        """Carts are passivated minutes after their last use; one nobody came back to is
+        woken once when it becomes abandoned, and its own check reports it (one
+        ``cart_abandoned`` per idle spell, as for a resident cart)."""
+        due = await self.cart_store.abandonable(now - self.settings.cart_abandon_after)
+        for user_id in due:
+            with contextlib.suppress(LiveshopError):  # the next round tries again
+                await self.carts.run(user_id, "report_abandoned")
 
     async def close(self) -> None:
         await self.skus.close()

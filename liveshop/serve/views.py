@@ -21,6 +21,11 @@ class Health(Out):
     version: str
     postgres: bool
     redis: bool
+    entities: bool = Field(
+        description="every entity host in the directory answers and reaches PostgreSQL "
+        "(rooms, SKUs, carts, auctions and channels can start)"
+    )
+    hosts_down: list[str] = Field(default_factory=list, description="hosts that did not")
 
 
 class TokenOut(Out):
@@ -148,6 +153,24 @@ class SkuAudit(Out):
     stock_in: int
     on_orders: int
     problems: list[str]
+
+
+class HostOut(Out):
+    host: str
+    error: str | None = Field(None, description="set when the host did not answer")
+    resident: dict[str, int] = Field(default_factory=dict, description="entities by kind")
+    activations: dict[str, int] = Field(default_factory=dict)
+    passivations: dict[str, int] = Field(default_factory=dict)
+    failed_activations: dict[str, int] = Field(default_factory=dict)
+    fenced: dict[str, int] = Field(default_factory=dict)
+    moved: dict[str, int] = Field(default_factory=dict)
+    mailbox: int = Field(0, description="calls accepted and not yet answered")
+    db_connections: int = Field(0, description="connections in use of the host's pool")
+    db_pool_size: int = 0
+
+
+class HostsOut(Out):
+    hosts: list[HostOut]
 
 
 class GatewaysOut(Out):

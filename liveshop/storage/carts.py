@@ -57,6 +57,18 @@ class CartStore:
                     room_id, cart.user_id, sku, quantity, at,
                 )  # fmt: skip
 
+    async def abandonable(self, untouched_since: float, *, limit: int = 200) -> list[str]:
+        """Users whose cart has lines, was not reported abandoned yet and nobody touched
+        since ``untouched_since`` (Unix seconds): passivated carts to wake and report."""
+        rows = await self.pool.fetch(
+            "SELECT user_id FROM carts WHERE (state->>'abandoned')::boolean IS NOT TRUE "
+            "AND jsonb_array_length(state->'lines') > 0 "
+            "AND (state->>'touched_at')::float8 < $1 "
+            "ORDER BY (state->>'touched_at')::float8 LIMIT $2",
+            untouched_since, limit,
+        )  # fmt: skip
+        return [r["user_id"] for r in rows]
+
     # -- events -------------------------------------------------------------------------------
 
     async def events(

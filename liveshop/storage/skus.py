@@ -426,6 +426,16 @@ class SkuStore:
         )
         return [(r["ref"], r["buyer_id"], r["quantity"], r["deal_id"]) for r in rows]
 
+    async def returns_waiting(self, older_than: float, *, limit: int = 100) -> list[str]:
+        """SKUs with a stock return not applied ``older_than`` seconds after it was made:
+        its poke was lost (a SKU does not poll for them)."""
+        rows = await self.pool.fetch(
+            "SELECT DISTINCT sku FROM stock_returns WHERE applied_at IS NULL "
+            "AND created_at < now() - make_interval(secs => $1) LIMIT $2",
+            older_than, limit,
+        )  # fmt: skip
+        return [r["sku"] for r in rows]
+
     # -- rooms that pin the SKU's product -----------------------------------------------------
 
     async def watchers(self, sku: str) -> list[str]:

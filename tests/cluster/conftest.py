@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,10 +26,12 @@ from liveshop.storage.embedded import EmbeddedPostgres, EmbeddedRedis, free_port
 from tests.cluster.load import Crowd
 from tests.e2e.conftest import Running
 
-#: What each node offers: gateway nodes a gateway unit each and room actors, the media node
-#: transcoding. The head is also a gateway-and-actors node (as a small cluster's would be).
-GATEWAY_NODE: dict[str, Any] = {"num_cpus": 1, "resources": {"gateway": 1, "actors": 100}}
+#: What each node offers: gateway nodes a gateway unit each and two entity hosts, the media
+#: node transcoding, an actors node (added by a drill) two entity hosts. The head is also a
+#: gateway-and-actors node (as a small cluster's would be).
+GATEWAY_NODE: dict[str, Any] = {"num_cpus": 1, "resources": {"gateway": 1, "actors": 2}}
 MEDIA_NODE: dict[str, Any] = {"num_cpus": 1, "resources": {"media": 1}}
+ACTORS_NODE: dict[str, Any] = {"num_cpus": 1, "resources": {"actors": 2}}
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Deployment(Running):
     media: Any
     postgres: EmbeddedPostgres
     redis: EmbeddedRedis
+    #: Nodes a drill added (the node-loss drill counts them among the living).
+    extra_nodes: list[Any] = field(default_factory=list)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,9 @@ from ray.util.state import list_actors
 
 from liveshop.actors import wiring
 from liveshop.config import NAMESPACE
+from liveshop.mesh import hosts as mesh_hosts
 from liveshop.serve import applications
-from tests.cluster.conftest import Deployment
+from tests.cluster.conftest import ACTORS_NODE, Deployment
 from tests.cluster.load import TEMPORARY, Buyer, Chatter, Crowd, Viewer
 
 NewId = Callable[[str], str]
@@ -158,16 +159,21 @@ async def test_gateways_and_actors_are_placed_by_the_nodes_resources(
     # One gateway per `gateway` unit: the head's and the worker's, both registered.
     gateways = await _gateways(dep)
     assert sorted(g["node_id"] for g in gateways) == sorted([head_id, worker_id]), gateways
-    # Room actors go to the nodes that offer `actors`, spread over them, named and
-    # labelled so an SRE finds a room's actor in the dashboard.
-    rooms = [new_id("placed") for _ in range(4)]
+    # Entity hosts go to the nodes that offer `actors`, one per unit, spread over them and
+    # labelled so an SRE finds them in the dashboard; rooms are placed on them by hash.
+    names = [f"host:{n}" for n in range(4)]
+    hosts = [await _wait_actor(name) for name in names]
+    assert {h.node_id for h in hosts} == {head_id, worker_id}
+    assert [h.repr_name for h in hosts] == [f"EntityHost({name})" for name in names]
+    rooms = [new_id("placed") for _ in range(8)]
     for room in rooms:
         await _room(dep, room)
-    for room in rooms:  # a viewer each: their gateways create the actors
+    for room in rooms:  # a viewer each: their gateways activate the rooms
         await _viewers(dep, crowd, room, 1)
-    actors = [await _wait_actor(wiring.room_actor_name(room)) for room in rooms]
-    assert {a.node_id for a in actors} == {head_id, worker_id}
-    assert [a.repr_name for a in actors] == [f"RoomActor(room={room})" for room in rooms]
+    owners = await _owners(dep, "room", rooms)
+    assert set(owners.values()) <= set(names) and len(set(owners.values())) >= 2
+    for room, host in owners.items():
+        assert host == await mesh_hosts.locate(dep.settings, "room", room)
     # Transcoders only where a node offers `media`.
     await asyncio.to_thread(wiring.create_transcoder_actor, rooms[0], dep.settings)
     transcoder = await _wait_actor(wiring.TRANSCODER_ACTOR_PREFIX + rooms[0])
@@ -193,20 +199,21 @@ async def test_killing_a_gateway_process_loses_no_acknowledged_chat(
         assert busiest["id"] not in viewer.gateways[1:]
 
 
-async def test_killing_a_room_actor_loses_no_acknowledged_chat(
+async def test_killing_a_rooms_host_loses_no_acknowledged_chat(
     deployment: Deployment, crowd: Crowd, new_id: NewId
 ) -> None:
     dep = deployment
     room, viewers, chatter = await _chatting_room(dep, crowd, new_id("room-kill"), 10)
+    name = await mesh_hosts.locate(dep.settings, "room", room)
     for _ in range(2):
         await _serves_on(chatter, count=5)
-        ray.kill(ray.get_actor(wiring.room_actor_name(room), namespace=NAMESPACE), no_restart=False)
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
     await _serves_on(chatter)
     await chatter.stop()
     await _everyone_has_everything(viewers, chatter)
-    # The room serves on: its restarted actor took over from PostgreSQL.
-    actor = await _wait_actor(wiring.room_actor_name(room))
-    assert actor.num_restarts >= 2
+    # The room serves on: its restarted host activated it again from PostgreSQL.
+    host = await _wait_actor(name)
+    assert host.num_restarts >= 2
 
 
 async def _sku(dep: Deployment, room: str, sku: str, units: int) -> None:
@@ -262,7 +269,7 @@ async def _books_balance(dep: Deployment, sku: str, units: int, buyers: list[Buy
     assert (audit["sold"], audit["available"], audit["reserved"]) == (units, 0, 0), audit
 
 
-async def test_killing_a_sku_actor_during_a_sale_loses_no_purchase(
+async def test_killing_a_skus_host_during_a_sale_loses_no_purchase(
     deployment: Deployment, crowd: Crowd, new_id: NewId
 ) -> None:
     dep = deployment
@@ -270,9 +277,10 @@ async def test_killing_a_sku_actor_during_a_sale_loses_no_purchase(
     await _room(dep, room)
     await _sku(dep, room, sku, units)
     buyers = _buyers(dep, crowd, room, sku, 12)
+    name = await mesh_hosts.locate(dep.settings, "sku", sku)
     for _ in range(3):
         await asyncio.sleep(1.0)
-        ray.kill(ray.get_actor(wiring.sku_actor_name(sku), namespace=NAMESPACE), no_restart=False)
+        ray.kill(ray.get_actor(name, namespace=NAMESPACE), no_restart=False)
     await _sold_out(buyers)
     await _stop(*buyers)
     await _books_balance(dep, sku, units, buyers)
@@ -334,30 +342,86 @@ async def test_postgres_away_for_seconds_refuses_with_temporary_errors_and_recov
     await _everyone_has_everything(viewers, chatter)
 
 
-async def test_removing_a_node_moves_its_actors_and_viewers_lose_nothing(
+async def test_adding_a_node_rebalances_entities_and_none_is_written_twice(
+    deployment: Deployment, crowd: Crowd, new_id: NewId
+) -> None:
+    """A node joins with `actors` units: hosts are added, the directory grows, about a
+    third of the entities move to the new hosts, by passivation and a fenced activation,
+    while a show chats and a sale runs; nothing acknowledged is lost or doubled."""
+    dep = deployment
+    rooms = [new_id("grow") for _ in range(6)]
+    for room in rooms:
+        await _room(dep, room)
+    viewers = [v for room in rooms for v in await _viewers(dep, crowd, room, 2)]
+    chatter = _chatter(dep, crowd, rooms, interval=0.05)
+    sku, units = new_id("grow-kettle"), 150
+    await _sku(dep, rooms[0], sku, units)
+    buyers = _buyers(dep, crowd, rooms[0], sku, 8)
+    await _serves_on(chatter, count=3)
+    before = await _owners(dep, "room", rooms)
+    node = await asyncio.to_thread(dep.cluster.add_node, **ACTORS_NODE)
+    try:
+        names = [f"host:{n}" for n in range(6)]
+        added = [await _wait_actor(name, timeout=120) for name in names[4:]]
+        assert {h.node_id for h in added} == {node.node_id}
+        # The rooms that hash to the new hosts move there on their next message.
+        deadline = time.monotonic() + 90
+        while True:
+            placed = {r: await mesh_hosts.locate(dep.settings, "room", r) for r in rooms}
+            now = await _owners(dep, "room", rooms)
+            if placed == now and set(placed.values()) <= set(names):
+                break
+            assert time.monotonic() < deadline, (placed, now)
+            await asyncio.sleep(1)
+        await _serves_on(chatter)
+        await _sold_out(buyers)
+    finally:
+        await chatter.stop()
+        await _stop(*buyers)
+    await _everyone_has_everything(viewers, chatter)
+    await _books_balance(dep, sku, units, buyers)
+    moved = [r for r in rooms if before[r] != now[r]]
+    assert all(now[r] in names[4:] for r in moved)  # only to the new hosts (rendezvous)
+    dep.extra_nodes.append(node)
+
+
+async def _owners(dep: Deployment, kind: str, keys: list[str]) -> dict[str, str]:
+    """The host each entity's owner epoch names (who activated it last)."""
+    assert dep.settings.database_url is not None
+    conn = await asyncpg.connect(dep.settings.database_url)
+    try:
+        rows = await conn.fetch(
+            "SELECT key, host FROM entity_owners WHERE kind = $1 AND key = ANY($2::text[])",
+            kind, keys,
+        )  # fmt: skip
+    finally:
+        await conn.close()
+    return {r["key"]: r["host"] for r in rows}
+
+
+async def test_removing_a_node_moves_its_entities_and_viewers_lose_nothing(
     deployment: Deployment, crowd: Crowd, new_id: NewId
 ) -> None:
     dep = deployment
     worker_id, head_id = dep.worker.node_id, dep.cluster.head_node.node_id
-    rooms = [new_id("node-loss") for _ in range(4)]
+    rooms = [new_id("node-loss") for _ in range(8)]
     for room in rooms:
         await _room(dep, room)
-    viewers = [v for room in rooms for v in await _viewers(dep, crowd, room, 3)]
+    viewers = [v for room in rooms for v in await _viewers(dep, crowd, room, 2)]
     chatter = _chatter(dep, crowd, rooms, interval=0.03)
     await _serves_on(chatter, count=3)
-    on_worker = [
-        room for room in rooms
-        if (await _wait_actor(wiring.room_actor_name(room))).node_id == worker_id
-    ]  # fmt: skip
-    assert on_worker, "SPREAD placed no room on the worker node"
+    owners = await _owners(dep, "room", rooms)
+    on_worker = [r for r in rooms if (await _wait_actor(owners[r])).node_id == worker_id]
+    assert on_worker, "no room is hosted on the worker node"
     await asyncio.to_thread(dep.cluster.remove_node, dep.worker)
     # Every room keeps serving: chats are acknowledged after the node went away ...
-    await _serves_on(chatter)
+    await _serves_on(chatter, timeout=120)
     await chatter.stop()
-    # ... its room actors restarted on the node that is left ...
+    # ... the rooms of its hosts are hosted on the nodes that are left ...
+    alive = {n.node_id for n in [dep.cluster.head_node, *dep.extra_nodes]}
+    owners = await _owners(dep, "room", on_worker)
     for room in on_worker:
-        actor = await _wait_actor(wiring.room_actor_name(room))
-        assert actor.node_id == head_id
+        assert (await _wait_actor(owners[room])).node_id in alive
     # ... its gateway's viewers reconnected to the other gateway and recovered ...
     await _everyone_has_everything(viewers, chatter)
     assert any(v.connects > 1 for v in viewers)
