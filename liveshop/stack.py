@@ -132,7 +132,8 @@ class Stack:
         from liveshop.mesh import hosts
         from liveshop.serve import applications
 
-        placement = hosts.start_hosts(self.settings)
+        # On a cluster, nodes with `actors` units may still be booting (as gateways).
+        placement = hosts.start_hosts(self.settings, 120.0 if self.ray_started_here else 600.0)
         dedicated = f" + {len(placement.dedicated)} dedicated" if placement.dedicated else ""
         progress(f"entities    {len(placement.slots)} host(s){dedicated}")
         before = {g["id"] for g in self.registered_gateways()}

@@ -298,7 +298,7 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
         user = f"{prefix}-u{random.randrange(args.carts)}"
         started = time.perf_counter()
         try:
-            if i % 2:
+            if random.random() >= args.writes:
                 await carts.run(user, "view")
             else:
                 sku = f"{prefix}-sku{random.randrange(max(1, args.skus))}"
@@ -391,6 +391,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concurrency", type=int, default=200, help="activations in flight")
     parser.add_argument("--rate", type=float, default=1000.0, help="cart ops/s offered")
     parser.add_argument("--seconds", type=float, default=20.0, help="of cart ops")
+    parser.add_argument(
+        "--writes",
+        type=float,
+        default=0.5,
+        help="share of cart ops that change the cart (set_quantity), the rest view it",
+    )
     parser.add_argument("--reactivate", type=int, default=10_000, help="carts brought back")
     parser.add_argument("--buyers", type=int, default=2_000, help="flash-sale buyers")
     parser.add_argument("--units", type=int, default=20_000, help="flash-sale units")

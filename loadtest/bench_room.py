@@ -604,7 +604,8 @@ class Env:
         procs: dict[str, list[psutil.Process]] = {"viewers": [psutil.Process(self.clients_pid)]}
         if target == "liveshop":
             procs["gateway"] = _gateway_processes()
-            procs["room actor"] = _ray_processes("Room")
+            # The room's entity host (the bench's one room; its neighbours are idle).
+            procs["room host"] = _ray_processes("EntityHost")
             redis = self.liveshop.stack.redis
             pid = redis.pid() if redis is not None else None
             procs["redis"] = [psutil.Process(pid)] if pid else []

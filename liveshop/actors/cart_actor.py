@@ -150,11 +150,24 @@ class CartActor:
         async with self._lock:
             line = self.cart.lines.get(sku)
             room_id = line.room_id if line is not None else None
+            policy = await self._policy(room_id)
+            if line is not None and not line.holds and policy != "hold":
+                # Nothing held at the SKU, nothing to hold: one change and one write.
+                self.cart.set_quantity(sku, quantity, clock.now())
+                await self.store.save(self.cart)
+                return {**self.cart.view(), "policy": policy}
             if line is not None:
                 self.cart.remove(sku, clock.now())
                 await self.store.save(self.cart)
                 await self._release(sku, line.holds)
         return await self.add(sku, quantity, room_id, counted=False)
+
+    async def _policy(self, room_id: str | None) -> str:
+        """How adding from ``room_id`` reserves: ``hold`` (at the SKU) or ``first_paid``."""
+        if room_id is None:
+            return "first_paid"
+        policy, _ = await self.store.room_policy(room_id, self.settings.hold_seconds)
+        return policy
 
     # -- checkout -----------------------------------------------------------------------------
 

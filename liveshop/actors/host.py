@@ -32,6 +32,7 @@ from liveshop.mesh.hosts import hosts_for
 from liveshop.mesh.room_client import RoomClient
 from liveshop.mesh.sku_client import SkuClient
 from liveshop.payments.cashier import Cashier
+from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.broker import RedisPublisher
 from liveshop.storage.channels import ChannelStore
 from liveshop.storage.owners import Fence, OwnerStore
@@ -58,7 +59,7 @@ ENTITY_METRICS = {
 }
 #: Every entity's metrics are exported at least this often (seconds), used or not.
 FULL_EXPORT_EVERY = 60.0
-#: How often a host looks for always-on entities placed on it that are not running.
+#: How often a host looks for entities placed on it that must run without being called.
 KEEP_RUNNING_EVERY = 10.0
 
 
@@ -124,6 +125,11 @@ class EntityHost:
     ) -> Any:
         return await self.host.call(kind, key, method, args, kwargs)
 
+    async def call_many(
+        self, kind: str, method: str, items: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+    ) -> list[Any]:
+        return await self.host.call_many(kind, method, items)
+
     async def tell(
         self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -187,19 +193,27 @@ class EntityHost:
     # -- background ---------------------------------------------------------------------------
 
     async def _keep_running(self) -> None:
-        """Activate the always-on entities (channels) placed here: after this host started,
-        and whenever the directory hands it more."""
-        channels = ChannelStore(self.pool)
+        """Activate the entities placed here that must run without being called: channels
+        (24/7), SKUs with holds to lapse or a deal to start or end, auctions not settled.
+        After this host started (a restart), and whenever the directory hands it more."""
+        channels, skus, auctions = (
+            ChannelStore(self.pool), SkuStore(self.pool), AuctionStore(self.pool)
+        )  # fmt: skip
         while True:
             try:
                 placement = await self.hosts.placement()
-                for info in await channels.list_channels():
-                    cid = info.channel_id
-                    if placement.host("channel", cid) == self.name:
+                wanted = [("channel", i.channel_id) for i in await channels.list_channels()]
+                wanted += [("sku", sku) for sku in await skus.timed(time.time())]
+                wanted += [("auction", a) for a in await auctions.unsettled()]
+                for kind, key in wanted:
+                    if (
+                        placement.host(kind, key) == self.name
+                        and (kind, key) not in self.host.slots
+                    ):
                         with contextlib.suppress(Exception):  # logged by the host
-                            await self.host.entity("channel", cid)
+                            await self.host.entity(kind, key)
             except Exception as exc:
-                log.warning("%s: cannot start its channels yet: %r", self.name, exc)
+                log.warning("%s: cannot start its clocked entities yet: %r", self.name, exc)
             await asyncio.sleep(KEEP_RUNNING_EVERY)
 
     async def _export_loop(self) -> None:

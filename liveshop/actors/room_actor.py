@@ -147,11 +147,18 @@ class RoomActor:
             self.room.apply(GiftSent(receipt), clock.now())
         loop = asyncio.get_running_loop()
         self._loop_task = loop.create_task(self._tick_loop())
+        # Stock pushes never wake a passivated room: one coming back asks its pinned
+        # product's SKUs for their counters now, instead of showing the ones it saved.
+        self._refresh: asyncio.Task[None] | None = None
+        if self.room.pinned is not None:
+            self._refresh = loop.create_task(self._refresh_stock(self.room.pinned.product_id))
         log.info("room %s loaded at offset %d epoch %s", room_id, self.room.offset, self.room.epoch)
 
     async def stop(self) -> None:
         """Passivated or moved: stop ticking, then save and publish what the last tick had
         not (callers waiting on it are answered), so nothing anyone sent is left behind."""
+        if self._refresh is not None:
+            self._refresh.cancel()
         async with self._apply_lock:  # no command is applied after the last tick
             self._stopping = True
             self._wake.set()
@@ -235,6 +242,13 @@ class RoomActor:
         }
         views = await asyncio.gather(*(self._watch_skus(p) for p in products))
         return [StockChanged(view) for found in views for view in found]
+
+    async def _refresh_stock(self, product_id: str) -> None:
+        for view in await self._watch_skus(product_id):
+            try:
+                await self._from_actor(StockChanged(view))
+            except LiveshopError as exc:
+                log.info("room %s: stock counter not refreshed: %r", self.room_id, exc)
 
     async def _watch_skus(self, product_id: str) -> list[dict[str, Any]]:
         """Ask the SKUs of a product being pinned to push their counters here; their

@@ -66,6 +66,16 @@ class Cart:
         self._touch(now)
         return line
 
+    def set_quantity(self, sku: str, quantity: int, now: float) -> CartLine:
+        """A line's new quantity (1..MAX_LINE_QUANTITY), where it came from kept."""
+        _check_quantity(quantity)
+        line = self.lines.get(sku)
+        if line is None:
+            raise CartItemNotFound(f"{sku!r} is not in the cart")
+        line.quantity = quantity
+        self._touch(now)
+        return line
+
     def remove(self, sku: str, now: float) -> CartLine:
         line = self.lines.pop(sku, None)
         if line is None:

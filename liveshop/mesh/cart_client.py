@@ -18,6 +18,9 @@ async def _any_user(_: str) -> bool:
 class CartClient(ActorClient):
     kind = "cart"
     entity = "cart"
+    #: A shopper's cart changes are quick and alike: a host takes many carts' in one call.
+    #: Checkout and quotes (payments, several SKUs) go alone.
+    host_batched = frozenset({"view", "add", "remove", "set_quantity", "report_abandoned"})
 
     def __init__(self, settings: Settings, pool: asyncpg.Pool) -> None:
         super().__init__(

@@ -34,6 +34,10 @@ class ActorClient:
     kind = "actor"
     #: The entity kind hosts know it by (liveshop/actors/host.py).
     entity = "actor"
+    #: Methods whose calls bound for one host are gathered into one Ray call (see Batcher):
+    #: many small entities (carts) cost a host one call per batch, not per operation. Only
+    #: quick methods of similar latency: a batch is answered once its slowest call is.
+    host_batched: frozenset[str] = frozenset()
 
     def __init__(
         self,
@@ -54,6 +58,7 @@ class ActorClient:
         # Per entity and method: the batcher gathering its calls.
         self._batchers: dict[tuple[str, str], Batcher[Any]] = {}
         self._lookups: dict[str, asyncio.Future[None]] = {}
+        self._host_batchers: dict[tuple[str, str], Batcher[Any]] = {}
 
     async def actor(self, key: str) -> Any:
         """The entity's handle (``handle.method.remote(...)`` reaches it on its host)."""
@@ -118,7 +123,36 @@ class ActorClient:
     async def call(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         # ``actor_id``, not ``key``: methods take a ``key`` (idempotency) of their own.
         handle = await self.actor(actor_id)
+        if method in self.host_batched and isinstance(handle, EntityHandle):
+            return await self._host_batcher(handle.host_name, method).submit(
+                (actor_id, args, kwargs)
+            )
         return await self._await(handle, getattr(handle, method).remote(*args, **kwargs))
+
+    def _host_batcher(self, host: str, method: str) -> Batcher[Any]:
+        batcher = self._host_batchers.get((host, method))
+        if batcher is None:
+            batcher = self._host_batchers[(host, method)] = Batcher(
+                lambda items: self._call_many(host, method, items),
+                window=self.settings.batch_window,
+                max_batch=self._max_batch,
+                max_in_flight=self.settings.max_calls_in_flight,
+            )
+        return batcher
+
+    async def _call_many(self, host: str, method: str, items: list[Any]) -> Any:
+        started = time.perf_counter()
+        try:
+            handle = EntityHandle(await self.hosts.host(host), host, self.entity, "*")
+            results = await self._await(
+                handle, handle.host.call_many.remote(self.entity, method, items)
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                metrics.batch(self.kind.lower(), method, len(items), time.perf_counter() - started)
+        if any(isinstance(r, Moved) for r in results):
+            self.hosts.directory.expire()  # the directory changed: read it again
+        return results
 
     async def tell(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         """Like :meth:`call`, but only if the entity is resident: a push (a stock counter,
@@ -149,4 +183,5 @@ class ActorClient:
             raise Unavailable(f"{self.kind} did not answer in time, try again") from None
 
     async def close(self) -> None:
-        await asyncio.gather(*(b.close() for b in self._batchers.values()))
+        batchers = [*self._batchers.values(), *self._host_batchers.values()]
+        await asyncio.gather(*(b.close() for b in batchers))

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from liveshop.errors import InvalidRequest, LiveshopError, Unavailable
+from liveshop.errors import InternalError, InvalidRequest, LiveshopError, Unavailable
 from liveshop.mesh.placement import Placement
 from liveshop.storage.owners import Fence, Fenced
 
@@ -35,6 +35,8 @@ log = logging.getLogger(__name__)
 
 #: How long a stopping entity may take to finish what it has in flight (seconds).
 STOP_TIMEOUT = 10.0
+#: How often a stopping entity looks whether its calls in flight are done (seconds).
+DRAIN_POLL = 0.01
 
 
 class Entity(Protocol):
@@ -129,6 +131,24 @@ class Host:
             if slot.fence is not None and slot.fence.lost:
                 self._lost(slot)
 
+    async def call_many(
+        self, kind: str, method: str, items: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
+    ) -> list[Any]:
+        """Several entities' calls of one method at once (a client's batch for this host):
+        one result per item, an error as a value that fails that item alone. Each entity
+        still runs its own call; the batch only saves Ray calls."""
+
+        async def one(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+            try:
+                return await self.call(kind, key, method, args, kwargs)
+            except LiveshopError as exc:
+                return exc
+            except Exception as exc:
+                log.exception("%s: %s %s.%s failed", self.name, kind, key, method)
+                return InternalError(f"{kind}.{method} failed: {type(exc).__name__}")
+
+        return list(await asyncio.gather(*(one(*item) for item in items)))
+
     async def tell(
         self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
@@ -205,6 +225,11 @@ class Host:
             try:
                 if slot.ready.done() and not slot.ready.exception():
                     async with asyncio.timeout(STOP_TIMEOUT):
+                        # New calls wait for the stop (the slot is gone); the calls already
+                        # in the entity finish first, so none is left waiting on a loop
+                        # that stopped or decides on state nobody will save.
+                        while slot.calls:
+                            await asyncio.sleep(DRAIN_POLL)
                         await slot.ready.result().stop()
                     self.stats.passivations[slot.kind] += 1
             except BaseException as exc:

@@ -165,8 +165,9 @@ def wanted(settings: Settings) -> Placement:
     units = 0.0
     if ACTOR_RESOURCE in settings.placement:
         units = float(ray.cluster_resources().get(ACTOR_RESOURCE, 0))  # type: ignore[no-untyped-call]
-        units -= len(settings.dedicated_entities)  # dedicated hosts take their units too
-    return configured(settings, max(1.0, units))
+        # Dedicated hosts take their units too; at least one slot whatever is left.
+        units = max(1.0, units - len(settings.dedicated_entities))
+    return configured(settings, units)
 
 
 def start_hosts(settings: Settings, timeout: float = 120.0) -> Placement:

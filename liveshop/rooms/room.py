@@ -915,6 +915,7 @@ class Room:
             # Unsorted: these sets reach 10^5 members and are written with most ticks.
             "chatters": list(self.chatters),
             "uniques": list(self.uniques),
+            "recent_joiners": list(self.recent_joiners),
             "gifts": self.gifts.to_state(),
         }
 
@@ -960,6 +961,7 @@ class Room:
         }
         room.chatters = set(state.get("chatters") or ())
         room.uniques = set(state.get("uniques") or ())
+        room.recent_joiners.extend(state.get("recent_joiners") or ())
         room.gifts = GiftBoard.from_state(state.get("gifts") or {})
         return room
 

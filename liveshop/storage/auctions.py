@@ -54,6 +54,14 @@ class AuctionStore:
             terms.mode, terms.extend_window, by,
         )  # fmt: skip
 
+    async def unsettled(self) -> list[str]:
+        """Auctions still running or not settled to the end (result, unit, payment): a host
+        brings those placed on it back after a restart, so their clocks run."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM auctions WHERE NOT (stock_done AND payment_done)"
+        )
+        return [r["id"] for r in rows]
+
     async def exists(self, auction_id: str) -> bool:
         return bool(await self.pool.fetchval("SELECT 1 FROM auctions WHERE id = $1", auction_id))
 

@@ -426,6 +426,16 @@ class SkuStore:
         )
         return [(r["ref"], r["buyer_id"], r["quantity"], r["deal_id"]) for r in rows]
 
+    async def timed(self, now: float) -> list[str]:
+        """SKUs whose clock has work: open holds to lapse, or a deal not over yet. A host
+        brings those placed on it back after a restart, without waiting for a buyer."""
+        rows = await self.pool.fetch(
+            "SELECT id FROM skus WHERE reserved > 0 "
+            "OR (deal IS NOT NULL AND (deal->>'ends_at')::float8 > $1)",
+            now,
+        )
+        return [r["id"] for r in rows]
+
     async def returns_waiting(self, older_than: float, *, limit: int = 100) -> list[str]:
         """SKUs with a stock return not applied ``older_than`` seconds after it was made:
         its poke was lost (a SKU does not poll for them)."""
