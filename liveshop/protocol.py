@@ -326,7 +326,7 @@ class RescheduleCueParams(CueParams):
     at: float = Field(ge=0, le=24 * 3600)
 
 
-#: Operations on a room, after `connect`: each becomes one room command (liveshop/serve/ops.py).
+#: Operations on a room, after `connect`: each becomes one room command (liveshop/app/ops.py).
 ROOM_OPS: dict[str, type[RoomParams]] = {
     "chat": ChatParams,
     "react": ReactParams,
@@ -358,7 +358,7 @@ ROOM_OPS: dict[str, type[RoomParams]] = {
     "tip": TipParams,
 }
 
-#: Operations on a SKU, from inside a room: each becomes one SKU command (liveshop/serve/ops.py).
+#: Operations on a SKU, from inside a room: each becomes one SKU command (liveshop/app/ops.py).
 COMMERCE_OPS: dict[str, type[RoomParams]] = {
     "buy": BuyNowParams,
     "reserve": ReserveParams,
@@ -385,7 +385,7 @@ COMMERCE_OPS: dict[str, type[RoomParams]] = {
 }
 
 #: The host's show operations, on the show on air (or next) in a room: run-of-show cues and
-#: live analytics (liveshop/serve/programming.py).
+#: live analytics (liveshop/app/programming.py).
 SHOW_OPS: dict[str, type[RoomParams]] = {
     "fire_cue": CueParams,
     "skip_cue": CueParams,

@@ -129,11 +129,11 @@ class Stack:
         progress(f"cluster     {len(nodes)} node(s); placement: {units}; media {media:g}")
 
     def deploy(self, progress: Progress = print) -> None:
-        from liveshop.mesh import hosts
+        from liveshop.actors import hosting
         from liveshop.serve import applications
 
         # On a cluster, nodes with `actors` units may still be booting (as gateways).
-        placement = hosts.start_hosts(self.settings, 120.0 if self.ray_started_here else 600.0)
+        placement = hosting.start_hosts(self.settings, 120.0 if self.ray_started_here else 600.0)
         dedicated = f" + {len(placement.dedicated)} dedicated" if placement.dedicated else ""
         progress(f"entities    {len(placement.slots)} host(s){dedicated}")
         before = {g["id"] for g in self.registered_gateways()}

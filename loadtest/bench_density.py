@@ -122,7 +122,7 @@ def ray_worker_processes() -> int:
 
 
 def host_pids(settings: Settings) -> dict[str, int]:
-    from liveshop.mesh.hosts import wanted
+    from liveshop.actors.hosting import wanted
 
     pids = {}
     for name in wanted(settings).hosts:

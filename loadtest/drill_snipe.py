@@ -45,10 +45,10 @@ class War:
 
 
 async def war(settings: Any, mode: str, bidders: int, duration: float) -> War:
+    from liveshop.app.commerce import Commerce
     from liveshop.commerce.product import Product
     from liveshop.errors import AuctionNotLive, BidTooLow, Unavailable
     from liveshop.protocol import AuctionParams, validate_params
-    from liveshop.serve.commerce import Commerce
     from liveshop.storage.pool import create_pool
     from liveshop.storage.products import ProductStore
     from liveshop.tokens import Identity, Role

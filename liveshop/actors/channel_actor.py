@@ -24,6 +24,8 @@ from redis.exceptions import RedisError
 
 from liveshop import clock
 from liveshop.actors.resources import Resources
+from liveshop.app.commerce import Commerce
+from liveshop.app.ops import command_for
 from liveshop.errors import Forbidden, InternalError, InvalidRequest, LiveshopError, NotFound
 from liveshop.protocol import ROOM_OPS
 from liveshop.rooms.analytics import ShowAnalytics
@@ -37,8 +39,6 @@ from liveshop.rooms.channel import (
 from liveshop.rooms.commands import Actor, ChannelChanged, ChatSettings, QueueProduct
 from liveshop.rooms.runofshow import Cue, RunOfShow, cue_operation
 from liveshop.rooms.schedule import Show
-from liveshop.serve.commerce import Commerce
-from liveshop.serve.ops import command_for
 from liveshop.storage.channels import ChannelStore
 from liveshop.storage.owners import Fence
 from liveshop.storage.products import ProductStore

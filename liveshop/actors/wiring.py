@@ -8,18 +8,17 @@ import and unit-test without Ray.
 
 from __future__ import annotations
 
-import functools
-import importlib
 from typing import Any
 
 import ray
 
+from liveshop.actors.transcoder_actor import TranscoderActor
 from liveshop.config import NAMESPACE, Settings
 from liveshop.mesh.options import ACTOR_RESOURCE as ACTOR_RESOURCE
+from liveshop.mesh.options import GATEWAY_RESOURCE as GATEWAY_RESOURCE
 from liveshop.mesh.options import HOST_ACTOR_OPTIONS
 from liveshop.mesh.options import placed as placed
 from liveshop.mesh.placement import HOST_PREFIX
-from liveshop.serve.scaling import GATEWAY_RESOURCE as GATEWAY_RESOURCE
 
 TRANSCODER_ACTOR_PREFIX = "transcoder:"
 
@@ -56,11 +55,7 @@ GATEWAY_AUTOSCALING: dict[str, Any] = {
 }
 
 
-@functools.cache
-def _transcoder_class() -> Any:
-    """The transcoder's Ray actor class, made on first use (the media stack is heavy to
-    import, and the API imports this module)."""
-    return ray.remote(importlib.import_module("liveshop.actors.transcoder_actor").TranscoderActor)
+_TRANSCODER = ray.remote(TranscoderActor)
 
 
 def _get_actor(name: str) -> Any | None:
@@ -78,10 +73,8 @@ def create_transcoder_actor(room_id: str, settings: Settings) -> Any:
     """Get or create the room's transcoder (blocking GCS call); it waits for a node with a
     free ``media`` unit."""
     name = TRANSCODER_ACTOR_PREFIX + room_id
-    return (
-        _transcoder_class()
-        .options(name=name, get_if_exists=True, **TRANSCODER_ACTOR_OPTIONS)
-        .remote(room_id, settings)
+    return _TRANSCODER.options(name=name, get_if_exists=True, **TRANSCODER_ACTOR_OPTIONS).remote(
+        room_id, settings
     )
 
 

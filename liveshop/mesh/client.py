@@ -24,6 +24,9 @@ from liveshop.mesh.hosts import hosts_for
 
 log = logging.getLogger(__name__)
 
+#: Ids a client remembers as existing (past it, it forgets them all and asks again).
+MAX_KNOWN = 100_000
+
 
 class ActorClient:
     """One kind of entity. ``exists(id)`` is asked once per id and process before the first
@@ -87,6 +90,8 @@ class ActorClient:
             raise Unavailable(f"{self.kind} lookup failed, try again") from None
         if not found:
             raise self._missing(key)
+        if len(self._known) >= MAX_KNOWN:
+            self._known.clear()  # a 24/7 process meets millions of carts: ask again later
         self._known.add(key)
 
     def forget(self, key: str) -> None:

@@ -1,12 +1,10 @@
 """How a process reaches entities: the directory places ``kind:key`` on a host; the host's
-Ray actor is looked up once (created if missing) and cached; an :class:`EntityHandle`
-carries calls to it. One ``Hosts`` per process and database pool."""
+Ray actor is looked up once and cached; an :class:`EntityHandle` carries calls to it. One
+``Hosts`` per process and database pool. (Starting hosts is liveshop/actors/hosting.py's.)"""
 
 from __future__ import annotations
 
 import asyncio
-import functools
-import importlib
 import logging
 from typing import Any
 
@@ -14,20 +12,14 @@ import asyncpg
 import ray
 
 from liveshop.config import NAMESPACE, Settings
-from liveshop.mesh.directory import Directory
+from liveshop.errors import Unavailable
+from liveshop.mesh.directory import Directory, configured
 from liveshop.mesh.handle import EntityHandle
-from liveshop.mesh.options import HOST_ACTOR_OPTIONS, placed
 from liveshop.mesh.placement import Placement
 from liveshop.storage.owners import OwnerStore
+from liveshop.storage.pool import create_pool
 
 log = logging.getLogger(__name__)
-
-
-@functools.cache
-def _host_class() -> Any:
-    # The host actor lives above this layer (it runs the actors' entity classes), so the
-    # class is looked up by name when a host must be created, never imported from here.
-    return ray.remote(importlib.import_module("liveshop.actors.host").EntityHost)
 
 
 def get_host(name: str) -> Any | None:
@@ -36,12 +28,6 @@ def get_host(name: str) -> Any | None:
         return ray.get_actor(name, namespace=NAMESPACE)
     except ValueError:
         return None
-
-
-def create_host(name: str, settings: Settings) -> Any:
-    """Get or create the detached host ``name`` (blocking GCS call)."""
-    options = placed(HOST_ACTOR_OPTIONS, settings)
-    return _host_class().options(name=name, get_if_exists=True, **options).remote(name, settings)
 
 
 class Hosts:
@@ -59,15 +45,21 @@ class Hosts:
         return EntityHandle(await self.host(name), name, kind, key)
 
     async def host(self, name: str) -> Any:
+        """The host's Ray actor (looked up once per process; concurrent first lookups share
+        one GCS call). Hosts are started by `liveshop up` and the API's keeper
+        (liveshop/actors/hosting.py), and Ray restarts them: one that is not running is
+        ``unavailable`` here, never started by a caller."""
         handle = self._hosts.get(name)
         if handle is not None:
             return handle
         pending = self._lookups.get(name)
         if pending is None:
-            pending = asyncio.ensure_future(asyncio.to_thread(create_host, name, self.settings))
+            pending = asyncio.ensure_future(asyncio.to_thread(get_host, name))
             self._lookups[name] = pending
             pending.add_done_callback(lambda _: self._lookups.pop(name, None))
         handle = await asyncio.shield(pending)
+        if handle is None:
+            raise Unavailable(f"entity host {name} is not running, try again")
         self._hosts[name] = handle
         return handle
 
@@ -142,51 +134,9 @@ async def down(hosts: Hosts) -> list[str]:
     return [n for n in await asyncio.gather(*(check(n) for n in names)) if n is not None]
 
 
-async def _publish(settings: Settings, placement: Placement) -> None:
-    from liveshop.storage.pool import create_pool
-
-    assert settings.database_url is not None
-    pool = await create_pool(settings.database_url, min_size=1, max_size=1)
-    try:
-        rows: list[tuple[str, str | None]] = [(name, None) for name in placement.slots]
-        rows += [(name, entity) for entity, name in placement.dedicated.items()]
-        await OwnerStore(pool).publish_hosts(rows)
-    finally:
-        await pool.close()
-
-
-def wanted(settings: Settings) -> Placement:
-    """The hosts this cluster should run now (blocking GCS call): one per ``actors`` unit
-    when the cluster declares them (minus the dedicated hosts' units), else
-    ``entity_hosts`` or DEFAULT_HOSTS; plus one per dedicated entity."""
-    from liveshop.mesh.directory import configured
-    from liveshop.mesh.options import ACTOR_RESOURCE
-
-    units = 0.0
-    if ACTOR_RESOURCE in settings.placement:
-        units = float(ray.cluster_resources().get(ACTOR_RESOURCE, 0))  # type: ignore[no-untyped-call]
-        # Dedicated hosts take their units too; at least one slot whatever is left.
-        units = max(1.0, units - len(settings.dedicated_entities))
-    return configured(settings, units)
-
-
-def start_hosts(settings: Settings, timeout: float = 120.0) -> Placement:
-    """Publish the directory for this cluster and start every host in it (blocking; for
-    `liveshop up`): one per ``actors`` unit (or ``entity_hosts``), plus the dedicated ones.
-    Returns once each host answers."""
-    placement = wanted(settings)
-    asyncio.run(_publish(settings, placement))
-    handles = [create_host(name, settings) for name in placement.hosts]
-    ray.get([h.ping.remote() for h in handles], timeout=timeout)
-    return placement
-
-
 async def locate(settings: Settings, kind: str, key: str) -> str:
     """The name of the host ``kind:key`` is placed on now (for drills, tests and operators:
     kill a SKU's host during a sale, find a room's process)."""
-    from liveshop.mesh.directory import configured
-    from liveshop.storage.pool import create_pool
-
     assert settings.database_url is not None
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
@@ -195,58 +145,3 @@ async def locate(settings: Settings, kind: str, key: str) -> str:
         await pool.close()
     placement = Placement.of(rows) if rows else configured(settings)
     return placement.host(kind, key)
-
-
-#: How often the API compares the hosts with the cluster's ``actors`` units (seconds).
-KEEP_HOSTS_EVERY = 5.0
-
-
-async def keep_hosts(settings: Settings, pool: asyncpg.Pool) -> None:
-    """Hosts follow the cluster (run by each API replica; they agree, as they compute the
-    same thing): a node joining with ``actors`` units adds hosts and the directory, and
-    about 1/n of the entities move to them; a node leaving shrinks it, and the hosts no
-    longer listed hand their entities over and leave. Entities move by passivation on the
-    old host and activation on the new one, fenced, so none is written by both."""
-    from liveshop.mesh.options import ACTOR_RESOURCE
-
-    if ACTOR_RESOURCE not in settings.placement or settings.entity_hosts:
-        return  # a fixed count: `liveshop up` published it
-    owners = OwnerStore(pool)
-    retiring: set[asyncio.Task[None]] = set()
-    while True:
-        await asyncio.sleep(KEEP_HOSTS_EVERY)
-        try:
-            placement = await asyncio.to_thread(wanted, settings)
-            rows = await owners.hosts()
-            if Placement.of(rows) == placement:
-                continue
-            for name in placement.hosts:  # up before anything is placed on them
-                await asyncio.to_thread(create_host, name, settings)
-            new_rows: list[tuple[str, str | None]] = [(n, None) for n in placement.slots]
-            new_rows += [(n, e) for e, n in placement.dedicated.items()]
-            await owners.publish_hosts(new_rows)
-            log.info("entity hosts now %s", ", ".join(placement.hosts))
-            for name, _ in rows:
-                if name not in placement.hosts:
-                    task = asyncio.ensure_future(_retire(name))
-                    retiring.add(task)
-                    task.add_done_callback(retiring.discard)
-        except Exception as exc:
-            log.warning("cannot match the entity hosts to the cluster: %r", exc)
-
-
-#: How long a host no longer listed may take to hand its entities over (seconds).
-RETIRE_TIMEOUT = 60.0
-
-
-async def _retire(name: str) -> None:
-    """Ask the host to hand its entities over and leave; one that cannot (it died with its
-    node and waits for a unit it will not get) is killed instead."""
-    handle = await asyncio.to_thread(get_host, name)
-    if handle is None:
-        return
-    try:
-        await asyncio.wait_for(handle.retire.remote(), RETIRE_TIMEOUT)
-    except Exception as exc:
-        log.info("host %s did not retire (%r): killed", name, exc)
-        ray.kill(handle, no_restart=True)

@@ -1,5 +1,5 @@
-"""The Ray options of entity hosts (every other Ray option is in liveshop/actors/wiring.py,
-which takes these from here)."""
+"""The Ray options of entity hosts and the resources that place liveshop's processes
+(liveshop/actors/wiring.py holds the rest: transcoders, Serve deployments)."""
 
 from __future__ import annotations
 
@@ -7,6 +7,9 @@ from typing import Any
 
 from liveshop.config import NAMESPACE, Settings
 
+#: The custom resource gateway nodes offer, one unit per gateway process (see
+#: liveshop/serve/scaling.py).
+GATEWAY_RESOURCE = "gateway"
 #: Nodes for entity hosts offer one unit per host process they may run (size it by memory:
 #: a host is ~150 MB plus its entities). Gateway nodes offer ``gateway`` units instead.
 ACTOR_RESOURCE = "actors"

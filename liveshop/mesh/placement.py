@@ -74,6 +74,10 @@ class Placement:
             return own
         return rendezvous(entity, self.slots)
 
+    def rows(self) -> list[tuple[str, str | None]]:
+        """The directory's rows (the inverse of :meth:`of`)."""
+        return [*((n, None) for n in self.slots), *((n, e) for e, n in self.dedicated.items())]
+
     @property
     def hosts(self) -> tuple[str, ...]:
         return (*self.slots, *sorted(self.dedicated.values()))

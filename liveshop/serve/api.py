@@ -24,6 +24,10 @@ from pydantic import Field
 from ray import serve
 
 from liveshop import __version__, clock
+from liveshop.actors import hosting
+from liveshop.app.commerce import Commerce
+from liveshop.app.ops import command_for
+from liveshop.app.programming import Programming
 from liveshop.commerce import inventory as inv
 from liveshop.commerce.checkout import ShippingRule
 from liveshop.commerce.listing import require_seller
@@ -53,10 +57,7 @@ from liveshop.serve.auth import (
     require_self_or_service,
     require_service,
 )
-from liveshop.serve.commerce import Commerce
 from liveshop.serve.http_errors import BodyLimit, install_error_handlers, limit_bodies
-from liveshop.serve.ops import command_for
-from liveshop.serve.programming import Programming
 from liveshop.serve.schema import (
     DECIMAL_INT,
     JSON,
@@ -315,7 +316,9 @@ class Api:
             self.programming.keep_actors_running()
         )
         # Entity hosts follow the cluster's `actors` units (nodes joining and leaving).
-        self._hosts = asyncio.get_running_loop().create_task(hosts.keep_hosts(settings, self.pool))
+        self._hosts = asyncio.get_running_loop().create_task(
+            hosting.keep_hosts(settings, self.pool)
+        )
 
     def _identity(self, authorization: str | None) -> Identity:
         return bearer_identity(self.settings.secret, authorization)

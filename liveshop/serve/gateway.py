@@ -23,6 +23,9 @@ from websockets.exceptions import ConnectionClosed
 from websockets.typing import Subprotocol
 
 from liveshop import clock, metrics
+from liveshop.app.commerce import Commerce
+from liveshop.app.ops import command_for
+from liveshop.app.programming import Programming
 from liveshop.config import Settings
 from liveshop.errors import (
     AlreadyConnected,
@@ -60,10 +63,7 @@ from liveshop.protocol import (
 )
 from liveshop.ratelimit import PerUser, TokenBucket
 from liveshop.rooms.commands import Actor, Joined, ReportViewers
-from liveshop.serve.commerce import Commerce
 from liveshop.serve.hub import Hub, server_frame, write_all
-from liveshop.serve.ops import command_for
-from liveshop.serve.programming import Programming
 from liveshop.storage.broker import RedisSubscriber
 from liveshop.storage.gateways import HEARTBEAT, GatewayRecord, GatewayStore
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS, create_pool

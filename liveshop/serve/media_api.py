@@ -19,6 +19,8 @@ from pydantic import Field
 from ray import serve
 from ray.exceptions import RayActorError
 
+from liveshop.actors import wiring
+from liveshop.app.ops import require_host
 from liveshop.config import Settings
 from liveshop.errors import (
     BadStream,
@@ -37,7 +39,6 @@ from liveshop.protocol import RoomId
 from liveshop.serve import views
 from liveshop.serve.auth import Authorization, bearer_identity
 from liveshop.serve.http_errors import BodyLimit, install_error_handlers, limit_bodies
-from liveshop.serve.ops import require_host
 from liveshop.serve.schema import BODY, JSON, ROLE, TOKEN, Body, Route, answers, serve_docs
 from liveshop.storage.pool import create_pool
 from liveshop.storage.restreams import RestreamStore
@@ -90,16 +91,12 @@ class MediaApi:
 
     async def _transcoder_for(self, room_id: str) -> Any:
         """The room's transcoder, started if it is not running (a publisher arrives)."""
-        from liveshop.actors import wiring
-
         return await asyncio.to_thread(wiring.create_transcoder_actor, room_id, self.settings)
 
     async def _transcoder(self, room_id: str) -> Any | None:
         """The room's running transcoder, if any (reads and control never start one). Not
         an ``ActorClient``: that creates actors on use, and a transcoder leaves for good
         when its stream ends, so a cached handle would outlive it."""
-        from liveshop.actors import wiring
-
         return await asyncio.to_thread(wiring.get_transcoder_actor, room_id)
 
     async def _running_transcoder(self, room_id: str) -> Any:

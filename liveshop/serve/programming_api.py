@@ -14,6 +14,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from pydantic import BeforeValidator, Field
 
 from liveshop import clock
+from liveshop.app.programming import Programming, require_operator
 from liveshop.config import Settings
 from liveshop.errors import InvalidRequest, Unavailable
 from liveshop.rooms.channel import ChannelInfo
@@ -25,7 +26,6 @@ from liveshop.serve.auth import (
     require_self_or_service,
     require_service,
 )
-from liveshop.serve.programming import Programming, require_operator
 from liveshop.serve.schema import (
     DECIMAL,
     DECIMAL_INT,

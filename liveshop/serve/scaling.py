@@ -12,8 +12,8 @@ from __future__ import annotations
 import time
 from typing import Any
 
-#: The custom resource gateway nodes offer, one unit per gateway process.
-GATEWAY_RESOURCE = "gateway"
+from liveshop.mesh.options import GATEWAY_RESOURCE
+
 #: How often the policy asks the GCS for the cluster's resources (it is called ~10x/s).
 CHECK_EVERY = 2.0
 

@@ -39,8 +39,9 @@ from liveshop.commerce.cart import Cart
 from liveshop.commerce.inventory import Buy, Release, Reserve, Restock
 from liveshop.commerce.product import Product
 from liveshop.config import Settings
-from liveshop.errors import LiveshopError
+from liveshop.errors import LiveshopError, Unavailable
 from liveshop.mesh.host import Entity, Factory, Host
+from liveshop.mesh.hosts import Hosts
 from liveshop.mesh.placement import Placement
 from liveshop.mesh.room_client import RoomClient
 from liveshop.mesh.sku_client import SkuClient
@@ -177,8 +178,15 @@ async def harness(
 ) -> AsyncIterator[Harness]:
     """A :class:`Host` named ``host:0`` that every entity is placed on, built like
     EntityHost builds its own (liveshop/actors/host.py), without Ray."""
-    # A push to another entity must fail softly, never start a Ray cluster in this process.
+    # A push to another entity must fail softly: never start a Ray cluster in this process,
+    # nor reach the hosts of one that a test tier before this one started.
     monkeypatch.setattr(auto_init_hook, "enable_auto_connect", False)
+
+    async def no_hosts(_self: Hosts, name: str) -> Any:
+        raise Unavailable(f"no entity host {name} in this test")
+
+    monkeypatch.setattr(Hosts, "host", no_hosts)
+    ray_before = ray.is_initialized()
     await pool.execute("TRUNCATE entity_owners, carts, cart_adds, commerce_events CASCADE")
     settings = Settings(
         database_url=postgres_url, redis_url=redis_url, passivate_after=3600.0, automod=""
@@ -206,7 +214,7 @@ async def harness(
         await res.rooms.close()
         await res.skus.close()
         await res.publisher.close()
-    assert not ray.is_initialized()
+    assert ray.is_initialized() == ray_before
 
 
 async def _product(pool: asyncpg.Pool, *skus: str, on_hand: int = 10) -> None:

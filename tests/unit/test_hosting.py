@@ -54,6 +54,7 @@ def test_a_dedicated_entity_has_its_host_whatever_the_hash() -> None:
     assert placement.host("sku", "HOT") == "host:sku:HOT"
     assert {placement.host("sku", f"s{i}") for i in range(100)} == {"host:0", "host:1"}
     assert placement.hosts == ("host:0", "host:1", "host:sku:HOT")
+    assert Placement.of(placement.rows()) == placement
 
 
 # -- the host's life cycle ----------------------------------------------------------------------

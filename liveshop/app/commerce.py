@@ -14,6 +14,7 @@ from typing import Any
 import asyncpg
 
 from liveshop import clock, metrics
+from liveshop.app.ops import require_host, sku_command_for
 from liveshop.commerce.auction import AuctionTerms
 from liveshop.commerce.inventory import Commit, EndDeal, Release, Reserve
 from liveshop.commerce.listing import PROMOTIONS, acts_for_seller
@@ -32,7 +33,6 @@ from liveshop.mesh.batcher import Batcher
 from liveshop.mesh.cart_client import CartClient
 from liveshop.mesh.sku_client import SkuClient
 from liveshop.payments.cashier import Cashier
-from liveshop.serve.ops import require_host, sku_command_for
 from liveshop.storage.auctions import AuctionStore
 from liveshop.storage.carts import CartStore
 from liveshop.storage.pool import TRANSIENT_DB_ERRORS

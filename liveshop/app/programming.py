@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 
 from liveshop import clock
+from liveshop.app.ops import require_host
 from liveshop.commerce.listing import PROMOTIONS
 from liveshop.config import Settings
 from liveshop.errors import Forbidden, InvalidRequest, LiveshopError, NotFound
@@ -22,7 +23,6 @@ from liveshop.mesh.channel_client import ChannelClient
 from liveshop.rooms.channel import ChannelInfo, feed_room
 from liveshop.rooms.runofshow import Cue, RunOfShow, cue_operation
 from liveshop.rooms.schedule import Availability, Recurrence, Show, now_and_next
-from liveshop.serve.ops import require_host
 from liveshop.storage.channels import ChannelStore
 from liveshop.storage.products import ProductStore
 from liveshop.storage.rooms import RoomStore
