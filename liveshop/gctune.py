@@ -15,6 +15,7 @@ start-up (Ray, Serve, pydantic models, our modules) are frozen out of every coll
 from __future__ import annotations
 
 import gc
+import time
 
 #: Young-generation threshold: allocations minus deallocations between young collections.
 YOUNG = 50_000
@@ -26,3 +27,30 @@ def tune() -> None:
     gc.freeze()
     _, middle, old = gc.get_threshold()
     gc.set_threshold(YOUNG, middle, old)
+
+
+class Pauses:
+    """How long the collector stopped this process, by generation (count, total and longest
+    pause in seconds): an entity host's tail latency is its longest collections."""
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.total = [0.0, 0.0, 0.0]
+        self.longest = [0.0, 0.0, 0.0]
+        self._started = 0.0
+        gc.callbacks.append(self._callback)
+
+    def _callback(self, phase: str, info: dict[str, int]) -> None:
+        now = time.perf_counter()
+        if phase == "start":
+            self._started = now
+            return
+        generation = info.get("generation", 0)
+        took = now - self._started
+        self.count[generation] += 1
+        self.total[generation] += took
+        self.longest[generation] = max(self.longest[generation], took)
+
+    def view(self) -> dict[str, list[float]]:
+        return {"count": list(self.count), "seconds": list(self.total),
+                "longest": list(self.longest)}  # fmt: skip

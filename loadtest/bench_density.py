@@ -40,6 +40,7 @@ import ray
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_fanout import LIVESHOP_OVERRIDES, _raise_interrupt, _say, add_service_args
 
+from liveshop import gctune
 from liveshop.config import NAMESPACE, Settings
 from liveshop.mesh.client import ActorClient
 
@@ -262,6 +263,9 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
     skus = SkuClient(settings, SkuStore(pool))
     rooms = RoomClient(settings, RoomStore(pool))
     carts = CartClient(settings, pool)
+    # The client is a gateway or API process: tuned the same way (liveshop/gctune.py).
+    gctune.tune()
+    client_gc = gctune.Pauses()
     pids = await asyncio.to_thread(host_pids, settings)
     workers_before = ray_worker_processes()
     print(f"hosts {sorted(pids)}; Ray worker processes {workers_before}", flush=True)
@@ -308,6 +312,9 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
             return
         ops.append(time.perf_counter() - started)
 
+    gc_before = {n: (await ray.get_actor(n, namespace=NAMESPACE).stats.remote())["gc"]
+                 for n in pids}  # fmt: skip
+    client_before = client_gc.view()
     total = int(args.rate * args.seconds)
     started = time.monotonic()
     for i in range(total):
@@ -318,6 +325,12 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
         pending.add(task)
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
+    for name in pids:
+        after = (await ray.get_actor(name, namespace=NAMESPACE).stats.remote())["gc"]
+        print(f"  {name} collector during the ops: {_pauses(gc_before[name], after)}",
+              flush=True)  # fmt: skip
+    print(f"  client collector during the ops: {_pauses(client_before, client_gc.view())}",
+          flush=True)  # fmt: skip
     print(f"cart ops at {args.rate:.0f}/s offered for {args.seconds:.0f} s: {len(ops)} done, "
           f"p50 {percentile(ops, 0.5) * 1000:.1f} ms p99 {percentile(ops, 0.99) * 1000:.1f} ms, "
           f"{errors} errors", flush=True)  # fmt: skip
@@ -371,6 +384,13 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
         f"{ours:.0f} decisions/s ({hot_sold} sold), one actor per SKU {theirs:.0f} "
         f"decisions/s ({solo_sold} sold), ratio {ours / theirs:.2f}"
     )
+
+
+def _pauses(before: dict[str, list[float]], after: dict[str, list[float]]) -> str:
+    counts = [int(a - b) for a, b in zip(after["count"], before["count"], strict=True)]
+    seconds = [a - b for a, b in zip(after["seconds"], before["seconds"], strict=True)]
+    return (f"{counts} collections (gen 0/1/2), {sum(seconds) * 1000:.0f} ms in all, longest "
+            f"ever {max(after['longest']) * 1000:.0f} ms")  # fmt: skip
 
 
 async def _true() -> bool:

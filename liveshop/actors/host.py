@@ -103,6 +103,7 @@ class EntityHost:
             for kind in KINDS
         }
         gctune.tune()
+        self._gc = gctune.Pauses()
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.host.run(min(5.0, max(0.5, settings.passivate_after / 4)))),
@@ -180,6 +181,7 @@ class EntityHost:
             "mailbox": self.host.mailbox(),
             "db_connections": self.pool.get_size() - self.pool.get_idle_size(),
             "db_pool_size": self.pool.get_max_size(),
+            "gc": self._gc.view(),
         }
 
     async def keys(self, kind: str) -> list[str]:
@@ -243,16 +245,20 @@ class EntityHost:
                 "failed_activations": stats.failed_activations[kind],
                 "fenced": stats.fenced[kind],
             })  # fmt: skip
-        since = time.monotonic() - metrics.EXPORT_INTERVAL * 2
-        for ident, slot in list(self.host.slots.items()):
-            spec = ENTITY_METRICS.get(slot.kind)
-            if spec is None or not slot.ready.done() or slot.ready.exception() is not None:
+        # The rooms and SKUs called since the last export; all of them now and then.
+        touched = self.host.touched()
+        idents = self.host.slots.keys() if full else touched
+        for ident in list(idents):
+            slot = self.host.slots.get(ident)
+            spec = ENTITY_METRICS.get(ident[0])
+            if spec is None or slot is None or not slot.ready.done():
                 continue
-            if not full and slot.used < since and not slot.calls:
+            if slot.ready.exception() is not None:
                 continue
             if ident not in self._exporters:
                 tag, gauges, counters = spec
                 self._exporters[ident] = metrics.Exporter({tag: slot.key}, gauges, counters)
             self._exporters[ident].export(slot.ready.result().exported())  # type: ignore[attr-defined]
-        for ident in [i for i in self._exporters if i not in self.host.slots]:
-            del self._exporters[ident]
+        if full:
+            for ident in [i for i in self._exporters if i not in self.host.slots]:
+                del self._exporters[ident]

@@ -169,13 +169,7 @@ class RoomActor:
                 fut.set_exception(Unavailable("the room moved, try again"))
 
     def idle(self) -> bool:
-        return (
-            not self.calls
-            and not self._waiters
-            and not self._unsaved
-            and self.room.version == self._saved_version
-            and self.room.quiet(clock.now())
-        )
+        return not self.calls and self._at_rest()
 
     def __repr__(self) -> str:
         # Ray shows this as the actor's "repr name" in the dashboard and prefixes its log
@@ -486,8 +480,14 @@ class RoomActor:
                     return
                 await self._flush(final=True)
                 continue
+            # A room at rest (nobody watching, no poll open, nothing unsaved) sleeps until a
+            # command wakes it: a host holds a thousand of them, and ticking each every
+            # second would cost the host a thousand wakeups a second for nothing.
+            rest = self._at_rest()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.settings.viewer_report_interval)
+                await asyncio.wait_for(
+                    self._wake.wait(), None if rest else self.settings.viewer_report_interval
+                )
             self._wake.clear()
             tick = tick_interval(self.settings, self.room.viewers(clock.now()))
             delay = last + tick - time.monotonic()
@@ -500,6 +500,14 @@ class RoomActor:
                 log.exception("room %s tick failed", self.room_id)
                 await asyncio.sleep(self.settings.tick_interval)
                 self._wake.set()
+
+    def _at_rest(self) -> bool:
+        return (
+            not self._waiters
+            and not self._unsaved
+            and self.room.version == self._saved_version
+            and self.room.quiet(clock.now())
+        )
 
     async def _flush(self, *, final: bool = False) -> None:
         now = clock.now()

@@ -37,6 +37,8 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0
 #: How often a stopping entity looks whether its calls in flight are done (seconds).
 DRAIN_POLL = 0.01
+#: Entities a sweep looks at between letting calls run.
+SWEEP_CHUNK = 2000
 
 
 class Entity(Protocol):
@@ -104,6 +106,10 @@ class Host:
         self.slots: dict[tuple[str, str], Slot] = {}
         #: Entities being stopped: a call for one waits until it is down, then activates it.
         self._stopping: dict[tuple[str, str], asyncio.Future[None]] = {}
+        #: The directory every resident entity was last checked against (sweep).
+        self._checked: Placement | None = None
+        #: Entities called since the exporter last asked (``touched``).
+        self._touched: set[tuple[str, str]] = set()
         self.stats = HostStats()
 
     def passivate_after(self, kind: str) -> float:
@@ -119,6 +125,7 @@ class Host:
             raise InvalidRequest(f"no {kind}.{method} to call")
         slot = await self._slot(kind, key)
         slot.calls += 1
+        self._touched.add((kind, key))
         try:
             entity = await asyncio.shield(slot.ready)
             return await getattr(entity, method)(*args, **kwargs)
@@ -251,30 +258,44 @@ class Host:
         return True
 
     async def sweep(self) -> int:
-        """Passivate what may go: idle long enough, or placed elsewhere now. Returns how many."""
+        """Passivate what may go: idle long enough, or placed elsewhere now. Returns how many.
+
+        A host may hold a hundred thousand entities: placements are checked again only when
+        the directory changed since the last sweep that checked them all, and the loop lets
+        calls run every SWEEP_CHUNK entities."""
         now = time.monotonic()
         try:
             placement: Placement | None = await self.placement()
         except Exception as exc:  # the directory is unreachable: keep everything for now
             log.warning("%s: directory unavailable: %r", self.name, exc)
             placement = None
+        check = placement is not None and placement != self._checked
+        unchecked = False  # a moved entity busy now: check them all again next time
         going: list[Slot] = []
-        for slot in list(self.slots.values()):
-            if not slot.ready.done() or slot.calls:
+        for n, slot in enumerate(list(self.slots.values())):
+            if n and n % SWEEP_CHUNK == 0:
+                await asyncio.sleep(0)
+            if not slot.ready.done() or slot.ready.exception() is not None:
                 continue
-            if slot.ready.exception() is not None:
+            moved = (
+                check and placement is not None and placement.host(slot.kind, slot.key) != self.name
+            )
+            if slot.calls:
+                unchecked |= moved
                 continue
-            entity = slot.ready.result()
-            moved = placement is not None and placement.host(slot.kind, slot.key) != self.name
             if moved:
                 self.stats.moved[slot.kind] += 1
                 going.append(slot)
             elif (
                 slot.kind not in self.never_passivate
                 and now - slot.used >= self.passivate_after(slot.kind)
-                and entity.idle()
+                and slot.ready.result().idle()
             ):
                 going.append(slot)
+        if check and not unchecked:
+            self._checked = placement
+        # Only those still resident as they were (between chunks a call may have stopped one).
+        going = [s for s in going if self.slots.get((s.kind, s.key)) is s]
         await asyncio.gather(*(self._begin_stop(s) for s in going))
         return len(going)
 
@@ -296,6 +317,11 @@ class Host:
 
     def resident(self) -> Counter[str]:
         return Counter(kind for kind, _ in self.slots)
+
+    def touched(self) -> set[tuple[str, str]]:
+        """The entities called since the last time this was asked."""
+        touched, self._touched = self._touched, set()
+        return touched
 
     def mailbox(self) -> int:
         """Calls accepted and not yet answered, over all entities."""
