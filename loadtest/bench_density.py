@@ -312,8 +312,7 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
             return
         ops.append(time.perf_counter() - started)
 
-    gc_before = {n: (await ray.get_actor(n, namespace=NAMESPACE).stats.remote())["gc"]
-                 for n in pids}  # fmt: skip
+    before = {n: await ray.get_actor(n, namespace=NAMESPACE).stats.remote() for n in pids}
     client_before = client_gc.view()
     total = int(args.rate * args.seconds)
     started = time.monotonic()
@@ -326,9 +325,11 @@ async def measure(settings: Settings, args: argparse.Namespace, prefix: str) -> 
         task.add_done_callback(pending.discard)
     await asyncio.gather(*pending)
     for name in pids:
-        after = (await ray.get_actor(name, namespace=NAMESPACE).stats.remote())["gc"]
-        print(f"  {name} collector during the ops: {_pauses(gc_before[name], after)}",
-              flush=True)  # fmt: skip
+        stats = await ray.get_actor(name, namespace=NAMESPACE).stats.remote()
+        stalls = stats["loop_lag"]["stalls"] - before[name]["loop_lag"]["stalls"]
+        print(f"  {name} during the ops: collector {_pauses(before[name]['gc'], stats['gc'])}; "
+              f"{stalls} event-loop stalls of 20 ms or more (longest ever "
+              f"{stats['loop_lag']['longest'] * 1000:.0f} ms)", flush=True)  # fmt: skip
     print(f"  client collector during the ops: {_pauses(client_before, client_gc.view())}",
           flush=True)  # fmt: skip
     print(f"cart ops at {args.rate:.0f}/s offered for {args.seconds:.0f} s: {len(ops)} done, "

@@ -27,7 +27,7 @@ from liveshop.actors.resources import Resources
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
 from liveshop.config import Settings
-from liveshop.mesh.host import Entity, Factory, Host
+from liveshop.mesh.host import SWEEP_CHUNK, Entity, Factory, Host
 from liveshop.mesh.hosts import hosts_for
 from liveshop.mesh.room_client import RoomClient
 from liveshop.mesh.sku_client import SkuClient
@@ -59,6 +59,9 @@ ENTITY_METRICS = {
 }
 #: Every entity's metrics are exported at least this often (seconds), used or not.
 FULL_EXPORT_EVERY = 60.0
+#: How often the host measures its event loop's lag, and what counts as a stall (seconds).
+LAG_PROBE = 0.05
+LAG_STALL = 0.02
 #: How often a host looks for entities placed on it that must run without being called.
 KEEP_RUNNING_EVERY = 10.0
 
@@ -104,11 +107,16 @@ class EntityHost:
         }
         gctune.tune()
         self._gc = gctune.Pauses()
+        #: Event-loop stalls over LAG_STALL (every entity here waited that long), and the
+        #: longest: the tail latency of everything the host serves.
+        self._stalls = 0
+        self._longest_lag = 0.0
         loop = asyncio.get_running_loop()
         self._tasks = [
             loop.create_task(self.host.run(min(5.0, max(0.5, settings.passivate_after / 4)))),
             loop.create_task(self._export_loop()),
             loop.create_task(self._keep_running()),
+            loop.create_task(self._watch_lag()),
         ]
         log.info("%s up", name)
 
@@ -182,6 +190,7 @@ class EntityHost:
             "db_connections": self.pool.get_size() - self.pool.get_idle_size(),
             "db_pool_size": self.pool.get_max_size(),
             "gc": self._gc.view(),
+            "loop_lag": {"stalls": self._stalls, "longest": self._longest_lag},
         }
 
     async def keys(self, kind: str) -> list[str]:
@@ -218,18 +227,27 @@ class EntityHost:
                 log.warning("%s: cannot start its clocked entities yet: %r", self.name, exc)
             await asyncio.sleep(KEEP_RUNNING_EVERY)
 
+    async def _watch_lag(self) -> None:
+        while True:
+            started = time.monotonic()
+            await asyncio.sleep(LAG_PROBE)
+            lag = time.monotonic() - started - LAG_PROBE
+            if lag >= LAG_STALL:
+                self._stalls += 1
+                self._longest_lag = max(self._longest_lag, lag)
+
     async def _export_loop(self) -> None:
         full_at = time.monotonic()
         while True:
             await asyncio.sleep(metrics.EXPORT_INTERVAL)
             try:
-                self._export(full=time.monotonic() - full_at >= FULL_EXPORT_EVERY)
+                await self._export(full=time.monotonic() - full_at >= FULL_EXPORT_EVERY)
             except Exception:
                 log.exception("%s: metrics export failed", self.name)
             if time.monotonic() - full_at >= FULL_EXPORT_EVERY:
                 full_at = time.monotonic()
 
-    def _export(self, *, full: bool) -> None:
+    async def _export(self, *, full: bool) -> None:
         stats = self.host.stats
         self._host_export.export({
             "mailbox": self.host.mailbox(),
@@ -248,7 +266,9 @@ class EntityHost:
         # The rooms and SKUs called since the last export; all of them now and then.
         touched = self.host.touched()
         idents = self.host.slots.keys() if full else touched
-        for ident in list(idents):
+        for n, ident in enumerate(list(idents)):
+            if n and n % SWEEP_CHUNK == 0:
+                await asyncio.sleep(0)  # a hundred thousand entities: let calls run
             slot = self.host.slots.get(ident)
             spec = ENTITY_METRICS.get(ident[0])
             if spec is None or slot is None or not slot.ready.done():

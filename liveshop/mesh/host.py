@@ -110,6 +110,8 @@ class Host:
         self._checked: Placement | None = None
         #: Entities called since the exporter last asked (``touched``).
         self._touched: set[tuple[str, str]] = set()
+        self._resident: Counter[str] = Counter()
+        self._calls = 0
         self.stats = HostStats()
 
     def passivate_after(self, kind: str) -> float:
@@ -125,6 +127,7 @@ class Host:
             raise InvalidRequest(f"no {kind}.{method} to call")
         slot = await self._slot(kind, key)
         slot.calls += 1
+        self._calls += 1
         self._touched.add((kind, key))
         try:
             entity = await asyncio.shield(slot.ready)
@@ -134,6 +137,7 @@ class Host:
             raise
         finally:
             slot.calls -= 1
+            self._calls -= 1
             slot.used = time.monotonic()
             if slot.fence is not None and slot.fence.lost:
                 self._lost(slot)
@@ -188,6 +192,7 @@ class Host:
         if slot is None:
             slot = Slot(kind, key, asyncio.get_running_loop().create_future())
             self.slots[ident] = slot
+            self._resident[kind] += 1
             asyncio.get_running_loop().create_task(self._activate(slot))
         return slot
 
@@ -199,7 +204,8 @@ class Host:
             await entity.start()
         except BaseException as exc:
             self.stats.failed_activations[slot.kind] += 1
-            self.slots.pop((slot.kind, slot.key), None)
+            if self.slots.pop((slot.kind, slot.key), None) is not None:
+                self._resident[slot.kind] -= 1
             if entity is not None:
                 with contextlib.suppress(Exception):
                     await entity.stop()
@@ -225,6 +231,7 @@ class Host:
     def _begin_stop(self, slot: Slot) -> asyncio.Future[None]:
         ident = (slot.kind, slot.key)
         del self.slots[ident]
+        self._resident[slot.kind] -= 1
         done = asyncio.get_running_loop().create_future()
         self._stopping[ident] = done
 
@@ -316,7 +323,8 @@ class Host:
     # -- what it holds ------------------------------------------------------------------------
 
     def resident(self) -> Counter[str]:
-        return Counter(kind for kind, _ in self.slots)
+        """Entities in memory by kind (kept as counts: a host may hold 100,000)."""
+        return +self._resident
 
     def touched(self) -> set[tuple[str, str]]:
         """The entities called since the last time this was asked."""
@@ -325,7 +333,7 @@ class Host:
 
     def mailbox(self) -> int:
         """Calls accepted and not yet answered, over all entities."""
-        return sum(s.calls for s in self.slots.values())
+        return self._calls
 
     def keys(self, kind: str) -> list[str]:
         return [key for k, key in self.slots if k == kind]

@@ -169,6 +169,11 @@ class HostOut(Out):
     db_pool_size: int = 0
 
 
+class LoopLag(Out):
+    stalls: int = Field(0, description="times the host's event loop stalled 20 ms or more")
+    longest: float = Field(0.0, description="the longest stall, seconds")
+
+
 class HostsOut(Out):
     hosts: list[HostOut]
 

@@ -17,10 +17,3 @@ CREATE TABLE entity_hosts (
     entity text UNIQUE,
     added_at timestamptz NOT NULL DEFAULT now()
 );
-
--- Carts leave memory minutes after their last use, long before they count as abandoned:
--- the API finds the ones due (lines, not yet reported, untouched for the abandon time) by
--- this index and wakes each once to say so.
-CREATE INDEX carts_abandonable ON carts (((state->>'touched_at')::float8))
-    WHERE (state->>'abandoned')::boolean IS NOT TRUE
-      AND jsonb_array_length(state->'lines') > 0;
