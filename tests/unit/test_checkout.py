@@ -3,11 +3,13 @@ return windows; and the universal cart."""
 
 from __future__ import annotations
 
+import dataclasses
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from liveshop.commerce.cart import MAX_LINES, Cart
+from liveshop.commerce.cart import MAX_LINE_QUANTITY, MAX_LINES, Cart
 from liveshop.commerce.checkout import (
     QuoteLine,
     ShippingRule,
@@ -17,7 +19,7 @@ from liveshop.commerce.checkout import (
     tax_rate,
     validate_address,
 )
-from liveshop.errors import InvalidRequest, NotFound
+from liveshop.errors import CartItemNotFound, InvalidRequest, NotFound
 
 T0 = 1_800_000_000.0
 US = {"name": "Ann Lee", "line1": "1 Main St", "city": "Austin", "region": "tx",
@@ -135,3 +137,26 @@ def test_a_cart_remembers_where_each_line_came_from_and_when_it_was_left() -> No
     with pytest.raises(InvalidRequest):
         full.add("one-more", 1, T0)
     assert not Cart("cat").is_abandoned(T0 + 10**6, after=1)  # empty carts are not abandoned
+
+
+@given(st.lists(st.integers(-3, MAX_LINE_QUANTITY + 3), min_size=1, max_size=10))
+def test_setting_a_quantity_keeps_the_line_and_its_origin_or_refuses(
+    quantities: list[int],
+) -> None:
+    """``Cart.set_quantity`` (one write per change on an entity host): in bounds the line
+    takes the quantity and keeps where it came from; out of bounds nothing changes."""
+    cart = Cart("ann")
+    cart.add("sku-1", 1, 1.0, room_id="show", creator_id="host")
+    for n, quantity in enumerate(quantities, start=2):
+        before = dataclasses.replace(cart.lines["sku-1"])
+        try:
+            cart.set_quantity("sku-1", quantity, float(n))
+        except InvalidRequest:
+            assert not 1 <= quantity <= MAX_LINE_QUANTITY
+            assert cart.lines["sku-1"] == before
+            continue
+        line = cart.lines["sku-1"]
+        assert line.quantity == quantity and (line.room_id, line.creator_id) == ("show", "host")
+        assert cart.touched_at == float(n) and not cart.abandoned
+    with pytest.raises(CartItemNotFound):
+        cart.set_quantity("sku-2", 1, 99.0)

@@ -466,3 +466,36 @@ def test_every_text_a_command_writes_is_checked_before_it_is_decided(command: An
     with pytest.raises(InvalidRequest, match="cannot store"):
         command(inv)
     assert inv.on_hand == 3 and inv.deal is None
+
+
+@settings(max_examples=100)
+@given(
+    holds=st.lists(st.tuples(st.floats(1, 600), st.booleans()), max_size=8),
+    deal=st.one_of(st.none(), st.tuples(st.floats(-100, 100), st.floats(1, 300))),
+    at=st.floats(0, 900),
+)
+def test_a_sku_clock_never_sleeps_past_its_next_timed_change(
+    holds: list[tuple[float, bool]], deal: tuple[float, float] | None, at: float
+) -> None:
+    """``next_due`` is when a SKU at rest wakes (its clock sleeps until then): nothing may
+    lapse, start or end before it, and it is None only when nothing is timed."""
+    inv = stocked(100)
+    if deal is not None:
+        starts, length = deal
+        inv.start_deal(
+            FlashDeal("d", 50, T0 + starts, T0 + starts + length, 10), T0 + min(0, starts)
+        )
+    for n, (ttl, released) in enumerate(holds):
+        rid = inv.reserve(f"k{n}", f"b{n}", 1, ttl=ttl, now=T0)["reservation"]
+        if released:
+            inv.release(rid, T0)
+    now = T0 + at
+    due = inv.next_due(now)
+    timed = [r.expires_at for r in inv.reservations.values()]
+    if inv.deal is not None and now < inv.deal.ends_at:
+        timed.append(inv.deal.starts_at if now < inv.deal.starts_at else inv.deal.ends_at)
+    assert due == (min(timed) if timed else None)
+    if due is not None:  # nothing lapses before it
+        assert inv.copy().expire(due - 1e-6) == []
+    else:
+        assert inv.copy().expire(T0 + 10_000) == []
