@@ -227,7 +227,7 @@ class AuctionActor:
             order_id = await self.store.settle(
                 self.auction_id, result, room_id=self.stored.room_id, sku=self.stored.sku,
                 reservation_id=self.stored.reservation_id,
-                product_id=await self._product_id(),
+                product_id=await self._product_id(), at=clock.now(),
             )  # fmt: skip
         except Exception:
             self.auction.ended = False  # not durable: try again

@@ -199,7 +199,7 @@ class CartActor:
                 room = next((self.cart.lines[s].room_id for s, _ in chosen), None)
                 order_id = await self.orders.place_checkout(
                     buyer_id=self.user_id, key=key, quote=priced, holds=holds, address=where,
-                    email=email, room_id=room,
+                    email=email, room_id=room, at=clock.now(),
                 )  # fmt: skip
             except BaseException:
                 for sku, rid in holds.items():

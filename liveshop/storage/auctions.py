@@ -14,7 +14,9 @@ from typing import Any
 import asyncpg
 
 from liveshop.commerce.auction import AuctionTerms, BidPlaced
+from liveshop.commerce.order import NewLine, NewOrder
 from liveshop.errors import AuctionNotFound
+from liveshop.storage.orders import insert_orders
 from liveshop.storage.owners import Fence
 
 
@@ -123,7 +125,7 @@ class AuctionStore:
 
     async def settle(
         self, auction_id: str, result: dict[str, Any], *, room_id: str, sku: str,
-        reservation_id: str, product_id: str,
+        reservation_id: str, product_id: str, at: float,
     ) -> str | None:  # fmt: skip
         """End the auction; for a sale, place the winner's order (pending) on the held unit.
         Returns the order id (None when nothing was sold). Once: a second call returns the
@@ -143,18 +145,11 @@ class AuctionStore:
             order_id = None
             if result["winner"] is not None:
                 order_id = f"{auction_id}~o"
-                price = result["price"]
-                await conn.execute(
-                    "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, total_minor, "
-                    "room_id, idem_scope, idem_key, created_at) "
-                    "VALUES ($1, $2, $3, $4, $4, $5, 'auction', $6, now())",
-                    order_id, result["winner"], row["currency"], price, room_id, auction_id,
-                )  # fmt: skip
-                await conn.execute(
-                    "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, "
-                    "price_minor, reservation_id) VALUES ($1, 1, $2, $3, 1, $4, $5)",
-                    order_id, sku, product_id, price, reservation_id,
-                )  # fmt: skip
+                line = NewLine(sku, product_id, 1, result["price"], reservation_id=reservation_id)
+                await insert_orders(conn, [NewOrder(
+                    order_id, result["winner"], row["currency"], (line,), "auction", auction_id,
+                    at, room_id=room_id,
+                )])  # fmt: skip
             await conn.execute(
                 "UPDATE auctions SET ended = true, winner = $2, result = $3, order_id = $4, "
                 "price = $5 WHERE id = $1",

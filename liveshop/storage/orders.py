@@ -10,15 +10,26 @@ the same transaction, and the SKU actors apply each return exactly once.
 from __future__ import annotations
 
 import datetime
+import json
 import re
 import secrets
+from collections.abc import Sequence
 from typing import Any
 
 import asyncpg
 
-from liveshop.commerce.checkout import Address, Quote, return_window_days, tax_on
-from liveshop.commerce.order import ShipmentLine, check_shipment, check_transition, sources_of
-from liveshop.errors import InvalidTransition, OrderNotFound, ReturnNotFound
+from liveshop.commerce.checkout import Address, Quote, return_window_days
+from liveshop.commerce.order import (
+    NewLine,
+    NewOrder,
+    Returnable,
+    ShipmentLine,
+    check_shipment,
+    check_transition,
+    refund_for_return,
+    sources_of,
+)
+from liveshop.errors import InternalError, InvalidTransition, OrderNotFound, ReturnNotFound
 from liveshop.storage.carts import add_event
 
 ORDER_COLUMNS = (
@@ -41,6 +52,70 @@ def _order(row: asyncpg.Record) -> dict[str, Any]:
     order["created_at"] = _ts(order["created_at"])
     order["updated_at"] = _ts(order["updated_at"])
     return order
+
+
+async def insert_orders(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> None:
+    """The one writer of new ``orders`` and ``order_lines`` rows, inside the caller's
+    transaction (a SKU's group commit, an auction's settlement, a checkout): two statements
+    however many orders, each order as commerce/order.py built and checked it."""
+    if not orders:
+        return
+    await conn.execute(
+        "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, tax_minor, shipping_minor, "
+        "total_minor, room_id, idem_scope, idem_key, created_at, shipping_address, email, "
+        "tax_basis_points) SELECT id, b, c, s, t, sh, tot, r, sc, k, to_timestamp(at), "
+        "addr::jsonb, e, bp FROM unnest($1::text[], $2::text[], $3::text[], $4::bigint[], "
+        "$5::bigint[], $6::bigint[], $7::bigint[], $8::text[], $9::text[], $10::text[], "
+        "$11::float8[], $12::text[], $13::text[], $14::integer[]) "
+        "AS u(id, b, c, s, t, sh, tot, r, sc, k, at, addr, e, bp)",
+        [o.order_id for o in orders], [o.buyer_id for o in orders],
+        [o.currency for o in orders], [o.subtotal_minor for o in orders],
+        [o.tax_minor for o in orders], [o.shipping_minor for o in orders],
+        [o.total_minor for o in orders], [o.room_id for o in orders],
+        [o.idem_scope for o in orders], [o.idem_key for o in orders], [o.at for o in orders],
+        [None if o.address is None else json.dumps(dict(o.address)) for o in orders],
+        [o.email for o in orders], [o.tax_basis_points or 0 for o in orders],
+    )  # fmt: skip
+    lines = [(o.order_id, n, ln) for o in orders for n, ln in enumerate(o.lines, start=1)]
+    await conn.execute(
+        "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, price_minor, "
+        "deal_id, reservation_id) SELECT * FROM unnest($1::text[], $2::integer[], $3::text[], "
+        "$4::text[], $5::integer[], $6::bigint[], $7::text[], $8::text[])",
+        [o for o, _, _ in lines], [n for _, n, _ in lines], [ln.sku for _, _, ln in lines],
+        [ln.product_id for _, _, ln in lines], [ln.quantity for _, _, ln in lines],
+        [ln.price_minor for _, _, ln in lines], [ln.deal_id for _, _, ln in lines],
+        [ln.reservation_id for _, _, ln in lines],
+    )  # fmt: skip
+
+
+async def move_order(
+    conn: asyncpg.Connection, order_id: str, target: str, *, by: str, note: str
+) -> dict[str, Any]:
+    """The one writer of an order's status, inside the caller's transaction: moves it to
+    ``target`` only from a status the lifecycle (commerce/order.py) allows, and logs who
+    did it; raises InvalidTransition (or OrderNotFound) otherwise."""
+    row = await conn.fetchrow(
+        f"UPDATE orders SET status = $2, updated_at = now(), delivered_at = CASE "
+        f"WHEN $2 = 'delivered' THEN now() ELSE delivered_at END "
+        f"WHERE id = $1 AND status = ANY($3::text[]) RETURNING {ORDER_COLUMNS}",
+        order_id,
+        target,
+        sources_of(target),
+    )
+    if row is None:
+        current = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
+        if current is None:
+            raise OrderNotFound(f"no order {order_id!r}")
+        check_transition(current, target)  # raises the precise reason
+        raise InvalidTransition(f"the order is {current}")  # pragma: no cover
+    await conn.execute(
+        "INSERT INTO order_status_log (order_id, status, by_user, note) VALUES ($1, $2, $3, $4)",
+        order_id,
+        target,
+        by,
+        note[:500],
+    )
+    return _order(row)
 
 
 class OrderStore:
@@ -136,29 +211,7 @@ class OrderStore:
     async def _transition(
         self, conn: asyncpg.Connection, order_id: str, target: str, *, by: str, note: str
     ) -> dict[str, Any]:
-        row = await conn.fetchrow(
-            f"UPDATE orders SET status = $2, updated_at = now(), delivered_at = CASE "
-            f"WHEN $2 = 'delivered' THEN now() ELSE delivered_at END "
-            f"WHERE id = $1 AND status = ANY($3::text[]) RETURNING {ORDER_COLUMNS}",
-            order_id,
-            target,
-            sources_of(target),
-        )
-        if row is None:
-            current = await conn.fetchval("SELECT status FROM orders WHERE id = $1", order_id)
-            if current is None:
-                raise OrderNotFound(f"no order {order_id!r}")
-            check_transition(current, target)  # raises the precise reason
-            raise InvalidTransition(f"the order is {current}")  # pragma: no cover
-        await conn.execute(
-            "INSERT INTO order_status_log (order_id, status, by_user, note) "
-            "VALUES ($1, $2, $3, $4)",
-            order_id,
-            target,
-            by,
-            note[:500],
-        )
-        return _order(row)
+        return await move_order(conn, order_id, target, by=by, note=note)
 
     async def cancel(self, order_id: str, *, by: str, note: str = "") -> tuple[dict[str, Any], str]:
         """Cancel a pending or paid order and owe its units back to their SKUs. Returns the
@@ -273,28 +326,22 @@ class OrderStore:
         address: Address,
         email: str | None,
         room_id: str | None,
+        at: float,
     ) -> str:
         """The order of a checkout (pending, on the given holds), once per key."""
         order_id = f"chk-{secrets.token_hex(6)}"
+        order = NewOrder(
+            order_id, buyer_id, quote.currency,
+            tuple(NewLine(ln.sku, ln.product_id, ln.quantity, ln.price_minor, ln.deal_id,
+                          holds[ln.sku]) for ln in quote.lines),
+            "checkout", key, at, room_id=room_id, tax_minor=quote.tax_minor,
+            shipping_minor=quote.shipping_minor, tax_basis_points=quote.tax_basis_points,
+            address=address.to_wire(), email=email,
+        )  # fmt: skip
+        if order.total_minor != quote.total_minor:
+            raise InternalError("the quote's total does not add up")  # a pricing bug
         async with self.pool.acquire() as conn, conn.transaction():
-            await conn.execute(
-                "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, tax_minor, "
-                "shipping_minor, total_minor, room_id, idem_scope, idem_key, created_at, "
-                "shipping_address, email, tax_basis_points) VALUES ($1, $2, $3, $4, $5, $6, $7, "
-                "$8, 'checkout', $9, now(), $10, $11, $12)",
-                order_id, buyer_id, quote.currency, quote.subtotal_minor, quote.tax_minor,
-                quote.shipping_minor, quote.total_minor, room_id, key, address.to_wire(), email,
-                quote.tax_basis_points,
-            )  # fmt: skip
-            await conn.executemany(
-                "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, price_minor, "
-                "deal_id, reservation_id) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-                [
-                    (order_id, i, ln.sku, ln.product_id, ln.quantity, ln.price_minor,
-                     ln.deal_id, holds[ln.sku])
-                    for i, ln in enumerate(quote.lines, start=1)
-                ],
-            )  # fmt: skip
+            await insert_orders(conn, [order])
             await conn.execute(
                 "INSERT INTO checkouts (buyer_id, idem_key, order_id) VALUES ($1, $2, $3)",
                 buyer_id,
@@ -339,14 +386,8 @@ class OrderStore:
                 "FROM orders WHERE id = $1 FOR UPDATE",
                 order_id,
             )
-            if order is None or order["buyer_id"] != buyer_id:
+            if order is None:
                 raise OrderNotFound(f"no order {order_id!r} of yours")
-            if order["status"] != "delivered":
-                raise InvalidTransition(f"an order that is {order['status']} cannot be returned")
-            country = (order["shipping_address"] or {}).get("country", "")
-            days = return_window_days(country)
-            if now - order["delivered_at"].timestamp() > days * 86400:
-                raise InvalidTransition(f"the {days}-day return window has closed")
             ordered = {
                 r["line"]: (r["quantity"], r["price_minor"])
                 for r in await conn.fetch(
@@ -354,16 +395,25 @@ class OrderStore:
                     order_id,
                 )
             }
-            returned = await conn.fetch(
+            returned: dict[int, int] = {}
+            for r in await conn.fetch(
                 "SELECT lines FROM returns WHERE order_id = $1 AND status <> 'rejected'", order_id
-            )
-            already: dict[int, int] = {}
-            for r in returned:
+            ):
                 for item in r["lines"]:
-                    already[item["line"]] = already.get(item["line"], 0) + item["quantity"]
-            check_shipment({k: q for k, (q, _) in ordered.items()}, already, lines)
-            goods = sum(ordered[item.line][1] * item.quantity for item in lines)
-            refund = goods + tax_on(goods, order["tax_basis_points"])
+                    returned[item["line"]] = returned.get(item["line"], 0) + item["quantity"]
+            delivered = order["delivered_at"]
+            facts = Returnable(
+                buyer_id=order["buyer_id"], status=order["status"],
+                delivered_at=None if delivered is None else delivered.timestamp(),
+                return_days=return_window_days(
+                    (order["shipping_address"] or {}).get("country", "")
+                ),
+                tax_basis_points=order["tax_basis_points"], ordered=ordered, returned=returned,
+            )  # fmt: skip
+            try:
+                refund = refund_for_return(facts, buyer_id, lines, now)
+            except OrderNotFound:
+                raise OrderNotFound(f"no order {order_id!r} of yours") from None
             row = await conn.fetchrow(
                 "INSERT INTO returns (id, order_id, buyer_id, lines, reason, refund_minor, "
                 "idem_key) VALUES ($1, $2, $3, $4, $5, $6, $7) RETURNING *",

@@ -7,6 +7,7 @@ unique index), so an order is never charged twice; a payment and its order's mov
 
 from __future__ import annotations
 
+import contextlib
 import secrets
 from typing import Any
 
@@ -21,6 +22,7 @@ from liveshop.errors import (
     PaymentNotFound,
 )
 from liveshop.payments.provider import Card
+from liveshop.storage.orders import move_order
 
 
 def _method(row: asyncpg.Record) -> dict[str, Any]:
@@ -128,18 +130,10 @@ class PaymentStore:
                 if row is None:
                     raise PaymentNotFound(f"no payment {payment_id!r}")
             elif status == "succeeded":
-                paid = await conn.fetchval(
-                    "UPDATE orders SET status = 'paid', updated_at = now() "
-                    "WHERE id = $1 AND status = 'pending' RETURNING id",
-                    row["order_id"],
-                )
-                if paid is not None:
-                    await conn.execute(
-                        "INSERT INTO order_status_log (order_id, status, by_user, note) "
-                        "VALUES ($1, 'paid', $2, $3)",
-                        row["order_id"],
-                        row["buyer_id"],
-                        payment_id,
+                # Paid unless it moved on meanwhile (cancelled, or paid by another attempt).
+                with contextlib.suppress(InvalidTransition):
+                    await move_order(
+                        conn, row["order_id"], "paid", by=row["buyer_id"], note=payment_id
                     )
             order_status = await conn.fetchval(
                 "SELECT status FROM orders WHERE id = $1", row["order_id"]

@@ -24,8 +24,10 @@ from liveshop.commerce.inventory import (
     buy_fingerprint,
     reserve_fingerprint,
 )
+from liveshop.commerce.order import NewLine, NewOrder
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, NotFound, SkuNotFound
+from liveshop.storage.orders import insert_orders
 from liveshop.storage.owners import Fence
 
 
@@ -276,33 +278,13 @@ class SkuStore:
                 [e.at for e in ledger],
             )
         if changes.orders:
-            orders = changes.orders
-            await conn.execute(
-                "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, total_minor, "
-                "room_id, idem_scope, idem_key, created_at) "
-                "SELECT id, b, $1, t, t, r, $2, k, to_timestamp(at) FROM unnest($3::text[], "
-                "$4::text[], $5::bigint[], $6::text[], $7::text[], $8::float8[]) "
-                "AS u(id, b, t, r, k, at)",
-                orders[0].currency,
-                buy_scope(str(sku)),
-                [o.order_id for o in orders],
-                [o.buyer_id for o in orders],
-                [o.total_minor for o in orders],
-                [o.room_id for o in orders],
-                [o.key for o in orders],
-                [o.at for o in orders],
-            )
-            await conn.execute(
-                "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, "
-                "price_minor, deal_id) SELECT id, 1, $1, $2, q, p, d FROM unnest($3::text[], "
-                "$4::integer[], $5::bigint[], $6::text[]) AS u(id, q, p, d)",
-                sku,
-                orders[0].product_id,
-                [o.order_id for o in orders],
-                [o.quantity for o in orders],
-                [o.price_minor for o in orders],
-                [o.deal_id for o in orders],
-            )
+            scope = buy_scope(str(sku))
+            await insert_orders(conn, [
+                NewOrder(o.order_id, o.buyer_id, o.currency,
+                         (NewLine(o.sku, o.product_id, o.quantity, o.price_minor, o.deal_id),),
+                         scope, o.key, o.at, room_id=o.room_id)
+                for o in changes.orders
+            ])  # fmt: skip
         if changes.holds:
             holds = changes.holds
             await conn.execute(

@@ -228,7 +228,13 @@ async def test_an_auction_moved_to_another_host_refuses_its_old_owner(
     await _refused(fence, old.save_bids("a1", bid, view))
     fence.lost = False
     result = {"winner": "cy", "price": 110, "reason": "sold"}
-    settle = {"room_id": "r1", "sku": "p1", "reservation_id": "h1", "product_id": "p1"}
+    settle: dict[str, Any] = {
+        "room_id": "r1",
+        "sku": "p1",
+        "reservation_id": "h1",
+        "product_id": "p1",
+        "at": 1.0,
+    }
     await _refused(fence, old.settle("a1", result, **settle))
     fence.lost = False
     await _refused(fence, old.mark("a1", stock_done=True, payment_done=True))
