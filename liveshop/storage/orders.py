@@ -57,8 +57,24 @@ def _order(row: asyncpg.Record) -> dict[str, Any]:
 async def insert_orders(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> None:
     """The one writer of new ``orders`` and ``order_lines`` rows, inside the caller's
     transaction (a SKU's group commit, an auction's settlement, a checkout): two statements
-    however many orders, each order as commerce/order.py built and checked it."""
+    however many orders, each order as commerce/order.py built and checked it. A flash
+    sale's commit writes thousands of one-line orders of one SKU with no tax, shipping or
+    address: those go as the few arrays that vary (every array is encoded in the SKU's
+    process, on its event loop)."""
     if not orders:
+        return
+    plain = all(
+        len(o.lines) == 1 and not (o.tax_minor or o.shipping_minor or o.address or o.email)
+        and not o.tax_basis_points for o in orders
+    )  # fmt: skip
+    first = orders[0].lines[0]
+    one_sku = plain and all(
+        o.lines[0].sku == first.sku and o.lines[0].product_id == first.product_id
+        and o.currency == orders[0].currency and o.idem_scope == orders[0].idem_scope
+        for o in orders
+    )  # fmt: skip
+    if one_sku:
+        await _insert_one_sku(conn, orders)
         return
     await conn.execute(
         "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, tax_minor, shipping_minor, "
@@ -85,6 +101,29 @@ async def insert_orders(conn: asyncpg.Connection, orders: Sequence[NewOrder]) ->
         [ln.product_id for _, _, ln in lines], [ln.quantity for _, _, ln in lines],
         [ln.price_minor for _, _, ln in lines], [ln.deal_id for _, _, ln in lines],
         [ln.reservation_id for _, _, ln in lines],
+    )  # fmt: skip
+
+
+async def _insert_one_sku(conn: asyncpg.Connection, orders: Sequence[NewOrder]) -> None:
+    """:func:`insert_orders` for one-line orders of one SKU with no tax, shipping or address:
+    the same rows, the constant columns sent once."""
+    first, lines = orders[0], [o.lines[0] for o in orders]
+    await conn.execute(
+        "INSERT INTO orders (id, buyer_id, currency, subtotal_minor, total_minor, room_id, "
+        "idem_scope, idem_key, created_at) SELECT id, b, $1, t, t, r, $2, k, to_timestamp(at) "
+        "FROM unnest($3::text[], $4::text[], $5::bigint[], $6::text[], $7::text[], "
+        "$8::float8[]) AS u(id, b, t, r, k, at)",
+        first.currency, first.idem_scope, [o.order_id for o in orders],
+        [o.buyer_id for o in orders], [o.total_minor for o in orders],
+        [o.room_id for o in orders], [o.idem_key for o in orders], [o.at for o in orders],
+    )  # fmt: skip
+    await conn.execute(
+        "INSERT INTO order_lines (order_id, line, sku, product_id, quantity, price_minor, "
+        "deal_id, reservation_id) SELECT id, 1, $1, $2, q, p, d, h FROM unnest($3::text[], "
+        "$4::integer[], $5::bigint[], $6::text[], $7::text[]) AS u(id, q, p, d, h)",
+        first.lines[0].sku, first.lines[0].product_id, [o.order_id for o in orders],
+        [ln.quantity for ln in lines], [ln.price_minor for ln in lines],
+        [ln.deal_id for ln in lines], [ln.reservation_id for ln in lines],
     )  # fmt: skip
 
 
