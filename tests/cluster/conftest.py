@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 import ray
+from ray._private import auto_init_hook
 from ray.cluster_utils import Cluster
 
 from liveshop.config import Settings
@@ -85,6 +86,12 @@ def deployment(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Deployment]
     finally:
         if stack is not None:
             stack.stop(print)
+        # A Serve handle's metrics thread (the drills' gateway stats) may run once more and
+        # would connect this process to the cluster again, which then refuses to remove
+        # its head: no reconnecting from here on, and drop a connection it made already.
+        auto_init_hook.enable_auto_connect = False
+        if ray.is_initialized():
+            ray.shutdown()
         if cluster is not None:
             cluster.shutdown()
         redis.stop()
