@@ -18,7 +18,13 @@ import logging
 from typing import Any
 
 from liveshop import clock
-from liveshop.actors.group_commit import CommitRefused, GroupCommit, OneByOne, report_failure
+from liveshop.actors.group_commit import (
+    CommitRefused,
+    GroupCommit,
+    OneByOne,
+    drain_and_stop,
+    report_failure,
+)
 from liveshop.actors.resources import Resources
 from liveshop.commerce.auction import Auction, BidPlaced
 from liveshop.commerce.inventory import Commit, Release
@@ -82,13 +88,7 @@ class AuctionActor:
         ]
 
     async def stop(self) -> None:
-        """Passivated (settled, or moved to another host): bids in flight are committed
-        and answered first, then the loops stop."""
-        with contextlib.suppress(Exception):
-            await self.group.idle()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await drain_and_stop(self.group, self._tasks)
 
     def idle(self) -> bool:
         """Settled to the end (result, unit and payment), nothing unsaved or unshown."""

@@ -104,13 +104,7 @@ class CartActor:
     ) -> dict[str, Any]:
         """``counted``: an add to cart for the room's show analytics (not a quantity change)."""
         async with self._lock:
-            policy, hold_seconds = ("first_paid", 0.0)
-            if room_id is not None:
-                policy, hold_seconds = await self.store.room_policy(
-                    room_id, self.settings.hold_seconds
-                )
-                # Never longer than the platform's hold window, whatever a room set once.
-                hold_seconds = min(hold_seconds, self.settings.hold_seconds)
+            policy, hold_seconds = await self._policy(room_id)
             creator = await self.store.room_host(room_id)
             hold = expires = None
             if policy == "hold":
@@ -150,24 +144,26 @@ class CartActor:
         async with self._lock:
             line = self.cart.lines.get(sku)
             room_id = line.room_id if line is not None else None
-            policy = await self._policy(room_id)
-            if line is not None and not line.holds and policy != "hold":
-                # Nothing held at the SKU, nothing to hold: one change and one write.
-                self.cart.set_quantity(sku, quantity, clock.now())
-                await self.store.save(self.cart)
-                return {**self.cart.view(), "policy": policy}
+            if line is not None and not line.holds:
+                policy, _ = await self._policy(room_id)
+                if policy != "hold":
+                    # Nothing held at the SKU, nothing to hold: one change and one write.
+                    self.cart.set_quantity(sku, quantity, clock.now())
+                    await self.store.save(self.cart)
+                    return {**self.cart.view(), "policy": policy}
             if line is not None:
                 self.cart.remove(sku, clock.now())
                 await self.store.save(self.cart)
                 await self._release(sku, line.holds)
         return await self.add(sku, quantity, room_id, counted=False)
 
-    async def _policy(self, room_id: str | None) -> str:
-        """How adding from ``room_id`` reserves: ``hold`` (at the SKU) or ``first_paid``."""
+    async def _policy(self, room_id: str | None) -> tuple[str, float]:
+        """How adding from ``room_id`` reserves (``hold`` at the SKU, or ``first_paid``) and
+        for how long: never longer than the platform's hold window, whatever a room set."""
         if room_id is None:
-            return "first_paid"
-        policy, _ = await self.store.room_policy(room_id, self.settings.hold_seconds)
-        return policy
+            return "first_paid", 0.0
+        policy, hold_seconds = await self.store.room_policy(room_id, self.settings.hold_seconds)
+        return policy, min(hold_seconds, self.settings.hold_seconds)
 
     # -- checkout -----------------------------------------------------------------------------
 

@@ -260,3 +260,14 @@ def report_failure(who: str, exc: Exception) -> None:
         log.error("%s: PostgreSQL refused the data of a commit: %r", who, exc)
     else:
         log.error("%s failed to commit", who, exc_info=exc)
+
+
+async def drain_and_stop(group: GroupCommit[Any], tasks: list[asyncio.Task[Any]]) -> None:
+    """An entity with a group commit leaving memory: the commits in flight finish (their
+    callers are waiting, and everything decided is then in PostgreSQL), then its loops
+    stop."""
+    with contextlib.suppress(Exception):
+        await group.idle()
+    for task in tasks:
+        task.cancel()
+    await asyncio.gather(*tasks, return_exceptions=True)

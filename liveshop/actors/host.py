@@ -66,6 +66,19 @@ LAG_STALL = 0.02
 KEEP_RUNNING_EVERY = 10.0
 
 
+def factories(res: Resources) -> dict[str, Factory]:
+    """How a host builds each kind of entity over its shared resources."""
+
+    def of(cls: type[Any]) -> Factory:
+        def make(key: str, fence: Fence) -> Entity:
+            entity: Entity = cls(key, res, fence)
+            return entity
+
+        return make
+
+    return {kind: of(cls) for kind, cls in KINDS.items()}
+
+
 class EntityHost:
     def __repr__(self) -> str:
         # The dashboard's "repr name" and the log prefix.
@@ -88,10 +101,9 @@ class EntityHost:
             cashier=Cashier.using(settings, self.pool),
         )
         self.hosts = hosts_for(settings, self.pool)
-        factories: dict[str, Factory] = {kind: self._factory(cls) for kind, cls in KINDS.items()}
         self.host = Host(
             name,
-            factories,
+            factories(self.res),
             OwnerStore(self.pool),
             self.hosts.placement,
             passivate_after=settings.passivate_after,
@@ -120,13 +132,6 @@ class EntityHost:
         ]
         log.info("%s up", name)
 
-    def _factory(self, cls: type[Any]) -> Factory:
-        def make(key: str, fence: Fence) -> Entity:
-            entity: Entity = cls(key, self.res, fence)
-            return entity
-
-        return make
-
     # -- calls --------------------------------------------------------------------------------
 
     async def call(
@@ -143,9 +148,6 @@ class EntityHost:
         self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
     ) -> Any:
         return await self.host.tell(kind, key, method, args, kwargs)
-
-    async def passivate(self, kind: str, key: str) -> bool:
-        return await self.host.passivate(kind, key)
 
     async def passivate_matching(self, fragments: list[str]) -> int:
         """Passivate the resident entities whose ``kind:key`` holds any of ``fragments``
@@ -173,9 +175,6 @@ class EntityHost:
     def _exit(self) -> None:
         ray.kill(ray.get_runtime_context().current_actor, no_restart=True)
 
-    async def sweep(self) -> int:
-        return await self.host.sweep()
-
     async def stats(self) -> dict[str, Any]:
         stats = self.host.stats
         return {
@@ -186,15 +185,10 @@ class EntityHost:
             "failed_activations": dict(stats.failed_activations),
             "fenced": dict(stats.fenced),
             "moved": dict(stats.moved),
-            "mailbox": self.host.mailbox(),
-            "db_connections": self.pool.get_size() - self.pool.get_idle_size(),
-            "db_pool_size": self.pool.get_max_size(),
+            **self._gauges(),
             "gc": self._gc.view(),
             "loop_lag": {"stalls": self._stalls, "longest": self._longest_lag},
         }
-
-    async def keys(self, kind: str) -> list[str]:
-        return self.host.keys(kind)
 
     async def ping(self) -> bool:
         """The host runs and reaches PostgreSQL (health)."""
@@ -247,13 +241,17 @@ class EntityHost:
             if time.monotonic() - full_at >= FULL_EXPORT_EVERY:
                 full_at = time.monotonic()
 
-    async def _export(self, *, full: bool) -> None:
-        stats = self.host.stats
-        self._host_export.export({
+    def _gauges(self) -> dict[str, int]:
+        """metrics.HOST_GAUGES, as they are now."""
+        return {
             "mailbox": self.host.mailbox(),
             "db_connections": self.pool.get_size() - self.pool.get_idle_size(),
             "db_pool_size": self.pool.get_max_size(),
-        })  # fmt: skip
+        }
+
+    async def _export(self, *, full: bool) -> None:
+        stats = self.host.stats
+        self._host_export.export(self._gauges())
         resident = self.host.resident()
         for kind, exporter in self._kind_exports.items():
             exporter.export({
@@ -271,14 +269,13 @@ class EntityHost:
                 await asyncio.sleep(0)  # a hundred thousand entities: let calls run
             slot = self.host.slots.get(ident)
             spec = ENTITY_METRICS.get(ident[0])
-            if spec is None or slot is None or not slot.ready.done():
-                continue
-            if slot.ready.exception() is not None:
+            entity = None if slot is None or spec is None else slot.started
+            if entity is None or spec is None:
                 continue
             if ident not in self._exporters:
                 tag, gauges, counters = spec
-                self._exporters[ident] = metrics.Exporter({tag: slot.key}, gauges, counters)
-            self._exporters[ident].export(slot.ready.result().exported())  # type: ignore[attr-defined]
+                self._exporters[ident] = metrics.Exporter({tag: ident[1]}, gauges, counters)
+            self._exporters[ident].export(entity.exported())  # type: ignore[attr-defined]
         if full:
             for ident in [i for i in self._exporters if i not in self.host.slots]:
                 del self._exporters[ident]

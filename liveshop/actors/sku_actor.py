@@ -26,6 +26,7 @@ from liveshop.actors.group_commit import (
     EarlierCommitFailed,
     GroupCommit,
     OneByOne,
+    drain_and_stop,
     report_failure,
 )
 from liveshop.actors.resources import Resources
@@ -107,13 +108,7 @@ class SkuActor:
         log.info("SKU %s loaded: %s", sku, self.inventory.counts())
 
     async def stop(self) -> None:
-        """Passivated: let the commits in flight finish (their callers are waiting), then
-        stop the loops. Everything decided is in PostgreSQL once the group is idle."""
-        with contextlib.suppress(Exception):
-            await self.group.idle()
-        for task in self._tasks:
-            task.cancel()
-        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await drain_and_stop(self.group, self._tasks)
 
     def idle(self) -> bool:
         """No holds or returns pending, no deal to start or end, nothing unsaved or unsent:
@@ -125,8 +120,7 @@ class SkuActor:
             and not inventory.changes
             and not self.group.in_flight
             and not self._push_due.is_set()
-            and not inventory.reservations
-            and (inventory.deal is None or self._deal_phase() == "ended")
+            and inventory.next_due(clock.now()) is None  # no hold to lapse, no deal to come
         )
 
     def __repr__(self) -> str:

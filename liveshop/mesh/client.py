@@ -66,6 +66,9 @@ class ActorClient:
     async def actor(self, key: str) -> Any:
         """The entity's handle (``handle.method.remote(...)`` reaches it on its host)."""
         await self.check(key)  # concurrent first uses of one id share one lookup
+        return await self._placed(key)
+
+    async def _placed(self, key: str) -> EntityHandle:
         try:
             return await self.hosts.handle(self.entity, key)
         except Exception as exc:  # PostgreSQL (the directory) or the GCS did not answer
@@ -109,52 +112,45 @@ class ActorClient:
         """``item`` joins the next batch for ``actor.method``; the future has its result."""
         batcher = self._batchers.get((key, method))
         if batcher is None:
-            batcher = self._batchers[(key, method)] = Batcher(
-                lambda batch: self._call_batch(key, method, batch),
-                window=self.settings.batch_window,
-                max_batch=self._max_batch,
-                max_in_flight=self.settings.max_calls_in_flight,
+            batcher = self._batchers[(key, method)] = self._batcher(
+                method, lambda batch: self.call(key, method, batch)
             )
         return batcher.submit(item)
 
-    async def _call_batch(self, key: str, method: str, batch: list[Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            return await self.call(key, method, batch)
-        finally:
-            with contextlib.suppress(Exception):  # never instead of the call's own outcome
-                metrics.batch(self.kind.lower(), method, len(batch), time.perf_counter() - started)
+    def _batcher(self, method: str, send: Callable[[list[Any]], Awaitable[Any]]) -> Batcher[Any]:
+        async def timed(batch: list[Any]) -> Any:
+            started = time.perf_counter()
+            try:
+                return await send(batch)
+            finally:
+                with contextlib.suppress(Exception):  # never instead of the call's outcome
+                    metrics.batch(
+                        self.kind.lower(), method, len(batch), time.perf_counter() - started
+                    )
+
+        return Batcher(
+            timed,
+            window=self.settings.batch_window,
+            max_batch=self._max_batch,
+            max_in_flight=self.settings.max_calls_in_flight,
+        )
 
     async def call(self, actor_id: str, method: str, *args: Any, **kwargs: Any) -> Any:
         # ``actor_id``, not ``key``: methods take a ``key`` (idempotency) of their own.
         handle = await self.actor(actor_id)
         if method in self.host_batched and isinstance(handle, EntityHandle):
-            return await self._host_batcher(handle.host_name, method).submit(
-                (actor_id, args, kwargs)
-            )
+            host = handle.host_name
+            batcher = self._host_batchers.get((host, method))
+            if batcher is None:
+                batcher = self._host_batchers[(host, method)] = self._batcher(
+                    method, lambda items: self._call_many(host, method, items)
+                )
+            return await batcher.submit((actor_id, args, kwargs))
         return await self._await(handle, getattr(handle, method).remote(*args, **kwargs))
 
-    def _host_batcher(self, host: str, method: str) -> Batcher[Any]:
-        batcher = self._host_batchers.get((host, method))
-        if batcher is None:
-            batcher = self._host_batchers[(host, method)] = Batcher(
-                lambda items: self._call_many(host, method, items),
-                window=self.settings.batch_window,
-                max_batch=self._max_batch,
-                max_in_flight=self.settings.max_calls_in_flight,
-            )
-        return batcher
-
     async def _call_many(self, host: str, method: str, items: list[Any]) -> Any:
-        started = time.perf_counter()
-        try:
-            handle = EntityHandle(await self.hosts.host(host), host, self.entity, "*")
-            results = await self._await(
-                handle, handle.host.call_many.remote(self.entity, method, items)
-            )
-        finally:
-            with contextlib.suppress(Exception):
-                metrics.batch(self.kind.lower(), method, len(items), time.perf_counter() - started)
+        handle = await self.hosts.host(host)
+        results = await self._await(host, handle.call_many.remote(self.entity, method, items))
         if any(isinstance(r, Moved) for r in results):
             self.hosts.directory.expire()  # the directory changed: read it again
         return results
@@ -163,14 +159,13 @@ class ActorClient:
         """Like :meth:`call`, but only if the entity is resident: a push (a stock counter,
         an auction's clock) for an entity that was passivated wakes nothing, and answers
         None. It gets the state when it next loads."""
-        try:
-            handle = await self.hosts.handle(self.entity, actor_id)
-        except Exception as exc:  # the directory or the GCS did not answer
-            raise Unavailable(f"{self.kind} lookup failed, try again") from exc
+        handle = await self._placed(actor_id)
         return await self._await(handle, handle.host.tell.remote(
             self.entity, actor_id, method, args, kwargs))  # fmt: skip
 
     async def _await(self, handle: Any, ref: Any) -> Any:
+        """``ref``'s result; ``handle``: the entity's handle (or a host's name), to forget
+        its host if it died for good."""
         try:
             return await asyncio.wait_for(ref, self.settings.actor_call_timeout)
         except Moved:
@@ -180,8 +175,8 @@ class ActorClient:
             raise
         except ActorDiedError as exc:
             # Dead for good (killed without restart): the next call looks it up anew.
-            if isinstance(handle, EntityHandle):
-                self.hosts.forget(handle.host_name)
+            if isinstance(handle, EntityHandle | str):
+                self.hosts.forget(handle if isinstance(handle, str) else handle.host_name)
             log.warning("the host of %s %r died: %s", self.kind, handle, exc)
             raise Unavailable(f"{self.kind} is restarting, try again") from None
         except (RayActorError, GetTimeoutError, TimeoutError):

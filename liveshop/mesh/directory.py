@@ -33,11 +33,6 @@ class Directory:
         self._read_at = -1e18
         self._reading: asyncio.Future[Placement] | None = None
 
-    @property
-    def current(self) -> Placement | None:
-        """The placement last read (None before the first read)."""
-        return self._current
-
     def expire(self) -> None:
         """Read it again on next use (a host said an entity is placed elsewhere now)."""
         self._read_at = -1e18
@@ -66,8 +61,6 @@ class Directory:
             # Keep placing by the last directory: hosts fence what it gets wrong.
             log.warning("entity directory unreadable, keeping the last one: %r", exc)
             return self._current
-        placement = Placement.of(rows) if rows else configured(self.settings)
-        if placement != self._current:
-            self._current = placement
+        self._current = Placement.of(rows) if rows else configured(self.settings)
         self._read_at = time.monotonic()
         return self._current

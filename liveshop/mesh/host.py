@@ -74,7 +74,12 @@ class Slot:
     fence: Fence | None = None
     calls: int = 0
     used: float = field(default_factory=time.monotonic)
-    activated: float = field(default_factory=time.monotonic)
+
+    @property
+    def started(self) -> Entity | None:
+        """The entity once it started (None while activating, or if activation failed)."""
+        ready = self.ready
+        return ready.result() if ready.done() and ready.exception() is None else None
 
 
 @dataclass
@@ -94,14 +99,14 @@ class Host:
         claims: Claims,
         placement: Callable[[], Awaitable[Placement]],
         *,
-        passivate_after: float | Mapping[str, float],
+        passivate_after: float,
         never_passivate: frozenset[str] = frozenset(),
     ) -> None:
         self.name = name
         self.kinds = kinds
         self.claims = claims
         self.placement = placement
-        self._after = passivate_after
+        self.passivate_after = passivate_after
         self.never_passivate = never_passivate
         self.slots: dict[tuple[str, str], Slot] = {}
         #: Entities being stopped: a call for one waits until it is down, then activates it.
@@ -113,10 +118,6 @@ class Host:
         self._resident: Counter[str] = Counter()
         self._calls = 0
         self.stats = HostStats()
-
-    def passivate_after(self, kind: str) -> float:
-        after = self._after
-        return after if isinstance(after, float | int) else after.get(kind, float("inf"))
 
     # -- calls --------------------------------------------------------------------------------
 
@@ -166,7 +167,7 @@ class Host:
         """:meth:`call` if the entity is resident (and started), else None: pushes between
         entities never activate the entity they push to."""
         slot = self.slots.get((kind, key))
-        if slot is None or not slot.ready.done() or slot.ready.exception() is not None:
+        if slot is None or slot.started is None:
             return None
         return await self.call(kind, key, method, args, kwargs)
 
@@ -216,7 +217,7 @@ class Host:
             slot.ready.exception()  # retrieved: callers that left do not log it
             return
         self.stats.activations[slot.kind] += 1
-        slot.activated = slot.used = time.monotonic()
+        slot.used = time.monotonic()
         slot.ready.set_result(entity)
 
     # -- passivation --------------------------------------------------------------------------
@@ -237,14 +238,15 @@ class Host:
 
         async def stop() -> None:
             try:
-                if slot.ready.done() and not slot.ready.exception():
+                entity = slot.started
+                if entity is not None:
                     async with asyncio.timeout(STOP_TIMEOUT):
                         # New calls wait for the stop (the slot is gone); the calls already
                         # in the entity finish first, so none is left waiting on a loop
                         # that stopped or decides on state nobody will save.
                         while slot.calls:
                             await asyncio.sleep(DRAIN_POLL)
-                        await slot.ready.result().stop()
+                        await entity.stop()
                     self.stats.passivations[slot.kind] += 1
             except BaseException as exc:
                 log.warning("%s: %s %s did not stop cleanly: %r", self.name, slot.kind,
@@ -282,7 +284,8 @@ class Host:
         for n, slot in enumerate(list(self.slots.values())):
             if n and n % SWEEP_CHUNK == 0:
                 await asyncio.sleep(0)
-            if not slot.ready.done() or slot.ready.exception() is not None:
+            entity = slot.started
+            if entity is None:
                 continue
             moved = (
                 check and placement is not None and placement.host(slot.kind, slot.key) != self.name
@@ -295,8 +298,8 @@ class Host:
                 going.append(slot)
             elif (
                 slot.kind not in self.never_passivate
-                and now - slot.used >= self.passivate_after(slot.kind)
-                and slot.ready.result().idle()
+                and now - slot.used >= self.passivate_after
+                and entity.idle()
             ):
                 going.append(slot)
         if check and not unchecked:
@@ -334,6 +337,3 @@ class Host:
     def mailbox(self) -> int:
         """Calls accepted and not yet answered, over all entities."""
         return self._calls
-
-    def keys(self, kind: str) -> list[str]:
-        return [key for k, key in self.slots if k == kind]

@@ -13,13 +13,16 @@ import ray
 
 from liveshop.config import NAMESPACE, Settings
 from liveshop.errors import Unavailable
-from liveshop.mesh.directory import Directory, configured
+from liveshop.mesh.directory import Directory
 from liveshop.mesh.handle import EntityHandle
 from liveshop.mesh.placement import Placement
 from liveshop.storage.owners import OwnerStore
 from liveshop.storage.pool import create_pool
 
 log = logging.getLogger(__name__)
+
+#: How long a host may take to answer a health check or stats (seconds).
+HEALTH_TIMEOUT = 3.0
 
 
 def get_host(name: str) -> Any | None:
@@ -63,31 +66,27 @@ class Hosts:
         self._hosts[name] = handle
         return handle
 
-    async def existing(self, name: str) -> Any | None:
-        """The host's handle if it exists (never creates it: health and stats only look)."""
-        handle = self._hosts.get(name)
-        if handle is None:
-            handle = await asyncio.to_thread(get_host, name)
-        return handle
+    async def ask_all(self, method: str) -> dict[str, Any]:
+        """``method`` of every host in the directory, at once: its answer, or the exception
+        (a host not running or not answering within HEALTH_TIMEOUT)."""
+        names = (await self.placement()).hosts
+
+        async def one(name: str) -> Any:
+            try:
+                handle = await self.host(name)
+                return await asyncio.wait_for(getattr(handle, method).remote(), HEALTH_TIMEOUT)
+            except Exception as exc:
+                return exc
+
+        return dict(zip(names, await asyncio.gather(*(one(n) for n in names)), strict=True))
 
     async def stats(self) -> list[dict[str, Any]]:
         """Every host's stats (EntityHost.stats), or ``{"host", "error"}`` for one that does
         not answer."""
-        names = (await self.placement()).hosts
-
-        async def one(name: str) -> dict[str, Any]:
-            try:
-                handle = await self.existing(name)
-                if handle is None:
-                    return {"host": name, "error": "not running"}
-                stats: dict[str, Any] = await asyncio.wait_for(
-                    handle.stats.remote(), HEALTH_TIMEOUT
-                )
-                return stats
-            except Exception as exc:
-                return {"host": name, "error": f"{type(exc).__name__}: {exc}"}
-
-        return list(await asyncio.gather(*(one(n) for n in names)))
+        return [
+            {"host": name, "error": f"{type(r).__name__}: {r}"} if isinstance(r, Exception) else r
+            for name, r in (await self.ask_all("stats")).items()
+        ]
 
     def forget(self, name: str) -> None:
         """The host died for good (killed without restart): look it up anew next time."""
@@ -108,30 +107,15 @@ def hosts_for(settings: Settings, pool: asyncpg.Pool) -> Hosts:
     return entry[1]
 
 
-#: How long a host may take to answer a health check (seconds).
-HEALTH_TIMEOUT = 3.0
-
-
 async def down(hosts: Hosts) -> list[str]:
     """The hosts in the directory that do not answer, or cannot reach PostgreSQL (their
-    entities cannot start): what health reports instead of "ok". Every host is asked at
-    once; an unreadable directory counts as every host down."""
+    entities cannot start): what health reports instead of "ok". An unreadable directory
+    counts as every host down."""
     try:
-        names = (await hosts.placement()).hosts
+        answers = await hosts.ask_all("ping")
     except Exception:
         return ["directory"]
-
-    async def check(name: str) -> str | None:
-        try:
-            handle = await hosts.existing(name)
-            if handle is None:
-                return name
-            await asyncio.wait_for(handle.ping.remote(), HEALTH_TIMEOUT)
-            return None
-        except Exception:
-            return name
-
-    return [n for n in await asyncio.gather(*(check(n) for n in names)) if n is not None]
+    return [name for name, r in answers.items() if isinstance(r, Exception)]
 
 
 async def locate(settings: Settings, kind: str, key: str) -> str:
@@ -140,8 +124,7 @@ async def locate(settings: Settings, kind: str, key: str) -> str:
     assert settings.database_url is not None
     pool = await create_pool(settings.database_url, min_size=1, max_size=1)
     try:
-        rows = await OwnerStore(pool).hosts()
+        placement = await Directory(OwnerStore(pool), settings).placement()
     finally:
         await pool.close()
-    placement = Placement.of(rows) if rows else configured(settings)
     return placement.host(kind, key)

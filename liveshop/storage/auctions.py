@@ -17,7 +17,7 @@ from liveshop.commerce.auction import AuctionTerms, BidPlaced
 from liveshop.commerce.order import NewLine, NewOrder
 from liveshop.errors import AuctionNotFound
 from liveshop.storage.orders import insert_orders
-from liveshop.storage.owners import Fence
+from liveshop.storage.owners import Fence, check_fence, fenced_execute
 
 
 @dataclass
@@ -102,8 +102,7 @@ class AuctionStore:
     async def save_bids(self, auction_id: str, bids: list[BidPlaced], view: dict[str, Any]) -> None:
         """The bids and the price, leader and end they led to (``view``), in one go."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if self.fence is not None:
-                await self.fence.check(conn)
+            await check_fence(self.fence, conn)
             await conn.execute(
                 "INSERT INTO auction_bids (auction_id, bidder, amount, max_amount, idem_key, at) "
                 "SELECT $1, b, a, m, k, t FROM unnest($2::text[], $3::bigint[], $4::bigint[], "
@@ -131,8 +130,7 @@ class AuctionStore:
         Returns the order id (None when nothing was sold). Once: a second call returns the
         first one's order."""
         async with self.pool.acquire() as conn, conn.transaction():
-            if self.fence is not None:
-                await self.fence.check(conn)
+            await check_fence(self.fence, conn)
             row = await conn.fetchrow(
                 "SELECT ended, order_id, currency FROM auctions WHERE id = $1 FOR UPDATE",
                 auction_id,
@@ -164,12 +162,7 @@ class AuctionStore:
             "UPDATE auctions SET stock_done = stock_done OR $2, "
             "payment_done = payment_done OR $3 WHERE id = $1"
         )
-        if self.fence is None:
-            await self.pool.execute(sql, auction_id, stock_done, payment_done)
-            return
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.fence.check(conn)
-            await conn.execute(sql, auction_id, stock_done, payment_done)
+        await fenced_execute(self.pool, self.fence, sql, auction_id, stock_done, payment_done)
 
     async def bids(self, auction_id: str, *, limit: int, after: int | None) -> list[dict[str, Any]]:
         """Every accepted bid as placed (proxy answers are in the live view's history)."""

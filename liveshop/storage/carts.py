@@ -11,7 +11,7 @@ import asyncpg
 from liveshop.commerce.cart import Cart
 from liveshop.commerce.checkout import DEFAULT_SHIPPING, ShippingRule
 from liveshop.errors import InvalidRequest
-from liveshop.storage.owners import Fence
+from liveshop.storage.owners import Fence, check_fence
 
 POLICIES = ("hold", "first_paid")
 
@@ -59,8 +59,7 @@ class CartStore:
                 self.fence.verify(None)  # another host owns the cart now: Fenced
             return
         async with self.pool.acquire() as conn, conn.transaction():
-            if self.fence is not None:
-                await self.fence.check(conn)
+            await check_fence(self.fence, conn)
             await conn.execute(
                 "INSERT INTO carts (user_id, state) VALUES ($1, $2) ON CONFLICT (user_id) "
                 "DO UPDATE SET state = EXCLUDED.state, updated_at = now()",

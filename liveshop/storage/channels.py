@@ -23,7 +23,7 @@ from liveshop.rooms.room import RoomInfo
 from liveshop.rooms.router import Replay
 from liveshop.rooms.runofshow import RunOfShow
 from liveshop.rooms.schedule import Availability, Calendar, Recurrence, Show
-from liveshop.storage.owners import Fence
+from liveshop.storage.owners import Fence, check_fence, fenced_execute
 from liveshop.storage.rooms import insert_room
 
 #: Replays: ended shows with a recording from this far back, best first.
@@ -78,19 +78,6 @@ class ChannelStore:
     def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
         self.pool = pool
         self.fence = fence
-
-    async def _check(self, conn: asyncpg.Connection) -> None:
-        if self.fence is not None:
-            await self.fence.check(conn)
-
-    async def _execute(self, sql: str, *args: object) -> None:
-        """One write statement; fenced, in a transaction that checks the fence first."""
-        if self.fence is None:
-            await self.pool.execute(sql, *args)
-            return
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.fence.check(conn)
-            await conn.execute(sql, *args)
 
     # -- channels -------------------------------------------------------------------------
 
@@ -257,17 +244,19 @@ class ChannelStore:
         if conn is not None:
             await conn.execute(sql, show.show_id, show.status, show.ended_at)
         else:
-            await self._execute(sql, show.show_id, show.status, show.ended_at)
+            await fenced_execute(
+                self.pool, self.fence, sql, show.show_id, show.status, show.ended_at
+            )
 
     async def set_recording(self, show_id: str, recording: str, seconds: float) -> None:
-        await self._execute(
+        await fenced_execute(self.pool, self.fence,
             "UPDATE shows SET recording = $2, recording_seconds = $3, updated_at = now() "
             "WHERE id = $1",
             show_id, recording, seconds,
         )  # fmt: skip
 
     async def save_run(self, show_id: str, run: RunOfShow) -> None:
-        await self._execute(
+        await fenced_execute(self.pool, self.fence,
             "UPDATE shows SET run_of_show = $2, updated_at = now() WHERE id = $1",
             show_id, run.to_state(),
         )  # fmt: skip
@@ -329,7 +318,7 @@ class ChannelStore:
         ``until``; report the dates another show holds. Each occurrence gets its own room
         (``<show id>`` unless the template names one)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._check(conn)
+            await check_fence(self.fence, conn)
             row = await conn.fetchrow(
                 "SELECT * FROM show_templates WHERE id = $1 FOR UPDATE", template_id
             )
@@ -452,7 +441,7 @@ class ChannelStore:
         per follower of the show or its series; ``covers``: earlier leads it stands for (they
         were missed), recorded as sent too. Returns how many were sent now (0: before)."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._check(conn)
+            await check_fence(self.fence, conn)
             first = await conn.fetchval(
                 "INSERT INTO show_reminders (show_id, lead) VALUES ($1, $2) "
                 "ON CONFLICT DO NOTHING RETURNING 1",
@@ -489,7 +478,7 @@ class ChannelStore:
         """An emergency control, all or nothing: the override (``set_override``), the show
         it ended, and its audit entry. Returns the entry's id."""
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._check(conn)
+            await check_fence(self.fence, conn)
             if set_override:
                 await conn.execute(
                     "UPDATE channels SET override = $2 WHERE id = $1", channel_id, override
@@ -529,7 +518,7 @@ class ChannelStore:
         self, show_id: str, report: dict[str, Any], state: dict[str, Any], minute: int | None
     ) -> None:
         async with self.pool.acquire() as conn, conn.transaction():
-            await self._check(conn)
+            await check_fence(self.fence, conn)
             await conn.execute(
                 "INSERT INTO show_analytics (show_id, report, state) VALUES ($1, $2, $3) "
                 "ON CONFLICT (show_id) DO UPDATE SET report = EXCLUDED.report, "

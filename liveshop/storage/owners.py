@@ -45,6 +45,24 @@ class Fence:
             raise Fenced(f"{self.kind} {self.key} moved to another host, try again")
 
 
+async def check_fence(fence: Fence | None, conn: asyncpg.Connection) -> None:
+    """:meth:`Fence.check` when the store has a fence (an entity's store); nothing for the
+    stores of the API and gateways, which write what no entity owns."""
+    if fence is not None:
+        await fence.check(conn)
+
+
+async def fenced_execute(pool: asyncpg.Pool, fence: Fence | None, sql: str, *args: object) -> None:
+    """One write statement: as it is without a fence, else in a transaction that checks the
+    fence first."""
+    if fence is None:
+        await pool.execute(sql, *args)
+        return
+    async with pool.acquire() as conn, conn.transaction():
+        await fence.check(conn)
+        await conn.execute(sql, *args)
+
+
 class OwnerStore:
     def __init__(self, pool: asyncpg.Pool) -> None:
         self.pool = pool

@@ -28,7 +28,7 @@ from liveshop.commerce.order import NewLine, NewOrder
 from liveshop.commerce.product import Product
 from liveshop.errors import Conflict, NotFound, SkuNotFound
 from liveshop.storage.orders import insert_orders
-from liveshop.storage.owners import Fence
+from liveshop.storage.owners import Fence, fenced_execute
 
 
 class ReturnAlreadyApplied(Exception):
@@ -435,22 +435,19 @@ class SkuStore:
         return [r["room_id"] for r in rows]
 
     async def watch(self, sku: str, room_id: str) -> None:
-        await self._execute(
+        await fenced_execute(
+            self.pool,
+            self.fence,
             "INSERT INTO sku_watchers (sku, room_id) VALUES ($1, $2) ON CONFLICT DO NOTHING",
             sku,
             room_id,
         )
 
     async def unwatch(self, sku: str, room_id: str) -> None:
-        await self._execute(
-            "DELETE FROM sku_watchers WHERE sku = $1 AND room_id = $2", sku, room_id
+        await fenced_execute(
+            self.pool,
+            self.fence,
+            "DELETE FROM sku_watchers WHERE sku = $1 AND room_id = $2",
+            sku,
+            room_id,
         )
-
-    async def _execute(self, sql: str, *args: object) -> None:
-        """One write of the actor's; fenced, in a transaction that checks the fence first."""
-        if self.fence is None:
-            await self.pool.execute(sql, *args)
-            return
-        async with self.pool.acquire() as conn, conn.transaction():
-            await self.fence.check(conn)
-            await conn.execute(sql, *args)

@@ -30,7 +30,7 @@ from liveshop import clock
 from liveshop.actors.auction_actor import AuctionActor
 from liveshop.actors.cart_actor import CartActor
 from liveshop.actors.channel_actor import ChannelActor
-from liveshop.actors.host import ALWAYS_ON, KINDS
+from liveshop.actors.host import ALWAYS_ON, factories
 from liveshop.actors.resources import Resources
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
@@ -164,14 +164,6 @@ async def _placement() -> Placement:
     return Placement((HOST,))
 
 
-def _factory(cls: type[Any], res: Resources) -> Factory:
-    def make(key: str, fence: Fence) -> Entity:
-        entity: Entity = cls(key, res, fence)
-        return entity
-
-    return make
-
-
 @pytest.fixture
 async def harness(
     pool: asyncpg.Pool, postgres_url: str, redis_url: str, monkeypatch: pytest.MonkeyPatch
@@ -200,13 +192,18 @@ async def harness(
         skus=SkuClient(settings, SkuStore(pool)),
         cashier=Cashier.using(settings, pool),
     )
-    factories = {kind: _factory(cls, res) for kind, cls in KINDS.items()}
+    entity_factories = factories(res)
     owners = OwnerStore(pool)
 
     host = Host(
-        HOST, factories, owners, _placement, passivate_after=3600.0, never_passivate=ALWAYS_ON
+        HOST,
+        entity_factories,
+        owners,
+        _placement,
+        passivate_after=3600.0,
+        never_passivate=ALWAYS_ON,
     )
-    harness = Harness(host, res, owners, pool, factories)
+    harness = Harness(host, res, owners, pool, entity_factories)
     try:
         yield harness
     finally:
