@@ -74,6 +74,11 @@ class Stack:
         if address:
             info = ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
         else:
+            # Ray starts its workers at nice 15 (made for batch work: the node's own daemons
+            # stay responsive). liveshop's workers are the service (entity hosts, gateways,
+            # the API): niced, they waited behind PostgreSQL and every other process at
+            # normal priority on the machine, and cart calls' p99 doubled on two cores.
+            os.environ.setdefault("RAY_worker_niceness", "0")
             info = ray.init(
                 # "local": start our own cluster even if RAY_ADDRESS or a `ray start` says
                 # otherwise; we stop what we start, so we must not adopt someone else's.

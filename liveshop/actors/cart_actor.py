@@ -27,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import secrets
+from collections.abc import AsyncIterator
 from typing import Any
 
 from liveshop import clock
@@ -55,6 +56,7 @@ class CartActor:
     # shares every connection, client and store helper with its host.
     __slots__ = (
         "_lock",
+        "_stale",
         "cart",
         "cashier",
         "pool",
@@ -68,10 +70,12 @@ class CartActor:
         self.user_id = user_id
         self.settings = res.settings
         self.pool = res.pool
-        self.store = CartStore(self.pool, fence=fence)
+        self.store = CartStore(self.pool, fence=fence, submit=res.cart_saves.submit)
         self.skus = res.skus
         self.cashier = res.cashier
         self._lock = asyncio.Lock()
+        #: A change failed midway (its save, say): memory may hold what PostgreSQL does not.
+        self._stale = False
 
     @property
     def orders(self) -> OrderStore:
@@ -94,16 +98,33 @@ class CartActor:
         abandoned carts in PostgreSQL and wakes them: ``report_abandoned``)."""
         return not self._lock.locked()
 
+    @contextlib.asynccontextmanager
+    async def _changing(self) -> AsyncIterator[None]:
+        """One change at a time, made on what PostgreSQL has: a change that failed (its save
+        among it) marks memory stale, and the next change or view reads the cart again."""
+        async with self._lock:
+            if self._stale:
+                self.cart = await self.store.load(self.user_id)
+                self._stale = False
+            try:
+                yield
+            except BaseException:
+                self._stale = True
+                raise
+
     # -- the cart -----------------------------------------------------------------------------
 
     async def view(self) -> dict[str, Any]:
+        if self._stale:
+            async with self._changing():
+                pass
         return self.cart.view()
 
     async def add(
         self, sku: str, quantity: int, room_id: str | None, *, counted: bool = True
     ) -> dict[str, Any]:
         """``counted``: an add to cart for the room's show analytics (not a quantity change)."""
-        async with self._lock:
+        async with self._changing():
             policy, hold_seconds = await self._policy(room_id)
             creator = await self.store.room_host(room_id)
             hold = expires = None
@@ -126,12 +147,11 @@ class CartActor:
             except BaseException:
                 if hold is not None:
                     await self._release(sku, [hold])
-                self.cart = await self.store.load(self.user_id)
                 raise
             return {**self.cart.view(), "policy": policy}
 
     async def remove(self, sku: str) -> dict[str, Any]:
-        async with self._lock:
+        async with self._changing():
             line = self.cart.remove(sku, clock.now())
             await self.store.save(self.cart)
             await self._release(sku, line.holds)
@@ -141,7 +161,7 @@ class CartActor:
         """0 removes the line; otherwise the line is replaced (holds taken anew)."""
         if quantity == 0:
             return await self.remove(sku)
-        async with self._lock:
+        async with self._changing():
             line = self.cart.lines.get(sku)
             room_id = line.room_id if line is not None else None
             if line is not None and not line.holds:
@@ -183,7 +203,7 @@ class CartActor:
         pay: bool = True,
         skus: list[str] | None = None,
     ) -> dict[str, Any]:
-        async with self._lock:
+        async with self._changing():
             placed = await self.orders.checkout_order(self.user_id, key)
             if placed is not None:
                 return await self._answer(placed, key, method_id, pay, replayed=True)
@@ -315,7 +335,7 @@ class CartActor:
     async def report_abandoned(self) -> dict[str, Any]:
         """Emit ``cart_abandoned`` if the cart is abandoned now and was not reported yet
         (the API wakes passivated carts for this)."""
-        async with self._lock:
+        async with self._changing():
             if self.cart.is_abandoned(clock.now(), self.settings.cart_abandon_after):
                 event = {"lines": self.cart.view()["lines"], "since": self.cart.touched_at}
                 await self.store.save(self.cart, event=("cart_abandoned", event))

@@ -27,7 +27,7 @@ from liveshop.actors.resources import Resources
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
 from liveshop.config import Settings
-from liveshop.mesh.host import SWEEP_CHUNK, Entity, Factory, Host
+from liveshop.mesh.host import SWEEP_CHUNK, Entity, Factory, Host, ManyItem
 from liveshop.mesh.hosts import hosts_for
 from liveshop.mesh.room_client import RoomClient
 from liveshop.mesh.sku_client import SkuClient
@@ -64,6 +64,9 @@ LAG_PROBE = 0.05
 LAG_STALL = 0.02
 #: How often a host looks for entities placed on it that must run without being called.
 KEEP_RUNNING_EVERY = 10.0
+#: How often a host looks whether its frozen objects are due a full collection
+#: (gctune.LongLived: the look walks them, a few ms per million).
+RECLAIM_EVERY = 10.0
 
 
 def factories(res: Resources) -> dict[str, Factory]:
@@ -118,6 +121,7 @@ class EntityHost:
             for kind in KINDS
         }
         gctune.tune()
+        self._long_lived = gctune.LongLived()
         self._gc = gctune.Pauses()
         #: Event-loop stalls over LAG_STALL (every entity here waited that long), and the
         #: longest: the tail latency of everything the host serves.
@@ -129,6 +133,7 @@ class EntityHost:
             loop.create_task(self._export_loop()),
             loop.create_task(self._keep_running()),
             loop.create_task(self._watch_lag()),
+            loop.create_task(self._reclaim_loop()),
         ]
         log.info("%s up", name)
 
@@ -139,10 +144,8 @@ class EntityHost:
     ) -> Any:
         return await self.host.call(kind, key, method, args, kwargs)
 
-    async def call_many(
-        self, kind: str, method: str, items: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
-    ) -> list[Any]:
-        return await self.host.call_many(kind, method, items)
+    async def call_many(self, kind: str, items: list[ManyItem]) -> list[Any]:
+        return await self.host.call_many(kind, items)
 
     async def tell(
         self, kind: str, key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]
@@ -186,7 +189,7 @@ class EntityHost:
             "fenced": dict(stats.fenced),
             "moved": dict(stats.moved),
             **self._gauges(),
-            "gc": self._gc.view(),
+            "gc": {**self._gc.view(), "reclaims": self._long_lived.reclaims},
             "loop_lag": {"stalls": self._stalls, "longest": self._longest_lag},
         }
 
@@ -220,6 +223,12 @@ class EntityHost:
             except Exception as exc:
                 log.warning("%s: cannot start its clocked entities yet: %r", self.name, exc)
             await asyncio.sleep(KEEP_RUNNING_EVERY)
+
+    async def _reclaim_loop(self) -> None:
+        while True:
+            await asyncio.sleep(RECLAIM_EVERY)
+            if self._long_lived.reclaim_if_due():
+                log.info("%s: collected its long-lived objects in full", self.name)
 
     async def _watch_lag(self) -> None:
         while True:

@@ -4,15 +4,20 @@ thousand rooms would need thousands of connections."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import asyncpg
 
 from liveshop.config import Settings
+from liveshop.mesh.batcher import Batcher
 from liveshop.mesh.room_client import RoomClient
 from liveshop.mesh.sku_client import SkuClient
 from liveshop.payments.cashier import Cashier
 from liveshop.storage.broker import RedisPublisher
+from liveshop.storage.carts import CartSave, CartStore
+
+#: Cart saves one host's group commit takes at most in one statement.
+CART_SAVES_PER_COMMIT = 256
 
 
 @dataclass
@@ -25,3 +30,15 @@ class Resources:
     rooms: RoomClient
     skus: SkuClient
     cashier: Cashier
+    #: The host's group commit of cart saves: the carts saving while one statement commits
+    #: go together in the next (one round trip and one commit for a hundred shoppers, where
+    #: one each made PostgreSQL the tail of every cart change at 1,000 changes a second).
+    cart_saves: Batcher[CartSave] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.cart_saves = Batcher(
+            CartStore(self.pool).save_many,
+            window=0.0,
+            max_batch=CART_SAVES_PER_COMMIT,
+            max_in_flight=2,
+        )

@@ -61,7 +61,8 @@ class ActorClient:
         # Per entity and method: the batcher gathering its calls.
         self._batchers: dict[tuple[str, str], Batcher[Any]] = {}
         self._lookups: dict[str, asyncio.Future[None]] = {}
-        self._host_batchers: dict[tuple[str, str], Batcher[Any]] = {}
+        # Per host: the batcher gathering the quick calls (``host_batched``) bound there.
+        self._host_batchers: dict[str, Batcher[Any]] = {}
 
     async def actor(self, key: str) -> Any:
         """The entity's handle (``handle.method.remote(...)`` reaches it on its host)."""
@@ -140,17 +141,17 @@ class ActorClient:
         handle = await self.actor(actor_id)
         if method in self.host_batched and isinstance(handle, EntityHandle):
             host = handle.host_name
-            batcher = self._host_batchers.get((host, method))
+            batcher = self._host_batchers.get(host)
             if batcher is None:
-                batcher = self._host_batchers[(host, method)] = self._batcher(
-                    method, lambda items: self._call_many(host, method, items)
+                batcher = self._host_batchers[host] = self._batcher(
+                    "many", lambda items: self._call_many(host, items)
                 )
-            return await batcher.submit((actor_id, args, kwargs))
+            return await batcher.submit((actor_id, method, args, kwargs))
         return await self._await(handle, getattr(handle, method).remote(*args, **kwargs))
 
-    async def _call_many(self, host: str, method: str, items: list[Any]) -> Any:
+    async def _call_many(self, host: str, items: list[Any]) -> Any:
         handle = await self.hosts.host(host)
-        results = await self._await(host, handle.call_many.remote(self.entity, method, items))
+        results = await self._await(host, handle.call_many.remote(self.entity, items))
         if any(isinstance(r, Moved) for r in results):
             self.hosts.directory.expire()  # the directory changed: read it again
         return results

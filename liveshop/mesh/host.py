@@ -56,6 +56,8 @@ class Entity(Protocol):
 
 #: Builds an entity of one kind: (key, fence) -> entity, not yet started.
 Factory = Callable[[str, Fence], Entity]
+#: One call in a batch for a host (``call_many``): (key, method, args, kwargs).
+ManyItem = tuple[str, str, tuple[Any, ...], dict[str, Any]]
 
 
 class Moved(Unavailable):
@@ -143,14 +145,13 @@ class Host:
             if slot.fence is not None and slot.fence.lost:
                 self._lost(slot)
 
-    async def call_many(
-        self, kind: str, method: str, items: list[tuple[str, tuple[Any, ...], dict[str, Any]]]
-    ) -> list[Any]:
-        """Several entities' calls of one method at once (a client's batch for this host):
-        one result per item, an error as a value that fails that item alone. Each entity
-        still runs its own call; the batch only saves Ray calls."""
+    async def call_many(self, kind: str, items: list[ManyItem]) -> list[Any]:
+        """Several calls to entities of one kind at once (a client's batch for this host),
+        each ``(key, method, args, kwargs)``: one result per item, an error as a value that
+        fails that item alone. Each entity still runs its own call; the batch only saves
+        Ray calls."""
 
-        async def one(key: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        async def one(key: str, method: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
             try:
                 return await self.call(kind, key, method, args, kwargs)
             except LiveshopError as exc:

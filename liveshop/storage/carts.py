@@ -4,14 +4,19 @@ PostgreSQL."""
 from __future__ import annotations
 
 import json
-from typing import Any
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any, NamedTuple
 
 import asyncpg
 
 from liveshop.commerce.cart import Cart
 from liveshop.commerce.checkout import DEFAULT_SHIPPING, ShippingRule
-from liveshop.errors import InvalidRequest
+from liveshop.errors import InvalidRequest, LiveshopError, Unavailable
 from liveshop.storage.owners import Fence, check_fence
+from liveshop.storage.pool import REFUSED_DATA_ERRORS, TRANSIENT_DB_ERRORS
+
+log = logging.getLogger(__name__)
 
 POLICIES = ("hold", "first_paid")
 
@@ -27,15 +32,49 @@ ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
 RETURNING 1
 """
 
+#: Many carts saved in one statement (a host's saves gathered while its previous one
+#: committed), each only while its fence is still ours: the users written come back, and a
+#: user missing from them was claimed by another host. Owner rows are locked in one order,
+#: so two such statements never deadlock.
+_SAVE_MANY_FENCED = """
+WITH owned AS (
+    SELECT s.user_id, s.state
+    FROM unnest($1::text[], $2::jsonb[], $3::bigint[]) AS s (user_id, state, epoch)
+    JOIN entity_owners o ON o.kind = 'cart' AND o.key = s.user_id AND o.epoch = s.epoch
+    ORDER BY s.user_id
+    FOR SHARE OF o
+)
+INSERT INTO carts (user_id, state) SELECT user_id, state FROM owned
+ON CONFLICT (user_id) DO UPDATE SET state = EXCLUDED.state, updated_at = now()
+RETURNING user_id
+"""
+
+
+class CartSave(NamedTuple):
+    """One cart's state to save while its owner epoch is still ``epoch``."""
+
+    user_id: str
+    state: dict[str, Any]
+    epoch: int
+
+
+#: How a cart's save joins its host's group commit (a Batcher's ``submit``): True once
+#: saved, False if another host owns the cart now.
+SubmitSave = Callable[[CartSave], Awaitable[bool]]
+
 
 class CartStore:
     """``fence``: the cart actor's claim on the cart (storage/owners.py); set, :meth:`save`
     checks it in its transaction and raises :class:`~liveshop.storage.owners.Fenced`
     (nothing written) once another host claimed the cart."""
 
-    def __init__(self, pool: asyncpg.Pool, *, fence: Fence | None = None) -> None:
+    def __init__(
+        self, pool: asyncpg.Pool, *, fence: Fence | None = None, submit: SubmitSave | None = None
+    ) -> None:
         self.pool = pool
         self.fence = fence
+        #: The host's group commit of cart saves (``save_many``), if the cart is hosted.
+        self.submit = submit
 
     async def load(self, user_id: str) -> Cart:
         state = await self.pool.fetchval("SELECT state FROM carts WHERE user_id = $1", user_id)
@@ -51,11 +90,15 @@ class CartStore:
         """The cart, and an event about it if any, together; ``added`` = ``(room, sku,
         quantity, at)`` records an add to cart in a room for its show's analytics."""
         if event is None and added is None and self.fence is not None:
-            # The common change: one statement, fence included (one round trip, not four).
-            saved = await self.pool.fetchval(
-                _SAVE_FENCED, cart.user_id, cart.to_state(), self.fence.epoch
-            )
-            if saved is None:
+            # The common change: one fenced statement, shared with the host's other carts
+            # saving now when there is a group commit (one round trip and one commit for
+            # them all, not one each).
+            save = CartSave(cart.user_id, cart.to_state(), self.fence.epoch)
+            if self.submit is not None:
+                saved = await self.submit(save)
+            else:
+                saved = await self.pool.fetchval(_SAVE_FENCED, *save) is not None
+            if not saved:
                 self.fence.verify(None)  # another host owns the cart now: Fenced
             return
         async with self.pool.acquire() as conn, conn.transaction():
@@ -75,6 +118,37 @@ class CartStore:
                     "VALUES ($1, $2, $3, $4, $5)",
                     room_id, cart.user_id, sku, quantity, at,
                 )  # fmt: skip
+
+    async def save_many(self, saves: list[CartSave]) -> list[bool | LiveshopError]:
+        """Carts of several users in one statement and one commit (a host's group commit of
+        cart saves): per save, True once saved, False if another host owns the cart now, or
+        the error that fails that save alone. Data PostgreSQL refuses fails only the cart it
+        belongs to: the saves are then written one at a time."""
+        users = [s.user_id for s in saves]
+        if len(set(users)) < len(users):  # never, while a cart saves one change at a time
+            return [await self._save_one(s) for s in saves]
+        try:
+            rows = await self.pool.fetch(
+                _SAVE_MANY_FENCED, users, [s.state for s in saves], [s.epoch for s in saves]
+            )
+        except REFUSED_DATA_ERRORS as exc:
+            if len(saves) == 1:
+                return [_refused(saves[0], exc)]
+            return [await self._save_one(s) for s in saves]
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("cannot save %d carts: %s", len(saves), exc)
+            return [Unavailable("could not save the cart, try again")] * len(saves)
+        saved = {r["user_id"] for r in rows}
+        return [s.user_id in saved for s in saves]
+
+    async def _save_one(self, save: CartSave) -> bool | LiveshopError:
+        try:
+            return await self.pool.fetchval(_SAVE_FENCED, *save) is not None
+        except REFUSED_DATA_ERRORS as exc:
+            return _refused(save, exc)
+        except TRANSIENT_DB_ERRORS as exc:
+            log.warning("cannot save the cart of %s: %s", save.user_id, exc)
+            return Unavailable("could not save the cart, try again")
 
     async def abandonable(self, untouched_since: float, *, limit: int = 200) -> list[str]:
         """Users whose cart has lines, was not reported abandoned yet and nobody touched
@@ -151,6 +225,11 @@ class CartStore:
             rule.seller_id, rule.country, rule.base_minor, rule.per_item_minor,
             rule.free_over_minor,
         )  # fmt: skip
+
+
+def _refused(save: CartSave, exc: BaseException) -> LiveshopError:
+    log.error("PostgreSQL refused the cart of %s: %r", save.user_id, exc)
+    return InvalidRequest("this cart change cannot be stored")
 
 
 async def add_event(

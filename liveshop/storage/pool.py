@@ -44,10 +44,19 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
     await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
 
 
+async def _keep_session(conn: asyncpg.Connection) -> None:
+    """A connection going back to the pool keeps its session as it is. asyncpg's default
+    reset sends ``pg_advisory_unlock_all(); CLOSE ALL; UNLISTEN *; RESET ALL`` on every
+    release, one more round trip per query; liveshop never leaves session state on a pooled
+    connection (settings are ``SET LOCAL``, locks ``pg_advisory_xact_lock``: both end with
+    their transaction), and a transaction left open is still rolled back by asyncpg."""
+
+
 async def create_pool(url: str, *, min_size: int = 1, max_size: int = 4) -> asyncpg.Pool:
     pool = await asyncpg.create_pool(
-        url, min_size=min_size, max_size=max_size, init=_init_connection, command_timeout=10
-    )
+        url, min_size=min_size, max_size=max_size, init=_init_connection, reset=_keep_session,
+        command_timeout=10,
+    )  # fmt: skip
     assert pool is not None
     return pool
 

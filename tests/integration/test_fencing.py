@@ -17,13 +17,15 @@ from liveshop.commerce.auction import AuctionTerms, BidPlaced
 from liveshop.commerce.cart import Cart
 from liveshop.commerce.inventory import Inventory
 from liveshop.commerce.product import Product
+from liveshop.errors import InvalidRequest
+from liveshop.mesh.batcher import Batcher
 from liveshop.rooms.channel import Audit, ChannelInfo
 from liveshop.rooms.commands import Actor, Chat
 from liveshop.rooms.room import Room, RoomInfo
 from liveshop.rooms.runofshow import Cue, RunOfShow
 from liveshop.rooms.schedule import Recurrence, Show
 from liveshop.storage.auctions import AuctionStore
-from liveshop.storage.carts import CartStore
+from liveshop.storage.carts import _SAVE_MANY_FENCED, CartSave, CartStore
 from liveshop.storage.channels import ChannelStore
 from liveshop.storage.owners import Fence, Fenced, OwnerStore
 from liveshop.storage.products import ProductStore
@@ -204,6 +206,55 @@ async def test_a_cart_moved_to_another_host_refuses_its_old_owner(
     assert await pool.fetchval("SELECT count(*) FROM commerce_events") == 1
 
 
+async def test_a_hosts_group_commit_of_carts_saves_each_cart_only_while_it_owns_it(
+    pool: asyncpg.Pool, owners: OwnerStore
+) -> None:
+    """Many carts in one statement: the one another host claimed is refused alone (its old
+    owner hears Fenced, nothing of it written), the rest commit together."""
+    fences = {u: await owners.claim("cart", u, "host-a") for u in ("ann", "bob", "cy")}
+    await owners.claim("cart", "bob", "host-b")
+    statements = 0
+    store = CartStore(pool)
+
+    async def counted(saves: list[CartSave]) -> list[bool | Any]:
+        nonlocal statements
+        statements += 1
+        return await store.save_many(saves)
+
+    saves = Batcher(counted, window=0.0, max_batch=64, max_in_flight=1)
+    carts = {u: Cart(u) for u in fences}
+    for u, cart in carts.items():
+        cart.add(f"sku-{u}", 2, T0)
+    stores = {u: CartStore(pool, fence=f, submit=saves.submit) for u, f in fences.items()}
+    results = await asyncio.gather(
+        *(stores[u].save(carts[u]) for u in fences), return_exceptions=True
+    )
+    assert statements == 1
+    assert [type(r).__name__ for r in results] == ["NoneType", "Fenced", "NoneType"]
+    assert fences["bob"].lost and not fences["ann"].lost and not fences["cy"].lost
+    saved = {r["user_id"]: r["state"] for r in await pool.fetch("SELECT * FROM carts")}
+    assert set(saved) == {"ann", "cy"}
+    assert saved["ann"] == carts["ann"].to_state()
+
+
+async def test_a_cart_postgresql_refuses_fails_alone_in_its_group_commit(
+    pool: asyncpg.Pool, owners: OwnerStore
+) -> None:
+    """jsonb refuses a NUL character: that cart's save is refused with a clear error, and
+    the carts saved with it are written one at a time and commit."""
+    fences = {u: await owners.claim("cart", u, "host-a") for u in ("ann", "bob", "cy")}
+    saves = [
+        CartSave("ann", {"lines": [], "n": 1}, fences["ann"].epoch),
+        CartSave("bob", {"lines": [], "bad": "a\x00b"}, fences["bob"].epoch),
+        CartSave("cy", {"lines": [], "n": 3}, fences["cy"].epoch),
+    ]
+    results = await CartStore(pool).save_many(saves)
+    assert results[0] is True and results[2] is True
+    assert isinstance(results[1], InvalidRequest)
+    rows = await pool.fetch("SELECT user_id, state FROM carts ORDER BY user_id")
+    assert [(r["user_id"], r["state"].get("n")) for r in rows] == [("ann", 1), ("cy", 3)]
+
+
 # -- auctions ---------------------------------------------------------------------------------
 
 AUCTION_TABLES = ("auctions", "auction_bids", "orders", "order_lines")
@@ -339,25 +390,34 @@ async def _cart(pool: asyncpg.Pool, conn: asyncpg.Connection, fence: Fence) -> N
     await conn.execute("INSERT INTO carts (user_id, state) VALUES ('p1', '{}')")
 
 
-WRITES = {"sku": _sku_batch, "room": _room_tick, "cart": _cart}
+async def _carts(pool: asyncpg.Pool, conn: asyncpg.Connection, fence: Fence) -> None:
+    """A host's group commit of cart saves: the fence joined in its one statement."""
+    rows = await conn.fetch(_SAVE_MANY_FENCED, ["q0", "p1"], [{}, {}], [1, fence.epoch])
+    if "p1" not in {r["user_id"] for r in rows}:
+        fence.verify(None)
+
+
+WRITES = {"sku": _sku_batch, "room": _room_tick, "cart": _cart, "carts": _carts}
 WRITTEN = {
     "sku": "SELECT sold FROM skus WHERE id = 'p1'",
     "room": "SELECT last_offset FROM rooms WHERE id = 'p1'",
     "cart": "SELECT count(*) FROM carts WHERE user_id = 'p1'",
+    "carts": "SELECT count(*) FROM carts WHERE user_id = 'p1'",
 }
 
 
-@pytest.mark.parametrize("kind", sorted(WRITES))
+@pytest.mark.parametrize("write", sorted(WRITES))
 async def test_a_claim_waits_for_a_fenced_write_in_flight(
-    pool: asyncpg.Pool, owners: OwnerStore, kind: str
+    pool: asyncpg.Pool, owners: OwnerStore, write: str
 ) -> None:
+    kind = "cart" if write == "carts" else write
     await _sku(pool)
     await RoomStore(pool).create_room(RoomInfo("p1", "One"), epoch="e1")
     fence = await owners.claim(kind, "p1", "host-a")
     async with pool.acquire() as conn:
         tx = conn.transaction()
         await tx.start()
-        await WRITES[kind](pool, conn, fence)  # checked the fence, not committed yet
+        await WRITES[write](pool, conn, fence)  # checked the fence, not committed yet
         claim = asyncio.ensure_future(owners.claim(kind, "p1", "host-b"))
         await asyncio.sleep(0.3)
         assert not claim.done()  # waits on the owner row the write share-locked
@@ -365,11 +425,11 @@ async def test_a_claim_waits_for_a_fenced_write_in_flight(
     new_fence = await asyncio.wait_for(claim, 5)
     assert new_fence.epoch == 2 and not fence.lost
     # The new owner sees what the old one committed before the claim went through ...
-    assert await pool.fetchval(WRITTEN[kind]) == 1
+    assert await pool.fetchval(WRITTEN[write]) == 1
     # ... and nothing the old one tries after it.
     async with pool.acquire() as conn:
         with pytest.raises(Fenced):
             async with conn.transaction():
-                await WRITES[kind](pool, conn, fence)
+                await WRITES[write](pool, conn, fence)
     assert fence.lost
-    assert await pool.fetchval(WRITTEN[kind]) == 1
+    assert await pool.fetchval(WRITTEN[write]) == 1

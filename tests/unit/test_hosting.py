@@ -113,6 +113,12 @@ class Counter1:
             self.value = value
             return value
 
+    async def get(self) -> int:
+        return self.value
+
+    async def crash(self) -> None:
+        raise RuntimeError("a bug")
+
     async def _secret(self) -> None:
         raise AssertionError("never callable from outside")
 
@@ -154,6 +160,29 @@ async def test_first_calls_share_one_activation_and_writes_go_in_order() -> None
     assert sorted(results) == list(range(1, 51)) and store.values["a"] == 50
     assert log == ["start a"] and host.stats.activations["counter"] == 1
     assert host.resident() == Counter({"counter": 1})
+
+
+async def test_a_batch_of_calls_to_one_host_fails_only_its_bad_items() -> None:
+    """A client's batch for a host mixes entities and methods; each item is its own call,
+    and an error (refused, unknown, a bug) is that item's result, never the batch's."""
+    host, store, _ = _host()
+    results = await host.call_many(
+        "counter",
+        [
+            ("a", "add", (2,), {}),
+            ("b", "add", (5,), {}),
+            ("a", "get", (), {}),
+            ("missing-1", "add", (1,), {}),
+            ("b", "_secret", (), {}),
+            ("b", "crash", (), {}),
+            ("a", "add", (1,), {}),
+        ],
+    )
+    assert results[:2] == [2, 5] and results[2] in (0, 2) and results[6] == 3
+    assert [type(r).__name__ for r in results[3:6]] == [
+        "NotFound", "InvalidRequest", "InternalError"
+    ]  # fmt: skip
+    assert store.values == {"a": 3, "b": 5}
 
 
 async def test_passivation_round_trip_keeps_the_state() -> None:
