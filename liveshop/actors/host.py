@@ -27,7 +27,7 @@ from liveshop.actors.resources import Resources
 from liveshop.actors.room_actor import RoomActor
 from liveshop.actors.sku_actor import SkuActor
 from liveshop.config import Settings
-from liveshop.mesh.host import SWEEP_CHUNK, Entity, Factory, Host, ManyItem
+from liveshop.mesh.host import Entity, Factory, Host, ManyItem, Slices
 from liveshop.mesh.hosts import hosts_for
 from liveshop.mesh.room_client import RoomClient
 from liveshop.mesh.sku_client import SkuClient
@@ -273,8 +273,9 @@ class EntityHost:
         # The rooms and SKUs called since the last export; all of them now and then.
         touched = self.host.touched()
         idents = self.host.slots.keys() if full else touched
-        for n, ident in enumerate(list(idents)):
-            if n and n % SWEEP_CHUNK == 0:
+        slices = Slices()
+        for ident in list(idents):
+            if slices.due():
                 await asyncio.sleep(0)  # a hundred thousand entities: let calls run
             slot = self.host.slots.get(ident)
             spec = ENTITY_METRICS.get(ident[0])

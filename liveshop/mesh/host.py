@@ -37,8 +37,27 @@ log = logging.getLogger(__name__)
 STOP_TIMEOUT = 10.0
 #: How often a stopping entity looks whether its calls in flight are done (seconds).
 DRAIN_POLL = 0.01
-#: Entities a sweep looks at between letting calls run.
-SWEEP_CHUNK = 2000
+#: How long a pass over every entity (a sweep, a metrics export) may hold the event loop
+#: before it lets calls run (seconds): a host may hold a hundred thousand entities, and a
+#: pass counted in entities stalled calls for as long as its costliest stretch took.
+SLICE = 0.002
+
+
+class Slices:
+    """Cuts a long pass into SLICE-long stretches: ``if slices.due(): await
+    asyncio.sleep(0)`` per item."""
+
+    __slots__ = ("_since",)
+
+    def __init__(self) -> None:
+        self._since = time.perf_counter()
+
+    def due(self) -> bool:
+        now = time.perf_counter()
+        if now - self._since < SLICE:
+            return False
+        self._since = now
+        return True
 
 
 class Entity(Protocol):
@@ -272,7 +291,7 @@ class Host:
 
         A host may hold a hundred thousand entities: placements are checked again only when
         the directory changed since the last sweep that checked them all, and the loop lets
-        calls run every SWEEP_CHUNK entities."""
+        calls run every SLICE."""
         now = time.monotonic()
         try:
             placement: Placement | None = await self.placement()
@@ -282,8 +301,9 @@ class Host:
         check = placement is not None and placement != self._checked
         unchecked = False  # a moved entity busy now: check them all again next time
         going: list[Slot] = []
-        for n, slot in enumerate(list(self.slots.values())):
-            if n and n % SWEEP_CHUNK == 0:
+        slices = Slices()
+        for slot in list(self.slots.values()):
+            if slices.due():
                 await asyncio.sleep(0)
             entity = slot.started
             if entity is None:
