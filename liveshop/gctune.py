@@ -25,7 +25,7 @@ YOUNG = 50_000
 RECLAIM_GROWTH = 2.0
 RECLAIM_FLOOR = 1_000_000
 #: An entity host's young threshold: lower than a gateway's, so a middle collection (of at
-#: most twice this many objects) stays a few milliseconds.
+#: most three times this many objects) stays a few milliseconds.
 HOST_YOUNG = 20_000
 
 
@@ -44,10 +44,10 @@ class LongLived:
     about 700,000 tracked objects), and CPython walks all of it in every middle and full
     collection: measured, a 280 ms middle collection in a host holding 55,000 carts, with
     every call to every entity of the host waiting behind it. Here, objects that survived a
-    young and then a middle collection (every second young one) are frozen instead
-    (``gc.freeze``: no collection walks them again; reference counting still frees them),
-    so a collection walks only the young (at most ``2 * HOST_YOUNG`` objects): milliseconds,
-    however many entities are resident.
+    young and then a middle collection (every third collection is a middle one) are frozen
+    instead (``gc.freeze``: no collection walks them again; reference counting still frees
+    them), so a collection walks only the young (at most ``3 * HOST_YOUNG`` objects):
+    milliseconds, however many entities are resident.
 
     The price: garbage in *cycles* among frozen objects (a passivated entity whose objects
     refer to each other) is found only when the frozen set is collected in full, which

@@ -65,7 +65,7 @@ LAG_STALL = 0.02
 #: How often a host looks for entities placed on it that must run without being called.
 KEEP_RUNNING_EVERY = 10.0
 #: How often a host looks whether its frozen objects are due a full collection
-#: (gctune.LongLived: the look walks them, a few ms per million).
+#: (gctune.LongLived: the look reads the allocator's block count, ~1 ms).
 RECLAIM_EVERY = 10.0
 
 
