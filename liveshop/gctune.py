@@ -14,19 +14,25 @@ start-up (Ray, Serve, pydantic models, our modules) are frozen out of every coll
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import logging
 import sys
 import time
 
+log = logging.getLogger(__name__)
+
 #: Young-generation threshold: allocations minus deallocations between young collections.
 YOUNG = 50_000
-#: An entity host collects its frozen objects in full once its heap (memory blocks in use)
-#: grew this much since the last time, and is at least RECLAIM_FLOOR blocks: see LongLived.
+#: An entity host's collections run on a clock (see LongLived): a young one every TICK
+#: seconds, a middle one every MIDDLE_EVERY ticks; its frozen objects are collected in full
+#: once its heap (memory blocks in use) grew RECLAIM_GROWTH times since the last time and
+#: is at least RECLAIM_FLOOR blocks, looked at every RECLAIM_EVERY seconds.
+TICK = 0.1
+MIDDLE_EVERY = 5
 RECLAIM_GROWTH = 2.0
 RECLAIM_FLOOR = 1_000_000
-#: An entity host's young threshold: lower than a gateway's, so a middle collection (of at
-#: most three times this many objects) stays a few milliseconds.
-HOST_YOUNG = 20_000
+RECLAIM_EVERY = 10.0
 
 
 def tune() -> None:
@@ -38,35 +44,46 @@ def tune() -> None:
 
 
 class LongLived:
-    """An entity host's collector: what survives a young and a middle collection is frozen.
+    """An entity host's collector: collections on a clock, and what survives a young and a
+    middle collection frozen.
 
     A host's heap is mostly entities living minutes to hours (100,000 resident carts are
-    about 700,000 tracked objects), and CPython walks all of it in every middle and full
-    collection: measured, a 280 ms middle collection in a host holding 55,000 carts, with
-    every call to every entity of the host waiting behind it. Here, objects that survived a
-    young and then a middle collection (every third collection is a middle one) are frozen
-    instead (``gc.freeze``: no collection walks them again; reference counting still frees
-    them), so a collection walks only the young (at most ``3 * HOST_YOUNG`` objects):
-    milliseconds, however many entities are resident.
+    about 700,000 tracked objects). Measured in a host of 55,000 carts: CPython's middle
+    collections walked its freshly activated carts (280 ms), and its young ones, set off by
+    allocations *minus deallocations*, found 10,000-90,000 young objects each (old objects
+    dying hold the count back), each costing 0.5-1 µs in a heap that size (their references
+    into it miss the caches): 10-45 ms of CPU, 20-90 ms of wall time, every entity of the host
+    waiting.
+
+    So a host collects on a clock instead (:meth:`run`, in its event loop): a young
+    collection every TICK finds what a tenth of a second left (a few hundred objects, well
+    under a millisecond), a middle one every MIDDLE_EVERY ticks, and what survives that is
+    frozen (``gc.freeze``: no collection walks it again; reference counting still frees
+    it). CPython's own collections stay, at gateway thresholds, for a burst between ticks.
 
     The price: garbage in *cycles* among frozen objects (a passivated entity whose objects
-    refer to each other) is found only when the frozen set is collected in full, which
-    :meth:`reclaim_if_due` does once the heap doubled since the last time (the host grew,
-    or that much garbage built up): as rare as CPython's own full collections, and memory
-    within about twice what is alive. The heap is measured in memory blocks in use
-    (``sys.getallocatedblocks``: ~1 ms), not by counting frozen objects, which walks them
-    all (~150 ms in a host of 50,000 carts: a stall of its own).
+    refer to each other) is found only when the frozen set is collected in full, once the
+    heap doubled since the last time (the host grew, or that much garbage built up): as rare
+    as CPython's own full collections, and memory within about twice what is alive. The heap
+    is measured in memory blocks in use (``sys.getallocatedblocks``: ~1 ms), not by counting
+    frozen objects, which walks them all (~150 ms in a host of 50,000 carts).
     """
 
     def __init__(self) -> None:
-        gc.set_threshold(HOST_YOUNG, 1, gc.get_threshold()[2])
+        gc.set_threshold(YOUNG, 1, gc.get_threshold()[2])
         self.reclaims = 0
+        self._ticks = 0
         self._baseline = max(sys.getallocatedblocks(), RECLAIM_FLOOR)
         gc.callbacks.append(self._callback)
 
     def _callback(self, phase: str, info: dict[str, int]) -> None:
         if phase == "stop" and info.get("generation", 0) >= 1:
             gc.freeze()
+
+    def tick(self) -> None:
+        """A young collection, or every MIDDLE_EVERY ticks a middle one."""
+        self._ticks += 1
+        gc.collect(1 if self._ticks % MIDDLE_EVERY == 0 else 0)
 
     def reclaim_if_due(self) -> bool:
         """Collect the frozen objects in full if the heap doubled since the last time."""
@@ -78,6 +95,18 @@ class LongLived:
         self._baseline = max(sys.getallocatedblocks(), RECLAIM_FLOOR)
         self.reclaims += 1
         return True
+
+    async def run(self) -> None:
+        """The clock: a task of the host's event loop, for as long as the host lives."""
+        since_reclaim = 0.0
+        while True:
+            await asyncio.sleep(TICK)
+            self.tick()
+            since_reclaim += TICK
+            if since_reclaim >= RECLAIM_EVERY:
+                since_reclaim = 0.0
+                if self.reclaim_if_due():
+                    log.info("collected the long-lived objects in full (heap doubled)")
 
 
 class Pauses:

@@ -64,9 +64,6 @@ LAG_PROBE = 0.05
 LAG_STALL = 0.02
 #: How often a host looks for entities placed on it that must run without being called.
 KEEP_RUNNING_EVERY = 10.0
-#: How often a host looks whether its frozen objects are due a full collection
-#: (gctune.LongLived: the look reads the allocator's block count, ~1 ms).
-RECLAIM_EVERY = 10.0
 
 
 def factories(res: Resources) -> dict[str, Factory]:
@@ -133,7 +130,7 @@ class EntityHost:
             loop.create_task(self._export_loop()),
             loop.create_task(self._keep_running()),
             loop.create_task(self._watch_lag()),
-            loop.create_task(self._reclaim_loop()),
+            loop.create_task(self._long_lived.run()),
         ]
         log.info("%s up", name)
 
@@ -224,12 +221,6 @@ class EntityHost:
                 log.warning("%s: cannot start its clocked entities yet: %r", self.name, exc)
             await asyncio.sleep(KEEP_RUNNING_EVERY)
 
-    async def _reclaim_loop(self) -> None:
-        while True:
-            await asyncio.sleep(RECLAIM_EVERY)
-            if self._long_lived.reclaim_if_due():
-                log.info("%s: collected its long-lived objects in full", self.name)
-
     async def _watch_lag(self) -> None:
         while True:
             started = time.monotonic()
@@ -270,9 +261,10 @@ class EntityHost:
                 "failed_activations": stats.failed_activations[kind],
                 "fenced": stats.fenced[kind],
             })  # fmt: skip
-        # The rooms and SKUs called since the last export; all of them now and then.
+        # The rooms and SKUs called since the last export; all of them now and then (every
+        # resident one was called, or activated by the host, once: it has an exporter).
         touched = self.host.touched()
-        idents = self.host.slots.keys() if full else touched
+        idents = {*self._exporters, *touched} if full else touched
         slices = Slices()
         for ident in list(idents):
             if slices.due():

@@ -8,7 +8,7 @@ checkout takes what is still there.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from liveshop.errors import CartItemNotFound, InvalidRequest
@@ -28,6 +28,15 @@ class CartLine:
     #: The SKU reservations holding its units (hold policy), with when they lapse.
     holds: list[str] = field(default_factory=list)
     hold_expires_at: float | None = None
+
+    def to_wire(self) -> dict[str, Any]:
+        """Every field, as ``dataclasses.asdict`` would give them (several times faster: a
+        cart is viewed and saved on every change)."""
+        return {
+            "sku": self.sku, "quantity": self.quantity, "added_at": self.added_at,
+            "room_id": self.room_id, "creator_id": self.creator_id, "holds": list(self.holds),
+            "hold_expires_at": self.hold_expires_at,
+        }  # fmt: skip
 
 
 @dataclass
@@ -102,7 +111,7 @@ class Cart:
     def view(self) -> dict[str, Any]:
         return {
             "user_id": self.user_id,
-            "lines": [asdict(line) for line in self.lines.values()],
+            "lines": [line.to_wire() for line in self.lines.values()],
             "units": sum(line.quantity for line in self.lines.values()),
             "touched_at": self.touched_at,
         }

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from liveshop.commerce.cart import MAX_LINE_QUANTITY, MAX_LINES, Cart
+from liveshop.commerce.cart import MAX_LINE_QUANTITY, MAX_LINES, Cart, CartLine
 from liveshop.commerce.checkout import (
     QuoteLine,
     ShippingRule,
@@ -160,3 +160,27 @@ def test_setting_a_quantity_keeps_the_line_and_its_origin_or_refuses(
         assert cart.touched_at == float(n) and not cart.abandoned
     with pytest.raises(CartItemNotFound):
         cart.set_quantity("sku-2", 1, 99.0)
+
+
+_text = st.text(max_size=12)
+_maybe_text = st.none() | _text
+
+
+@given(
+    st.builds(
+        CartLine,
+        sku=_text,
+        quantity=st.integers(1, MAX_LINE_QUANTITY),
+        added_at=st.floats(allow_nan=False),
+        room_id=_maybe_text,
+        creator_id=_maybe_text,
+        holds=st.lists(_text, max_size=3),
+        hold_expires_at=st.none() | st.floats(allow_nan=False),
+    )
+)
+def test_a_line_on_the_wire_is_every_field_of_it(line: CartLine) -> None:
+    """What a cart shows and saves per line (CartLine.to_wire) is every field, as asdict
+    gives them, with its own copy of the holds."""
+    wire = line.to_wire()
+    assert wire == dataclasses.asdict(line)
+    assert wire["holds"] is not line.holds

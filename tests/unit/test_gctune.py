@@ -1,6 +1,6 @@
-"""The entity host's collector (liveshop/gctune.py LongLived): long-lived objects are frozen
-out of every later collection, and garbage in cycles among them is still reclaimed once the
-heap doubled."""
+"""The entity host's collector (liveshop/gctune.py LongLived): collections on a clock,
+long-lived objects frozen out of every later one, and garbage in cycles among them still
+reclaimed once the heap doubled."""
 
 from __future__ import annotations
 
@@ -37,12 +37,15 @@ def collector() -> Iterator[gctune.LongLived]:
         gc.collect()
 
 
-def test_survivors_are_frozen_so_collections_walk_only_the_young(
+def test_collections_on_the_clock_freeze_what_survives_a_middle_one(
     collector: gctune.LongLived,
 ) -> None:
     frozen = gc.get_freeze_count()
-    entities = [Node() for _ in range(3 * gctune.HOST_YOUNG)]  # young collections meanwhile
-    gc.collect(1)  # a middle collection: what survived it is frozen
+    entities = [Node() for _ in range(10_000)]
+    collector.tick()  # a young collection: they survive it, into the middle generation
+    assert len(gc.get_objects(0)) < 1_000 and gc.get_freeze_count() < frozen + len(entities)
+    for _ in range(gctune.MIDDLE_EVERY - 1):
+        collector.tick()  # ... the last a middle one: what survives it is frozen
     assert gc.get_freeze_count() >= frozen + len(entities)
     assert sum(len(gc.get_objects(g)) for g in range(3)) < 1_000  # nothing old to walk
     assert not collector.reclaim_if_due()  # the heap grew, but not to twice its size

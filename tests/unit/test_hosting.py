@@ -195,6 +195,35 @@ async def test_passivation_round_trip_keeps_the_state() -> None:
     assert host.stats.passivations["counter"] == 2 and host.stats.activations["counter"] == 3
 
 
+async def test_a_sweep_looks_only_at_what_was_not_used_lately() -> None:
+    host, _, log = _host(after=60.0)
+    for key in ("a", "b", "c", "d"):
+        await _add(host, key, 1)
+    await _add(host, "a", 1)  # used last: the slots are in the order of their last use
+    assert [k for _, k in host.slots] == ["b", "c", "d", "a"]
+    assert await host.sweep() == 0  # the first one checks every placement once
+    host.slots[("counter", "b")].used -= 120  # two minutes without a call
+    host.slots[("counter", "d")].used -= 120  # ... but after c, used since: not looked at
+    assert await host.sweep() == 1 and log[-1] == "stop b"
+    assert [k for _, k in host.slots] == ["c", "d", "a"]
+    # The directory changed: every resident entity is looked at, wherever it is (d, not
+    # used lately, goes too; so does whatever the new directory places elsewhere).
+    moved = next(
+        p
+        for n in range(1, 50)
+        if any((p := Placement(("host:0", f"host:{n}"))).host("counter", k) != "host:0"
+               for k in "ca")
+    )  # fmt: skip
+    going = {"d"} | {k for _, k in host.slots if moved.host("counter", k) != "host:0"}
+
+    async def elsewhere() -> Placement:
+        return moved
+
+    host.placement = elsewhere
+    assert await host.sweep() == len(going)
+    assert {k for _, k in host.slots} == {"c", "a"} - going
+
+
 async def test_busy_or_recent_entities_stay_and_always_on_kinds_never_idle_out() -> None:
     host, _, _ = _host(after=3600.0)
     await _add(host, "a", 1)
