@@ -269,10 +269,9 @@ class EntityHost:
         for ident in list(idents):
             if slices.due():
                 await asyncio.sleep(0)  # a hundred thousand entities: let calls run
-            slot = self.host.slots.get(ident)
             spec = ENTITY_METRICS.get(ident[0])
-            entity = None if slot is None or spec is None else slot.started
-            if entity is None or spec is None:
+            slot = self.host.slots.get(ident)
+            if spec is None or slot is None or (entity := slot.started) is None:
                 continue
             if ident not in self._exporters:
                 tag, gauges, counters = spec

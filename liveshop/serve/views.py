@@ -155,6 +155,18 @@ class SkuAudit(Out):
     problems: list[str]
 
 
+class Collector(Out):
+    count: list[int] = Field(default_factory=list, description="collections, by generation")
+    seconds: list[float] = Field(default_factory=list, description="their pauses in all")
+    longest: list[float] = Field(default_factory=list, description="the longest pause")
+    reclaims: int = Field(0, description="full collections of the frozen long-lived objects")
+
+
+class LoopLag(Out):
+    stalls: int = Field(0, description="times the host's event loop stalled 20 ms or more")
+    longest: float = Field(0.0, description="the longest stall, seconds")
+
+
 class HostOut(Out):
     host: str
     error: str | None = Field(None, description="set when the host did not answer")
@@ -167,11 +179,8 @@ class HostOut(Out):
     mailbox: int = Field(0, description="calls accepted and not yet answered")
     db_connections: int = Field(0, description="connections in use of the host's pool")
     db_pool_size: int = 0
-
-
-class LoopLag(Out):
-    stalls: int = Field(0, description="times the host's event loop stalled 20 ms or more")
-    longest: float = Field(0.0, description="the longest stall, seconds")
+    gc: Collector | None = Field(None, description="the host's garbage collector")
+    loop_lag: LoopLag | None = None
 
 
 class HostsOut(Out):

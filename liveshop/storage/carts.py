@@ -73,8 +73,9 @@ class CartStore:
     ) -> None:
         self.pool = pool
         self.fence = fence
-        #: The host's group commit of cart saves (``save_many``), if the cart is hosted.
-        self.submit = submit
+        #: How a fenced save is written: the host's group commit of cart saves
+        #: (``save_many``) when the cart is hosted, else a statement of its own.
+        self.submit = submit or self._save_alone
 
     async def load(self, user_id: str) -> Cart:
         state = await self.pool.fetchval("SELECT state FROM carts WHERE user_id = $1", user_id)
@@ -93,12 +94,7 @@ class CartStore:
             # The common change: one fenced statement, shared with the host's other carts
             # saving now when there is a group commit (one round trip and one commit for
             # them all, not one each).
-            save = CartSave(cart.user_id, cart.to_state(), self.fence.epoch)
-            if self.submit is not None:
-                saved = await self.submit(save)
-            else:
-                saved = await self.pool.fetchval(_SAVE_FENCED, *save) is not None
-            if not saved:
+            if not await self.submit(CartSave(cart.user_id, cart.to_state(), self.fence.epoch)):
                 self.fence.verify(None)  # another host owns the cart now: Fenced
             return
         async with self.pool.acquire() as conn, conn.transaction():
@@ -141,9 +137,13 @@ class CartStore:
         saved = {r["user_id"] for r in rows}
         return [s.user_id in saved for s in saves]
 
+    async def _save_alone(self, save: CartSave) -> bool:
+        """One cart in a statement of its own: False if another host owns it now."""
+        return await self.pool.fetchval(_SAVE_FENCED, *save) is not None
+
     async def _save_one(self, save: CartSave) -> bool | LiveshopError:
         try:
-            return await self.pool.fetchval(_SAVE_FENCED, *save) is not None
+            return await self._save_alone(save)
         except REFUSED_DATA_ERRORS as exc:
             return _refused(save, exc)
         except TRANSIENT_DB_ERRORS as exc:

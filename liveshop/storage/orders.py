@@ -245,12 +245,7 @@ class OrderStore:
     ) -> dict[str, Any]:
         """Move the order to ``target`` if its current status allows it."""
         async with self.pool.acquire() as conn, conn.transaction():
-            return await self._transition(conn, order_id, target, by=by, note=note)
-
-    async def _transition(
-        self, conn: asyncpg.Connection, order_id: str, target: str, *, by: str, note: str
-    ) -> dict[str, Any]:
-        return await move_order(conn, order_id, target, by=by, note=note)
+            return await move_order(conn, order_id, target, by=by, note=note)
 
     async def cancel(self, order_id: str, *, by: str, note: str = "") -> tuple[dict[str, Any], str]:
         """Cancel a pending or paid order and owe its units back to their SKUs. Returns the
@@ -261,7 +256,7 @@ class OrderStore:
             )
             if before is None:
                 raise OrderNotFound(f"no order {order_id!r}")
-            order = await self._transition(conn, order_id, "cancelled", by=by, note=note)
+            order = await move_order(conn, order_id, "cancelled", by=by, note=note)
             # Only sold units come back; units still on a hold are released instead
             # (Commerce.settle_holds), never counted twice.
             await conn.execute(
@@ -342,9 +337,9 @@ class OrderStore:
                 [(shipment_id, item.line, item.quantity) for item in lines],
             )
             if status == "paid":
-                await self._transition(conn, order_id, "fulfilled", by=by, note="shipping")
+                await move_order(conn, order_id, "fulfilled", by=by, note="shipping")
             if complete:
-                await self._transition(conn, order_id, "shipped", by=by, note="")
+                await move_order(conn, order_id, "shipped", by=by, note="")
         return await self.get(order_id)
 
     # -- checkout -----------------------------------------------------------------------------
